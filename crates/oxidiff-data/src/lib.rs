@@ -1,0 +1,26 @@
+//! Data for oxidiff: the embedded 8×8 digits and folders of PNG/JPEG images, loaded into memory
+//! as `[N, C, H, W]` values in [-1, 1]; a seeded, resumable epoch order; sample-grid PNGs.
+//!
+//! ```no_run
+//! use oxidiff_data::{DataConfig, EpochSampler, load_dataset};
+//! use burn::tensor::Device;
+//!
+//! let data = load_dataset(&DataConfig::default(), 8, 1)?; // the digits, 8×8 grayscale
+//! let sampler = EpochSampler::new(data.len(), 64, 42);
+//! let batch = data.batch(&sampler.batch_indices(0), &Device::flex()); // [64, 1, 8, 8]
+//! # Ok::<(), oxidiff_data::DataError>(())
+//! ```
+
+pub mod config;
+pub mod dataset;
+pub mod digits;
+mod error;
+pub mod folder;
+pub mod grid;
+mod transform;
+
+pub use config::{ColorMode, DataConfig, DataSource};
+pub use dataset::{Dataset, EpochSampler, load_dataset};
+pub use digits::load_digits;
+pub use error::DataError;
+pub use grid::{save_grid, tensor_to_grid_image};

@@ -1,0 +1,22 @@
+//! Samplers: functions that turn noise into data by calling a [`crate::Denoiser`] once per step.
+//! One file per sampler family.
+//!
+//! Samplers never record gradients themselves: pass a model and a starting tensor that live on a
+//! device without autodiff (or a model in inference mode) to keep memory flat over many steps.
+
+mod ddim;
+mod ddpm;
+
+pub use ddim::{ddim_step, sample_ddim};
+pub use ddpm::{ddpm_step, sample_ddpm};
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// The timestep tensor a [`crate::Denoiser`] receives: `t` for every batch item.
+///
+/// # Shapes
+///
+/// - returns `[batch]`
+fn timestep_tensor(t: usize, batch: usize, device: &Device) -> Tensor<1> {
+    Tensor::from_data(TensorData::new(vec![t as f32; batch], [batch]), device)
+}

@@ -1,0 +1,224 @@
+//! Buildable descriptions of the networks: [`UNetConfig`] (every architectural choice, resolved)
+//! and [`ModelConfig`] (the `[model]` section of a run: a preset plus optional overrides).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ModelError;
+use crate::presets::Preset;
+
+/// How the timestep embedding enters a residual block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeInjection {
+    /// DDPM: `h = h + Linear(SiLU(emb))` after the first convolution.
+    Add,
+    /// ADM ("use_scale_shift_norm"): `h = GN(h)·(1 + scale) + shift` before the second convolution.
+    ScaleShift,
+}
+
+/// Everything needed to build a [`crate::UNet`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UNetConfig {
+    /// Height and width of the (square) images.
+    pub image_size: usize,
+    /// Channels of the input images.
+    pub in_channels: usize,
+    /// Channels of the network output (the prediction target).
+    pub out_channels: usize,
+    /// Base channel count; level `i` has `model_channels * channel_mult[i]`.
+    pub model_channels: usize,
+    /// Channel multiplier per resolution level; each level but the last halves the resolution.
+    pub channel_mult: Vec<usize>,
+    /// Residual blocks per level on the way down (the way up has one more).
+    pub num_res_blocks: usize,
+    /// Resolutions (in pixels, e.g. 16) at which self-attention follows each residual block.
+    pub attention_resolutions: Vec<usize>,
+    /// Attention heads; channels must divide evenly among them.
+    pub num_heads: usize,
+    /// Dropout probability inside the residual blocks.
+    pub dropout: f64,
+    /// Groups of every GroupNorm.
+    pub norm_groups: usize,
+    /// Width of the timestep embedding MLP (ADM uses 4 × model_channels).
+    pub time_embed_dim: usize,
+    /// How the timestep embedding enters the residual blocks.
+    pub time_injection: TimeInjection,
+    /// Number of classes for a class-conditional model (`None`: unconditional).
+    pub num_classes: Option<usize>,
+}
+
+impl UNetConfig {
+    /// Number of resolution levels.
+    pub fn num_levels(&self) -> usize {
+        self.channel_mult.len()
+    }
+
+    /// Checks that a network can be built from this configuration.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let positive = [
+            ("image_size", self.image_size),
+            ("in_channels", self.in_channels),
+            ("out_channels", self.out_channels),
+            ("model_channels", self.model_channels),
+            ("num_res_blocks", self.num_res_blocks),
+            ("num_heads", self.num_heads),
+            ("norm_groups", self.norm_groups),
+            ("time_embed_dim", self.time_embed_dim),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ModelError::invalid(key, "must be at least 1, got 0"));
+            }
+        }
+        if self.channel_mult.is_empty() || self.channel_mult.contains(&0) {
+            return Err(ModelError::invalid(
+                "channel_mult",
+                format!(
+                    "must be a non-empty list of positive multipliers, got {:?}",
+                    self.channel_mult
+                ),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(ModelError::invalid(
+                "dropout",
+                format!("must be in [0, 1), got {}", self.dropout),
+            ));
+        }
+        let downsamples = self.num_levels() - 1;
+        if downsamples >= usize::BITS as usize || self.image_size % (1 << downsamples) != 0 {
+            return Err(ModelError::invalid(
+                "image_size",
+                format!(
+                    "{} cannot be halved {} times (one per level after the first of channel_mult {:?})",
+                    self.image_size, downsamples, self.channel_mult
+                ),
+            ));
+        }
+        for &mult in &self.channel_mult {
+            let channels = self.model_channels * mult;
+            if channels % self.norm_groups != 0 {
+                return Err(ModelError::invalid(
+                    "norm_groups",
+                    format!(
+                        "{} does not divide the {channels} channels of a level",
+                        self.norm_groups
+                    ),
+                ));
+            }
+            if channels % self.num_heads != 0 {
+                return Err(ModelError::invalid(
+                    "num_heads",
+                    format!(
+                        "{} does not divide the {channels} channels of a level",
+                        self.num_heads
+                    ),
+                ));
+            }
+        }
+        let level_resolutions: Vec<usize> = (0..self.num_levels())
+            .map(|level| self.image_size >> level)
+            .collect();
+        for resolution in &self.attention_resolutions {
+            if !level_resolutions.contains(resolution) {
+                return Err(ModelError::invalid(
+                    "attention_resolutions",
+                    format!(
+                        "{resolution} is not one of the network's resolutions {level_resolutions:?}"
+                    ),
+                ));
+            }
+        }
+        if self.num_classes == Some(0) {
+            return Err(ModelError::invalid(
+                "num_classes",
+                "must be at least 1 when set (leave it out for an unconditional model)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `[model]` section of a run configuration: a preset, and any field of [`UNetConfig`]
+/// overridden on top of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Starting architecture: `tiny`, `small` or `ddpm-cifar10`.
+    pub preset: Preset,
+    pub image_size: Option<usize>,
+    pub in_channels: Option<usize>,
+    pub model_channels: Option<usize>,
+    pub channel_mult: Option<Vec<usize>>,
+    pub num_res_blocks: Option<usize>,
+    pub attention_resolutions: Option<Vec<usize>>,
+    pub num_heads: Option<usize>,
+    pub dropout: Option<f64>,
+    pub norm_groups: Option<usize>,
+    pub time_injection: Option<TimeInjection>,
+    pub num_classes: Option<usize>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            preset: Preset::Tiny,
+            image_size: None,
+            in_channels: None,
+            model_channels: None,
+            channel_mult: None,
+            num_res_blocks: None,
+            attention_resolutions: None,
+            num_heads: None,
+            dropout: None,
+            norm_groups: None,
+            time_injection: None,
+            num_classes: None,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The preset with the overrides applied, validated.
+    pub fn resolve(&self) -> Result<UNetConfig, ModelError> {
+        let mut config = self.preset.config();
+        if let Some(v) = self.image_size {
+            config.image_size = v;
+        }
+        if let Some(v) = self.in_channels {
+            config.in_channels = v;
+            config.out_channels = v;
+        }
+        if let Some(v) = self.model_channels {
+            config.model_channels = v;
+            config.time_embed_dim = 4 * v;
+        }
+        if let Some(v) = &self.channel_mult {
+            config.channel_mult = v.clone();
+        }
+        if let Some(v) = self.num_res_blocks {
+            config.num_res_blocks = v;
+        }
+        if let Some(v) = &self.attention_resolutions {
+            config.attention_resolutions = v.clone();
+        }
+        if let Some(v) = self.num_heads {
+            config.num_heads = v;
+        }
+        if let Some(v) = self.dropout {
+            config.dropout = v;
+        }
+        if let Some(v) = self.norm_groups {
+            config.norm_groups = v;
+        }
+        if let Some(v) = self.time_injection {
+            config.time_injection = v;
+        }
+        if self.num_classes.is_some() {
+            config.num_classes = self.num_classes;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,11 @@
+//! Networks for oxidiff: the ADM-style UNet and its presets.
+
+pub mod config;
+mod error;
+pub mod presets;
+pub mod unet;
+
+pub use config::{ModelConfig, TimeInjection, UNetConfig};
+pub use error::ModelError;
+pub use presets::Preset;
+pub use unet::UNet;

@@ -1,0 +1,13 @@
+//! The ADM-style UNet (Ho et al. 2020; Dhariwal & Nichol 2021), one concern per file.
+
+mod attention;
+mod embeddings;
+mod model;
+mod resample;
+mod resblock;
+
+pub use attention::AttentionBlock;
+pub use embeddings::{TimeEmbedding, timestep_embedding};
+pub use model::{DownLevel, ResAttn, UNet, UpLevel};
+pub use resample::{Downsample, Upsample};
+pub use resblock::ResBlock;

@@ -1,0 +1,315 @@
+//! The run configuration: one TOML file with `seed` and the sections `[data]`, `[model]`,
+//! `[diffusion]`, `[train]` and `[sample]`, validated once at load time.
+
+use std::path::Path;
+
+use oxidiff_data::DataConfig;
+use oxidiff_diffusion::DiffusionConfig;
+use oxidiff_models::ModelConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::TrainError;
+
+/// Which optimiser updates the weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// Adam with L2 weight decay added to the gradient (Kingma & Ba 2015).
+    Adam,
+    /// Adam with decoupled weight decay (Loshchilov & Hutter 2019).
+    #[serde(rename = "adamw")]
+    AdamW,
+    /// RMSprop (Hinton 2012), with optional momentum.
+    #[serde(rename = "rmsprop")]
+    RmsProp,
+    /// Stochastic gradient descent with momentum (Nesterov when `nesterov = true`).
+    Sgd,
+}
+
+/// How the learning rate moves after the linear warm-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrSchedule {
+    /// `lr` throughout.
+    Constant,
+    /// Half-cosine from `lr` to `min_lr` over the steps after warm-up.
+    Cosine,
+    /// Straight line from `lr` to `min_lr` over the steps after warm-up.
+    Linear,
+}
+
+/// Which sampler draws images from a trained model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SamplerKind {
+    /// Ancestral sampling over all training timesteps (Ho et al. 2020, Algorithm 2).
+    Ddpm,
+    /// DDIM (Song et al. 2021) over `steps` respaced timesteps, stochasticity `eta`.
+    Ddim,
+}
+
+impl SamplerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplerKind::Ddpm => "ddpm",
+            SamplerKind::Ddim => "ddim",
+        }
+    }
+}
+
+/// The `[train]` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub steps: u64,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub optimizer: OptimizerKind,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub lr_schedule: LrSchedule,
+    pub warmup_steps: u64,
+    pub min_lr: f64,
+    pub grad_clip_norm: f64,
+    pub grad_accum_steps: usize,
+    pub ema_decay: f64,
+    pub ema_warmup: bool,
+    pub log_every: u64,
+    pub checkpoint_every: u64,
+    pub keep_checkpoints: usize,
+    pub sample_every: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 4000,
+            batch_size: 64,
+            lr: 1e-3,
+            optimizer: OptimizerKind::AdamW,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.9,
+            nesterov: false,
+            lr_schedule: LrSchedule::Cosine,
+            warmup_steps: 200,
+            min_lr: 1e-5,
+            grad_clip_norm: 1.0,
+            grad_accum_steps: 1,
+            ema_decay: 0.999,
+            ema_warmup: true,
+            log_every: 50,
+            checkpoint_every: 1000,
+            keep_checkpoints: 2,
+            sample_every: 1000,
+        }
+    }
+}
+
+/// The `[sample]` section: how grids are drawn during training and by `oxidiff sample`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SampleConfig {
+    pub sampler: SamplerKind,
+    pub steps: usize,
+    pub eta: f64,
+    pub num: usize,
+    pub use_ema: bool,
+}
+
+impl Default for SampleConfig {
+    fn default() -> Self {
+        Self {
+            sampler: SamplerKind::Ddim,
+            steps: 50,
+            eta: 0.0,
+            num: 64,
+            use_ema: true,
+        }
+    }
+}
+
+/// A whole run: saved as `config.toml` next to every checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    pub seed: u64,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub diffusion: DiffusionConfig,
+    pub train: TrainConfig,
+    pub sample: SampleConfig,
+}
+
+/// The documented default configuration printed by `oxidiff config default`.
+///
+/// A test checks that it parses to exactly [`RunConfig::default`].
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
+
+impl RunConfig {
+    /// Parses TOML text, applies `section.key=value` overrides and validates the result.
+    ///
+    /// `origin` names the text in messages (a file path, or "the default config").
+    pub fn from_toml_str(
+        text: &str,
+        origin: &str,
+        overrides: &[String],
+    ) -> Result<Self, TrainError> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| TrainError::Config {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        for assignment in overrides {
+            apply_override(&mut value, assignment)?;
+        }
+        let config: RunConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            TrainError::Config {
+                origin: origin.to_string(),
+                message: format!("{path}: {}", e.into_inner()),
+            }
+        })?;
+        config.validate().map_err(|message| TrainError::Config {
+            origin: origin.to_string(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Reads, overrides and validates a config file.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text, &path.display().to_string(), overrides)
+    }
+
+    /// The defaults with overrides applied.
+    pub fn default_with(overrides: &[String]) -> Result<Self, TrainError> {
+        Self::from_toml_str("", "the default config", overrides)
+    }
+
+    /// Serialises the config as TOML (what is saved with every run).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a RunConfig always serialises")
+    }
+
+    /// Checks values that parse but cannot work; the message starts with the key.
+    pub fn validate(&self) -> Result<(), String> {
+        self.data.validate().map_err(|e| format!("data.{e}"))?;
+        self.model.resolve().map_err(|e| e.to_string())?;
+        self.diffusion
+            .validate()
+            .map_err(|e| format!("diffusion.{e}"))?;
+        let t = &self.train;
+        let positive_f = [("train.lr", t.lr), ("train.eps", t.eps)];
+        for (key, v) in positive_f {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{key}: must be a positive number, got {v}"));
+            }
+        }
+        let unit = [
+            ("train.beta1", t.beta1),
+            ("train.beta2", t.beta2),
+            ("train.momentum", t.momentum),
+            ("train.ema_decay", t.ema_decay),
+        ];
+        for (key, v) in unit {
+            if !(0.0..1.0).contains(&v) {
+                return Err(format!("{key}: must be in [0, 1), got {v}"));
+            }
+        }
+        let non_negative = [
+            ("train.weight_decay", t.weight_decay),
+            ("train.min_lr", t.min_lr),
+            ("train.grad_clip_norm", t.grad_clip_norm),
+        ];
+        for (key, v) in non_negative {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{key}: must be zero or positive, got {v}"));
+            }
+        }
+        if t.min_lr > t.lr {
+            return Err(format!(
+                "train.min_lr: {} exceeds train.lr {}",
+                t.min_lr, t.lr
+            ));
+        }
+        let at_least_one = [
+            ("train.steps", t.steps),
+            ("train.batch_size", t.batch_size as u64),
+            ("train.grad_accum_steps", t.grad_accum_steps as u64),
+            ("train.log_every", t.log_every),
+            ("train.checkpoint_every", t.checkpoint_every),
+            ("train.keep_checkpoints", t.keep_checkpoints as u64),
+            ("train.sample_every", t.sample_every),
+            ("sample.steps", self.sample.steps as u64),
+            ("sample.num", self.sample.num as u64),
+        ];
+        for (key, v) in at_least_one {
+            if v == 0 {
+                return Err(format!("{key}: must be at least 1, got 0"));
+            }
+        }
+        if self.sample.steps > self.diffusion.num_train_timesteps {
+            return Err(format!(
+                "sample.steps: {} exceeds diffusion.num_train_timesteps {}",
+                self.sample.steps, self.diffusion.num_train_timesteps
+            ));
+        }
+        if !(self.sample.eta.is_finite() && self.sample.eta >= 0.0) {
+            return Err(format!(
+                "sample.eta: must be zero or positive, got {}",
+                self.sample.eta
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Applies one `section.key=value` assignment to the TOML tree. The value is read as TOML
+/// (`1e-4`, `true`, `"cosine"`, `[1, 2]`), and as a plain string when it is not valid TOML, so
+/// `train.optimizer=sgd` works without quotes.
+fn apply_override(root: &mut toml::Value, assignment: &str) -> Result<(), TrainError> {
+    let bad = |message: String| TrainError::Override {
+        assignment: assignment.to_string(),
+        message,
+    };
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| bad("expected section.key=value".into()))?;
+    let key = key.trim();
+    let raw = raw.trim();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return Err(bad("the key is empty".into()));
+    }
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut table) => table.remove("v").expect("the key v was just written"),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut node = root;
+    for part in &parts[..parts.len() - 1] {
+        let table = node
+            .as_table_mut()
+            .ok_or_else(|| bad(format!("`{part}` is not inside a table")))?;
+        node = table
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    }
+    let table = node.as_table_mut().ok_or_else(|| {
+        bad(format!(
+            "the parent of `{}` is not a table",
+            parts[parts.len() - 1]
+        ))
+    })?;
+    table.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Exponential moving average of the weights (Polyak averaging), which diffusion models sample
+//! from by default.
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::Tensor;
+use oxidiff_models::UNet;
+
+/// Collects every float parameter, flattened, in visiting order.
+struct Collect(Vec<Tensor<1>>);
+
+impl ModuleVisitor for Collect {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let value = param.val();
+        let n = value.shape().num_elements();
+        self.0.push(value.reshape([n]));
+    }
+}
+
+/// `ema ← decay·ema + (1 − decay)·online`, parameter by parameter in visiting order (both
+/// modules come from the same config, so the orders agree).
+struct Blend {
+    online: std::vec::IntoIter<Tensor<1>>,
+    decay: f64,
+}
+
+impl ModuleMapper for Blend {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let online = self
+            .online
+            .next()
+            .expect("the EMA and online models have the same parameters");
+        let decay = self.decay;
+        param.map(|ema| {
+            let shape = ema.shape();
+            ema * decay + online.reshape(shape) * (1.0 - decay)
+        })
+    }
+}
+
+/// The EMA weights and how many updates they have seen.
+pub struct Ema {
+    pub model: UNet,
+    pub updates: u64,
+    pub max_decay: f64,
+    pub warmup: bool,
+}
+
+impl Ema {
+    /// Starts from a copy of the online weights (without autodiff).
+    pub fn new(online: &UNet, max_decay: f64, warmup: bool) -> Self {
+        Self {
+            model: online.valid(),
+            updates: 0,
+            max_decay,
+            warmup,
+        }
+    }
+
+    /// The decay used for the next update: with warm-up, min(max, (1 + n)/(10 + n)) as in
+    /// diffusers' EMAModel and ADM, so early EMA weights are not dominated by the random init.
+    pub fn decay(&self) -> f64 {
+        if self.warmup {
+            let n = self.updates as f64;
+            self.max_decay.min((1.0 + n) / (10.0 + n))
+        } else {
+            self.max_decay
+        }
+    }
+
+    /// Folds the current online weights into the average.
+    pub fn update(&mut self, online: &UNet) {
+        let mut collect = Collect(Vec::new());
+        online.valid().visit(&mut collect);
+        let mut blend = Blend {
+            online: collect.0.into_iter(),
+            decay: self.decay(),
+        };
+        self.model = self.model.clone().map(&mut blend);
+        self.updates += 1;
+    }
+}

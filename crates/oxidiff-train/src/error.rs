@@ -1,0 +1,37 @@
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Everything that can stop a run; each message names the file or key at fault.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    #[error("invalid config ({origin}): {message}")]
+    Config { origin: String, message: String },
+    #[error("invalid --set `{assignment}`: {message}")]
+    Override { assignment: String, message: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("checkpoint {}: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+    #[error(transparent)]
+    Data(#[from] oxidiff_data::DataError),
+    #[error(transparent)]
+    Model(#[from] oxidiff_models::ModelError),
+    #[error(transparent)]
+    Diffusion(#[from] oxidiff_diffusion::DiffusionError),
+    #[error("training diverged at step {step}: the loss is {loss}")]
+    Diverged { step: u64, loss: f64 },
+}
+
+impl TrainError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

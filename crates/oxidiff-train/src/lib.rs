@@ -1,0 +1,20 @@
+//! The trainer: optimiser and learning-rate schedule, EMA, checkpoints with exact resume,
+//! metrics, sample grids; and loading a trained model to sample from.
+
+pub mod checkpoint;
+pub mod config;
+pub mod ema;
+mod error;
+pub mod generate;
+pub mod metrics;
+pub mod optim;
+pub mod trainer;
+
+pub use config::{
+    DEFAULT_CONFIG_TOML, LrSchedule, OptimizerKind, RunConfig, SampleConfig, SamplerKind,
+    TrainConfig,
+};
+pub use error::TrainError;
+pub use generate::{LoadedModel, generate, load_for_sampling, save_image_grid};
+pub use metrics::{StepStats, read_metrics};
+pub use trainer::{TrainEvent, Trainer};

@@ -1,0 +1,353 @@
+//! The training loop: draws t and ε, asks the diffusion process for x_t and the loss, updates
+//! the weights, and writes metrics, sample grids and checkpoints.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use oxidiff_data::{Dataset, EpochSampler, load_dataset};
+use oxidiff_diffusion::GaussianDiffusion;
+use oxidiff_diffusion::noise::{sample_timesteps, training_noise};
+use oxidiff_models::{UNet, UNetConfig};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::checkpoint::{
+    self, CONFIG_FILE, CheckpointParts, EMA_FILE, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE,
+    TrainState,
+};
+use crate::config::RunConfig;
+use crate::ema::Ema;
+use crate::error::TrainError;
+use crate::generate::{generate, save_image_grid};
+use crate::metrics::{MetricsLog, StepStats};
+use crate::optim::{build_optimizer, clip_grad_norm, learning_rate};
+
+/// Something the loop reports to whoever drives it (the CLI's progress bar, a test).
+#[derive(Debug)]
+pub enum TrainEvent<'a> {
+    /// Data loaded, model built: what is about to be trained.
+    Started {
+        dataset: &'a Dataset,
+        parameters: usize,
+        start_step: u64,
+        total_steps: u64,
+    },
+    Step(&'a StepStats),
+    SampleGrid(&'a Path),
+    Checkpoint(&'a Path),
+}
+
+/// One training run, fresh or resumed.
+pub struct Trainer {
+    pub config: RunConfig,
+    pub unet: UNetConfig,
+    pub run_dir: PathBuf,
+    /// The autodiff device the online model lives on.
+    device: Device,
+    pub model: UNet,
+    pub ema: Ema,
+    optimizer: ModuleOptimizer,
+    pub diffusion: GaussianDiffusion,
+    pub dataset: Dataset,
+    sampler: EpochSampler,
+    rng: ChaCha8Rng,
+    /// Optimiser steps completed.
+    pub step: u64,
+    metrics: MetricsLog,
+}
+
+/// Mixes the run seed with a counter so every step has its own reproducible stream.
+fn derive_seed(seed: u64, counter: u64) -> u64 {
+    // SplitMix64 finaliser: consecutive counters give unrelated seeds.
+    let mut z = seed ^ counter.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Trainer {
+    /// Starts a fresh run in `run_dir` (created; it must not already hold checkpoints).
+    pub fn new(config: RunConfig, run_dir: &Path, device: &Device) -> Result<Self, TrainError> {
+        if !checkpoint::list_checkpoints(run_dir)?.is_empty() {
+            return Err(TrainError::Checkpoint {
+                path: run_dir.to_path_buf(),
+                message:
+                    "already holds checkpoints: resume it with --resume, or choose another --out"
+                        .into(),
+            });
+        }
+        let unet = config.model.resolve()?;
+        // Load the data before touching the run directory: bad data must not leave a half-made run.
+        let dataset = load_dataset(&config.data, unet.image_size, unet.in_channels)?;
+        std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
+        checkpoint::write_atomic(&run_dir.join(CONFIG_FILE), config.to_toml().as_bytes())?;
+        let ad_device = device.clone().autodiff();
+        ad_device.seed(config.seed);
+        let model = unet.init(&ad_device);
+        let ema = Ema::new(&model, config.train.ema_decay, config.train.ema_warmup);
+        let optimizer = build_optimizer(&config.train);
+        let rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, u64::MAX));
+        Self::assemble(
+            config, unet, dataset, run_dir, ad_device, model, ema, optimizer, rng, 0,
+        )
+    }
+
+    /// Resumes the run in `run_dir` from its newest checkpoint. `overrides` (`section.key=value`)
+    /// apply on top of the saved config, e.g. `train.steps=20000` to train longer.
+    pub fn resume(
+        run_dir: &Path,
+        overrides: &[String],
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        let dir = checkpoint::resolve_checkpoint(run_dir)?;
+        let run_dir = if dir
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == "checkpoints")
+        {
+            dir.parent()
+                .and_then(Path::parent)
+                .unwrap_or(run_dir)
+                .to_path_buf()
+        } else {
+            run_dir.to_path_buf()
+        };
+        let saved = RunConfig::load(&dir.join(CONFIG_FILE), &[])?;
+        let config = RunConfig::from_toml_str(
+            &saved.to_toml(),
+            &dir.join(CONFIG_FILE).display().to_string(),
+            overrides,
+        )?;
+        if config.model != saved.model || config.diffusion != saved.diffusion {
+            return Err(TrainError::Config {
+                origin: "--set".into(),
+                message: "model.* and diffusion.* cannot change when resuming".into(),
+            });
+        }
+        let state = checkpoint::load_state(&dir.join(STATE_FILE))?;
+        let ad_device = device.clone().autodiff();
+        let unet = config.model.resolve()?;
+        let dataset = load_dataset(&config.data, unet.image_size, unet.in_channels)?;
+        let model = checkpoint::load_weights(unet.init(&ad_device), &dir.join(MODEL_FILE))?;
+        let mut ema = Ema::new(&model, config.train.ema_decay, config.train.ema_warmup);
+        ema.model = checkpoint::load_weights(unet.init(device), &dir.join(EMA_FILE))?;
+        ema.updates = state.ema_updates;
+        let optimizer =
+            checkpoint::load_optimizer(build_optimizer(&config.train), &dir.join(OPTIMIZER_FILE))?;
+        checkpoint::write_atomic(&run_dir.join(CONFIG_FILE), config.to_toml().as_bytes())?;
+        Self::assemble(
+            config, unet, dataset, &run_dir, ad_device, model, ema, optimizer, state.rng,
+            state.step,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        config: RunConfig,
+        unet: UNetConfig,
+        dataset: Dataset,
+        run_dir: &Path,
+        device: Device,
+        model: UNet,
+        ema: Ema,
+        optimizer: ModuleOptimizer,
+        rng: ChaCha8Rng,
+        step: u64,
+    ) -> Result<Self, TrainError> {
+        let sampler = EpochSampler::new(
+            dataset.len(),
+            config.train.batch_size * config.train.grad_accum_steps,
+            config.seed,
+        );
+        let diffusion = GaussianDiffusion::new(config.diffusion.clone())?;
+        let resume_step = (step > 0).then_some(step);
+        let metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"), resume_step.or(Some(0)))?;
+        Ok(Self {
+            config,
+            unet,
+            run_dir: run_dir.to_path_buf(),
+            device,
+            model,
+            ema,
+            optimizer,
+            diffusion,
+            dataset,
+            sampler,
+            rng,
+            step,
+            metrics,
+        })
+    }
+
+    /// The loss of one micro-batch and its gradients.
+    fn micro_step(&mut self, indices: &[usize]) -> (f64, GradientsParams) {
+        let batch = indices.len();
+        let x_start = self.dataset.batch(indices, &self.device);
+        let [_, c, h, w] = x_start.dims();
+        let t = sample_timesteps(&mut self.rng, batch, self.diffusion.num_timesteps());
+        let noise = training_noise(
+            &mut self.rng,
+            [batch, c, h, w],
+            self.config.diffusion.offset_noise,
+            &self.device,
+        );
+        let x_t = self.diffusion.q_sample(x_start.clone(), &t, noise.clone());
+        let t_float: Vec<f32> = t.iter().map(|&v| v as f32).collect();
+        let timesteps = Tensor::<1>::from_data(TensorData::new(t_float, [batch]), &self.device);
+        let labels = self.unet.num_classes.map(|_| {
+            let labels: Vec<i64> = self
+                .dataset
+                .labels_of(indices)
+                .into_iter()
+                .map(|l| l as i64)
+                .collect();
+            Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &self.device)
+        });
+        let output = self.model.forward(x_t, timesteps, labels);
+        let loss = self.diffusion.training_loss(output, x_start, noise, &t);
+        let loss_value = loss.clone().into_scalar::<f64>();
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        (loss_value, grads)
+    }
+
+    /// One optimiser step (over `grad_accum_steps` micro-batches).
+    pub fn train_step(&mut self) -> Result<StepStats, TrainError> {
+        let started = Instant::now();
+        let train = self.config.train.clone();
+        // Dropout draws from the backend generator: reseed it per step so a resumed run repeats
+        // exactly what an uninterrupted one would have drawn.
+        self.device.seed(derive_seed(self.config.seed, self.step));
+        let indices = self.sampler.batch_indices(self.step);
+        let accum = train.grad_accum_steps;
+        let mut loss_sum = 0.0;
+        let mut grads = if accum == 1 {
+            let (loss, grads) = self.micro_step(&indices);
+            loss_sum += loss;
+            grads
+        } else {
+            let mut accumulator = GradientsAccumulator::new();
+            for chunk in indices.chunks(train.batch_size) {
+                let (loss, grads) = self.micro_step(chunk);
+                loss_sum += loss;
+                accumulator.accumulate(&self.model, grads);
+            }
+            let mut grads = accumulator.grads();
+            // The accumulator sums; the mean over micro-batches keeps the scale of one batch.
+            let mut scale = crate::optim::ScaleGrads::new(&mut grads, 1.0 / accum as f64);
+            let _ = self.model.clone().map(&mut scale);
+            grads
+        };
+        let loss = loss_sum / accum as f64;
+        if !loss.is_finite() {
+            return Err(TrainError::Diverged {
+                step: self.step + 1,
+                loss,
+            });
+        }
+        let grad_norm = clip_grad_norm(&self.model, &mut grads, train.grad_clip_norm);
+        let lr = learning_rate(&train, self.step);
+        self.model = self.optimizer.step(lr, self.model.clone(), grads);
+        self.ema.update(&self.model);
+        self.step += 1;
+        let images = (train.batch_size * accum) as f64;
+        let stats = StepStats {
+            step: self.step,
+            loss,
+            lr,
+            grad_norm,
+            images_per_sec: images / started.elapsed().as_secs_f64(),
+        };
+        self.metrics.append(&stats)?;
+        Ok(stats)
+    }
+
+    /// Samples a grid from the EMA (or online) weights into `samples/step-NNNNNNN.png`.
+    pub fn save_sample_grid(&self) -> Result<PathBuf, TrainError> {
+        let dir = self.run_dir.join("samples");
+        std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+        let path = dir.join(format!("step-{:07}.png", self.step));
+        let online;
+        let model = if self.config.sample.use_ema {
+            &self.ema.model
+        } else {
+            online = self.model.valid();
+            &online
+        };
+        let shape = [
+            self.unet.in_channels,
+            self.unet.image_size,
+            self.unet.image_size,
+        ];
+        let device = self.device.clone().without_autodiff();
+        let images = generate(
+            model,
+            &self.diffusion,
+            &self.config.sample,
+            shape,
+            self.config.sample.num,
+            self.config.seed,
+            &device,
+            &mut |_, _| {},
+        )?;
+        save_image_grid(&path, images)?;
+        Ok(path)
+    }
+
+    /// Writes a checkpoint of the current state.
+    pub fn save_checkpoint(&mut self) -> Result<PathBuf, TrainError> {
+        self.metrics.flush()?;
+        let state = TrainState {
+            step: self.step,
+            ema_updates: self.ema.updates,
+            rng: self.rng.clone(),
+        };
+        checkpoint::save_checkpoint(
+            &self.run_dir,
+            CheckpointParts {
+                config: &self.config,
+                model: &self.model,
+                ema: &self.ema.model,
+                optimizer: &self.optimizer,
+                state: &state,
+            },
+            self.config.train.keep_checkpoints,
+        )
+    }
+
+    /// Trains until `train.steps` (or `stop_after` more steps, whichever comes first), with
+    /// sample grids and checkpoints at their intervals and a final checkpoint and grid.
+    pub fn run(
+        &mut self,
+        stop_after: Option<u64>,
+        observer: &mut dyn FnMut(TrainEvent<'_>),
+    ) -> Result<(), TrainError> {
+        let total = self.config.train.steps;
+        let end = match stop_after {
+            Some(n) => (self.step + n).min(total),
+            None => total,
+        };
+        observer(TrainEvent::Started {
+            dataset: &self.dataset,
+            parameters: self.model.num_params(),
+            start_step: self.step,
+            total_steps: total,
+        });
+        while self.step < end {
+            let stats = self.train_step()?;
+            observer(TrainEvent::Step(&stats));
+            let last = self.step == end;
+            if self.step % self.config.train.sample_every == 0 || (last && self.step == total) {
+                let path = self.save_sample_grid()?;
+                observer(TrainEvent::SampleGrid(&path));
+            }
+            if self.step % self.config.train.checkpoint_every == 0 || last {
+                let path = self.save_checkpoint()?;
+                observer(TrainEvent::Checkpoint(&path));
+            }
+        }
+        self.metrics.flush()
+    }
+}

@@ -1,0 +1,357 @@
+//! `oxidiff`: train diffusion models and sample from them. Thin glue over the library crates.
+
+mod device;
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use clap::{Parser, Subcommand, ValueEnum};
+use oxidiff_models::Preset;
+use oxidiff_train::{
+    DEFAULT_CONFIG_TOML, RunConfig, SamplerKind, Trainer, generate, load_for_sampling,
+    save_image_grid,
+};
+
+use crate::device::DeviceArg;
+use crate::progress::Progress;
+
+#[derive(Parser)]
+#[command(
+    name = "oxidiff",
+    version,
+    about = "Train diffusion models and use them."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model. With no arguments: the `tiny` preset on the embedded 8×8 digits.
+    Train {
+        /// Run configuration (TOML); defaults apply to every missing key.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override one key, e.g. `--set train.steps=500` (repeatable).
+        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Run directory (default: runs/<preset>-NNN, the first free number).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the run in this directory from its newest checkpoint.
+        #[arg(long, conflicts_with_all = ["config", "out"])]
+        resume: Option<PathBuf>,
+        /// Stop after this many steps in this invocation (checkpointing), to resume later.
+        #[arg(long)]
+        stop_after: Option<u64>,
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceArg,
+    },
+    /// Draw images from a trained model into a PNG grid.
+    Sample {
+        /// A checkpoint directory, or a run directory (its newest checkpoint).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Sampler (default: the run's `sample.sampler`).
+        #[arg(long, value_enum)]
+        sampler: Option<SamplerArg>,
+        /// DDIM steps (default: the run's `sample.steps`).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// DDIM η (default: the run's `sample.eta`).
+        #[arg(long)]
+        eta: Option<f64>,
+        /// Number of images.
+        #[arg(long, default_value_t = 64)]
+        num: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Sample from the online weights instead of the EMA weights.
+        #[arg(long)]
+        no_ema: bool,
+        /// Output PNG.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceArg,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Print a preset's architecture and parameter count.
+    Model {
+        #[arg(long, default_value = "tiny", value_parser = preset_names())]
+        preset: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print the full default configuration, every key documented.
+    Default,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SamplerArg {
+    Ddpm,
+    Ddim,
+}
+
+fn preset_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(Preset::ALL.map(Preset::name))
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train {
+            config,
+            overrides,
+            out,
+            resume,
+            stop_after,
+            device,
+        } => train(config, overrides, out, resume, stop_after, device),
+        Command::Sample {
+            checkpoint,
+            sampler,
+            steps,
+            eta,
+            num,
+            seed,
+            no_ema,
+            out,
+            device,
+        } => sample(
+            &checkpoint,
+            sampler,
+            steps,
+            eta,
+            num,
+            seed,
+            !no_ema,
+            &out,
+            device,
+        ),
+        Command::Config {
+            action: ConfigAction::Default,
+        } => {
+            print!("{DEFAULT_CONFIG_TOML}");
+            Ok(())
+        }
+        Command::Model { preset } => {
+            let preset = Preset::from_name(&preset).context("unknown preset")?;
+            print_model(preset)
+        }
+    }
+}
+
+/// `runs/<preset>-NNN` with the first unused number.
+fn default_run_dir(config: &RunConfig) -> PathBuf {
+    let preset = config.model.preset.name();
+    (1..)
+        .map(|n| PathBuf::from("runs").join(format!("{preset}-{n:03}")))
+        .find(|dir| !dir.exists())
+        .expect("some run number is free")
+}
+
+fn train(
+    config_path: Option<PathBuf>,
+    overrides: Vec<String>,
+    out: Option<PathBuf>,
+    resume: Option<PathBuf>,
+    stop_after: Option<u64>,
+    device: DeviceArg,
+) -> Result<()> {
+    let started = Instant::now();
+    let backend = device.device()?;
+    let mut trainer = match resume {
+        Some(dir) => Trainer::resume(&dir, &overrides, &backend)?,
+        None => {
+            let config = match &config_path {
+                Some(path) => RunConfig::load(path, &overrides)?,
+                None => RunConfig::default_with(&overrides)?,
+            };
+            let run_dir = out.unwrap_or_else(|| default_run_dir(&config));
+            Trainer::new(config, &run_dir, &backend)?
+        }
+    };
+    eprintln!(
+        "run: {} (device {})",
+        trainer.run_dir.display(),
+        device.name()
+    );
+    let mut progress = Progress::new(trainer.config.train.log_every);
+    let result = trainer.run(stop_after, &mut |event| progress.on_event(event));
+    progress.finish();
+    result?;
+    eprintln!(
+        "done: {} steps in {:.1}s; run directory {}",
+        trainer.step,
+        started.elapsed().as_secs_f64(),
+        trainer.run_dir.display()
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sample(
+    checkpoint: &Path,
+    sampler: Option<SamplerArg>,
+    steps: Option<usize>,
+    eta: Option<f64>,
+    num: usize,
+    seed: u64,
+    use_ema: bool,
+    out: &Path,
+    device: DeviceArg,
+) -> Result<()> {
+    if num == 0 {
+        bail!("--num must be at least 1");
+    }
+    let backend = device.device()?;
+    let loaded = load_for_sampling(checkpoint, use_ema, &backend)?;
+    let mut options = loaded.config.sample.clone();
+    if let Some(s) = sampler {
+        options.sampler = match s {
+            SamplerArg::Ddpm => SamplerKind::Ddpm,
+            SamplerArg::Ddim => SamplerKind::Ddim,
+        };
+    }
+    if let Some(s) = steps {
+        let max = loaded.config.diffusion.num_train_timesteps;
+        if s == 0 || s > max {
+            bail!("--steps {s}: must be between 1 and the model's {max} training timesteps");
+        }
+        options.steps = s;
+    }
+    if let Some(e) = eta {
+        if !(e.is_finite() && e >= 0.0) {
+            bail!("--eta {e}: must be zero or positive");
+        }
+        options.eta = e;
+    }
+    let unet = loaded.config.model.resolve()?;
+    let shape = [unet.in_channels, unet.image_size, unet.image_size];
+    eprintln!(
+        "sampling {num} images from {} with {} ({} steps)",
+        loaded.checkpoint.display(),
+        options.sampler.name(),
+        match options.sampler {
+            SamplerKind::Ddpm => loaded.config.diffusion.num_train_timesteps,
+            SamplerKind::Ddim => options.steps,
+        }
+    );
+    let bar = indicatif::ProgressBar::new(0);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let images = generate(
+        &loaded.model,
+        &loaded.diffusion,
+        &options,
+        shape,
+        num,
+        seed,
+        &backend,
+        &mut |i, total| {
+            bar.set_length(total as u64);
+            bar.set_position(i as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    save_image_grid(out, images)?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+fn print_model(preset: Preset) -> Result<()> {
+    let config = preset.config();
+    let model = config.init(&burn::tensor::Device::flex());
+    println!(
+        "preset {preset}: {}×{}×{} images",
+        config.in_channels, config.image_size, config.image_size
+    );
+    println!(
+        "  channels {} × {:?}, {} residual blocks per level, attention at {:?} (heads {}), dropout {}, time embedding {}, injection {:?}, GroupNorm({})",
+        config.model_channels,
+        config.channel_mult,
+        config.num_res_blocks,
+        config.attention_resolutions,
+        config.num_heads,
+        config.dropout,
+        config.time_embed_dim,
+        config.time_injection,
+        config.norm_groups
+    );
+    let mut resolution = config.image_size;
+    for (i, level) in model.down.iter().enumerate() {
+        let params: usize = level.blocks.iter().map(|b| b.num_params()).sum::<usize>()
+            + level.downsample.as_ref().map_or(0, |d| d.num_params());
+        println!(
+            "  down {resolution:>3}×{resolution:<3} level {i}: {} blocks{}{}  {params} params",
+            level.blocks.len(),
+            if level.blocks.iter().any(|b| b.attn.is_some()) {
+                " + attention"
+            } else {
+                ""
+            },
+            if level.downsample.is_some() {
+                " + downsample"
+            } else {
+                ""
+            },
+        );
+        if level.downsample.is_some() {
+            resolution /= 2;
+        }
+    }
+    let mid =
+        model.mid_res_1.num_params() + model.mid_attn.num_params() + model.mid_res_2.num_params();
+    println!(
+        "  middle {resolution:>3}×{resolution:<3}: ResBlock, attention, ResBlock  {mid} params"
+    );
+    for level in &model.up {
+        let params: usize = level.blocks.iter().map(|b| b.num_params()).sum::<usize>()
+            + level.upsample.as_ref().map_or(0, |u| u.num_params());
+        println!(
+            "  up   {resolution:>3}×{resolution:<3}: {} blocks{}{}  {params} params",
+            level.blocks.len(),
+            if level.blocks.iter().any(|b| b.attn.is_some()) {
+                " + attention"
+            } else {
+                ""
+            },
+            if level.upsample.is_some() {
+                " + upsample"
+            } else {
+                ""
+            },
+        );
+        if level.upsample.is_some() {
+            resolution *= 2;
+        }
+    }
+    println!("parameters: {}", model.num_params());
+    Ok(())
+}

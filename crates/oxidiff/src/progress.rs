@@ -1,0 +1,102 @@
+//! Training progress: a bar (loss, it/s, ETA) on a terminal, plain log lines otherwise.
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use oxidiff_train::{StepStats, TrainEvent};
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    log_every: u64,
+    started: Instant,
+    start_step: u64,
+    total: u64,
+    loss_window: Vec<f64>,
+}
+
+impl Progress {
+    pub fn new(log_every: u64) -> Self {
+        Self {
+            bar: None,
+            log_every,
+            started: Instant::now(),
+            start_step: 0,
+            total: 0,
+            loss_window: Vec::new(),
+        }
+    }
+
+    fn say(&self, line: String) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    pub fn on_event(&mut self, event: TrainEvent<'_>) {
+        match event {
+            TrainEvent::Started {
+                dataset,
+                parameters,
+                start_step,
+                total_steps,
+            } => {
+                self.start_step = start_step;
+                self.total = total_steps;
+                self.started = Instant::now();
+                eprintln!(
+                    "data: {} images ({}×{}×{}), {} skipped; model: {parameters} parameters; steps {start_step} → {total_steps}",
+                    dataset.len(),
+                    dataset.channels,
+                    dataset.size,
+                    dataset.size,
+                    dataset.skipped.len()
+                );
+                for (path, reason) in dataset.skipped.iter().take(10) {
+                    eprintln!("  skipped {}: {reason}", path.display());
+                }
+                if std::io::stderr().is_terminal() {
+                    let bar = ProgressBar::new(total_steps).with_position(start_step);
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
+                        )
+                        .expect("static template"),
+                    );
+                    self.bar = Some(bar);
+                }
+            }
+            TrainEvent::Step(stats) => self.on_step(stats),
+            TrainEvent::SampleGrid(path) => self.say(format!("samples: {}", path.display())),
+            TrainEvent::Checkpoint(path) => self.say(format!("checkpoint: {}", path.display())),
+        }
+    }
+
+    fn on_step(&mut self, stats: &StepStats) {
+        self.loss_window.push(stats.loss);
+        let done = stats.step - self.start_step;
+        let it_per_s = done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        if let Some(bar) = &self.bar {
+            bar.set_position(stats.step);
+            bar.set_message(format!("loss {:.4} | {it_per_s:.2} it/s", stats.loss));
+        }
+        if stats.step % self.log_every == 0 || stats.step == self.total {
+            let mean = self.loss_window.iter().sum::<f64>() / self.loss_window.len() as f64;
+            self.loss_window.clear();
+            if self.bar.is_none() {
+                let eta = (self.total - stats.step) as f64 / it_per_s.max(1e-9);
+                eprintln!(
+                    "step {}/{} loss {mean:.4} lr {:.2e} grad-norm {:.3} {:.1} img/s {it_per_s:.2} it/s eta {eta:.0}s",
+                    stats.step, self.total, stats.lr, stats.grad_norm, stats.images_per_sec
+                );
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The `oxidiff` binary end to end, in temporary directories.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn oxidiff(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_oxidiff"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the oxidiff binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn train_resume_and_sample_on_the_embedded_digits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fast = [
+        "--set",
+        "train.steps=6",
+        "--set",
+        "train.batch_size=8",
+        "--set",
+        "train.checkpoint_every=3",
+        "--set",
+        "train.sample_every=3",
+        "--set",
+        "train.log_every=1",
+        "--set",
+        "sample.num=4",
+        "--set",
+        "sample.steps=3",
+        "--set",
+        "model.model_channels=16",
+        "--set",
+        "model.norm_groups=4",
+    ];
+    let mut args = vec!["train"];
+    args.extend(fast);
+    args.extend(["--stop-after", "3"]);
+    let out = oxidiff(&args, tmp.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = tmp.path().join("runs/tiny-001");
+    assert!(run.join("config.toml").is_file());
+    assert!(run.join("checkpoints/step-0000003/model.bpk").is_file());
+    assert!(run.join("samples/step-0000003.png").is_file());
+    assert!(stderr(&out).contains("1797 images"), "{}", stderr(&out));
+    // Not a terminal: plain progress lines.
+    assert!(stderr(&out).contains("step 3/6 loss"), "{}", stderr(&out));
+
+    let out = oxidiff(&["train", "--resume", "runs/tiny-001"], tmp.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(run.join("checkpoints/step-0000006/ema.bpk").is_file());
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 6);
+    for key in [
+        "\"step\"",
+        "\"loss\"",
+        "\"lr\"",
+        "\"grad_norm\"",
+        "\"images_per_sec\"",
+    ] {
+        assert!(metrics.lines().next().unwrap().contains(key), "{key}");
+    }
+
+    for sampler in ["ddim", "ddpm"] {
+        let png = format!("out/{sampler}.png");
+        let out = oxidiff(
+            &[
+                "sample",
+                "--checkpoint",
+                "runs/tiny-001",
+                "--sampler",
+                sampler,
+                "--steps",
+                "4",
+                "--num",
+                "9",
+                "--out",
+                &png,
+            ],
+            tmp.path(),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let img = image::open(tmp.path().join(&png)).unwrap();
+        // 3×3 tiles of 8×8 upscaled 8×, with 2-px padding.
+        assert!(
+            img.width() >= 3 * 64 && img.height() >= 3 * 64,
+            "{}×{}",
+            img.width(),
+            img.height()
+        );
+    }
+}
+
+#[test]
+fn bad_config_exits_non_zero_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["train", "--set", "train.lr=-1"], "train.lr"),
+        (
+            &["train", "--set", "diffusion.num_train_timesteps=0"],
+            "num_train_timesteps",
+        ),
+        (&["train", "--set", "train.lrr=1"], "lrr"),
+        (&["train", "--set", "train.steps=many"], "train.steps"),
+        (&["train", "--config", "missing.toml"], "missing.toml"),
+        (
+            &["sample", "--checkpoint", "nowhere", "--out", "x.png"],
+            "nowhere",
+        ),
+    ];
+    for (args, key) in cases {
+        let out = oxidiff(args, tmp.path());
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(key), "{args:?}: `{err}` does not name {key}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+    std::fs::write(tmp.path().join("bad.toml"), "[train]\nsteps = \"ten\"\n").unwrap();
+    let out = oxidiff(&["train", "--config", "bad.toml"], tmp.path());
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("bad.toml") && stderr(&out).contains("train.steps"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !tmp.path().join("runs").exists(),
+        "a failed start must not leave a run directory"
+    );
+}
+
+#[test]
+fn config_default_and_model_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = oxidiff(&["config", "default"], tmp.path());
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for key in [
+        "seed",
+        "steps",
+        "batch_size",
+        "lr",
+        "checkpoint_every",
+        "sample_every",
+        "preset",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{key} ="))),
+            "{key} missing"
+        );
+    }
+    std::fs::write(tmp.path().join("run.toml"), &text).unwrap();
+
+    let out = oxidiff(&["model", "--preset", "small"], tmp.path());
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("parameters: 6472195"));
+    let out = oxidiff(&["model", "--preset", "ddpm-cifar10"], tmp.path());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("parameters: 35746307"));
+}
