@@ -150,7 +150,9 @@ impl DiffusionConfig {
             if t < 2 {
                 return Err(DiffusionError::config(
                     "rescale_zero_terminal_snr",
-                    format!("needs num_train_timesteps >= 2 (the rescale pins ᾱ at both ends), got {t}"),
+                    format!(
+                        "needs num_train_timesteps >= 2 (the rescale pins ᾱ at both ends), got {t}"
+                    ),
                 ));
             }
             if self.prediction == Prediction::Epsilon {
@@ -312,7 +314,7 @@ mod tests {
         };
         assert_eq!(
             cfg.validate().unwrap_err().to_string(),
-            "`beta_end`: must be below 1, got 2"
+            "beta_end: must be below 1, got 2"
         );
     }
 }

@@ -10,8 +10,10 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum DiffusionError {
     /// A `[diffusion]` config value is out of range. `key` is relative to the section
-    /// (`num_train_timesteps`, not `diffusion.num_train_timesteps`), so the caller can prefix it.
-    #[error("`{key}`: {message}")]
+    /// (`num_train_timesteps`, not `diffusion.num_train_timesteps`) and the message starts with
+    /// it (`num_train_timesteps: must be at least 1, got 0`), so the caller can prefix the
+    /// section.
+    #[error("{key}: {message}")]
     InvalidConfig {
         /// The offending key, relative to the config section.
         key: String,
@@ -20,7 +22,7 @@ pub enum DiffusionError {
     },
     /// A function argument is out of range (for example more inference steps than training
     /// steps).
-    #[error("argument `{name}`: {message}")]
+    #[error("{name}: {message}")]
     InvalidArgument {
         /// The argument's name.
         name: String,

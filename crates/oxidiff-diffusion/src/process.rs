@@ -161,7 +161,8 @@ impl GaussianDiffusion {
                 let sqrt_ac = extract(&s.sqrt_alphas_cumprod, t, &device);
                 let sqrt_1m_ac = extract(&s.sqrt_one_minus_alphas_cumprod, t, &device);
                 // Salimans & Ho 2022, §4: x₀ = α_t x_t − σ_t v
-                let x_start = sqrt_ac.clone() * x_t.clone() - sqrt_1m_ac.clone() * model_output.clone();
+                let x_start =
+                    sqrt_ac.clone() * x_t.clone() - sqrt_1m_ac.clone() * model_output.clone();
                 // Salimans & Ho 2022, §4: ε = σ_t x_t + α_t v
                 let noise = sqrt_1m_ac * x_t + sqrt_ac * model_output;
                 (x_start, noise)
@@ -238,5 +239,26 @@ impl GaussianDiffusion {
         // Ho et al. 2020, eq. 7: μ̃_t(x_t, x₀) = coef1 · x₀ + coef2 · x_t
         extract(&s.posterior_mean_coef1, t, &device) * x_start
             + extract(&s.posterior_mean_coef2, t, &device) * x_t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extract_gathers_per_batch_item() {
+        let coefs = [0.5, 0.25, 0.125];
+        let x = extract(&coefs, &[2, 0], &Device::flex());
+        assert_eq!(x.dims(), [2, 1, 1, 1]);
+        assert_eq!(x.into_data().try_to_vec::<f32>().unwrap(), vec![0.125, 0.5]);
+    }
+
+    #[test]
+    #[should_panic(expected = "one timestep per batch item")]
+    fn mismatched_timesteps_panic_clearly() {
+        let d = GaussianDiffusion::new(DiffusionConfig::default()).unwrap();
+        let x = Tensor::<4>::zeros([2, 1, 1, 1], &Device::flex());
+        let _ = d.q_sample(x.clone(), &[0], x);
     }
 }

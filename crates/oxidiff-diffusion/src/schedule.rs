@@ -56,7 +56,9 @@ impl NoiseSchedule {
     }
 
     fn from_betas(betas: Vec<f64>) -> Self {
+        // Ho et al. 2020, §2 (before eq. 4): α_t = 1 − β_t
         let alphas: Vec<f64> = betas.iter().map(|b| 1.0 - b).collect();
+        // Ho et al. 2020, §2 (before eq. 4): ᾱ_t = ∏_{s≤t} α_s
         let alphas_cumprod: Vec<f64> = alphas
             .iter()
             .scan(1.0, |acc, a| {
@@ -171,7 +173,11 @@ fn cosine_betas(t: usize) -> Vec<f64> {
     const S: f64 = 0.008;
     const MAX_BETA: f64 = 0.999;
     // Nichol & Dhariwal 2021, eq. 17: f(t) = cos²((t/T + s)/(1 + s) · π/2)
-    let alpha_bar = |u: f64| ((u + S) / (1.0 + S) * std::f64::consts::FRAC_PI_2).cos().powi(2);
+    let alpha_bar = |u: f64| {
+        ((u + S) / (1.0 + S) * std::f64::consts::FRAC_PI_2)
+            .cos()
+            .powi(2)
+    };
     (0..t)
         .map(|i| {
             let (t1, t2) = (i as f64 / t as f64, (i + 1) as f64 / t as f64);

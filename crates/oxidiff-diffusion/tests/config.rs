@@ -1,9 +1,7 @@
 //! The `[diffusion]` config as it is read from a file: kebab-case enum values, defaults for
 //! missing keys, unknown keys rejected.
 
-use oxidiff_diffusion::{
-    BetaSchedule, DdpmVariance, DiffusionConfig, Prediction, TimestepSpacing,
-};
+use oxidiff_diffusion::{BetaSchedule, DdpmVariance, DiffusionConfig, Prediction, TimestepSpacing};
 
 #[test]
 fn empty_section_is_the_default() {
@@ -30,10 +28,22 @@ fn enum_values_are_kebab_case() {
     cfg.validate().unwrap();
 
     let names = |v: serde_json::Value| v.to_string();
-    assert_eq!(names(serde_json::to_value(BetaSchedule::Cosine).unwrap()), r#""cosine""#);
-    assert_eq!(names(serde_json::to_value(Prediction::Sample).unwrap()), r#""sample""#);
-    assert_eq!(names(serde_json::to_value(DdpmVariance::FixedSmall).unwrap()), r#""fixed-small""#);
-    assert_eq!(names(serde_json::to_value(TimestepSpacing::Linspace).unwrap()), r#""linspace""#);
+    assert_eq!(
+        names(serde_json::to_value(BetaSchedule::Cosine).unwrap()),
+        r#""cosine""#
+    );
+    assert_eq!(
+        names(serde_json::to_value(Prediction::Sample).unwrap()),
+        r#""sample""#
+    );
+    assert_eq!(
+        names(serde_json::to_value(DdpmVariance::FixedSmall).unwrap()),
+        r#""fixed-small""#
+    );
+    assert_eq!(
+        names(serde_json::to_value(TimestepSpacing::Linspace).unwrap()),
+        r#""linspace""#
+    );
 }
 
 #[test]

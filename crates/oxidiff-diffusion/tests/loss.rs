@@ -30,7 +30,10 @@ fn hand(prediction: Prediction, min_snr_gamma: Option<f64>, zero_snr: bool) -> G
 fn assert_all_close(actual: &[f64], expected: &[f64], tol: f64) {
     assert_eq!(actual.len(), expected.len());
     for (a, e) in actual.iter().zip(expected) {
-        assert!((a - e).abs() <= tol, "got {actual:?}, expected {expected:?}");
+        assert!(
+            (a - e).abs() <= tol,
+            "got {actual:?}, expected {expected:?}"
+        );
     }
 }
 
@@ -38,7 +41,11 @@ fn assert_all_close(actual: &[f64], expected: &[f64], tol: f64) {
 fn hand_schedule() {
     let d = hand(Prediction::Epsilon, None, false);
     assert_all_close(&d.schedule.alphas_cumprod, &[0.8, 0.4], 1e-15);
-    assert_all_close(&[d.schedule.snr(0), d.schedule.snr(1)], &[4.0, 2.0 / 3.0], 1e-14);
+    assert_all_close(
+        &[d.schedule.snr(0), d.schedule.snr(1)],
+        &[4.0, 2.0 / 3.0],
+        1e-14,
+    );
     // β̃_1 = β_1 (1 − ᾱ_0)/(1 − ᾱ_1) = 0.5 · 0.2/0.6 = 1/6
     assert_all_close(&d.schedule.posterior_variance, &[0.0, 1.0 / 6.0], 1e-15);
     // Zero terminal SNR rescale: √ᾱ = [√0.8, √0.4] → (√ᾱ − √0.4) · √0.8/(√0.8 − √0.4)
@@ -64,8 +71,14 @@ fn velocity_and_q_sample_by_hand() {
     let v = to_vec(d.velocity(x0.clone(), eps.clone(), &t));
     let x_t = to_vec(d.q_sample(x0.clone(), &t, eps.clone()));
     let r = 0.2f32.sqrt();
-    assert!((v[0] - 3.0 * r).abs() < 1e-6 && (v[1] - 0.490_314_4).abs() < 1e-6, "{v:?}");
-    assert!((x_t[0] - 4.0 * r).abs() < 1e-6 && (x_t[1] - 2.181_648_8).abs() < 1e-6, "{x_t:?}");
+    assert!(
+        (v[0] - 3.0 * r).abs() < 1e-6 && (v[1] - 0.490_314_4).abs() < 1e-6,
+        "{v:?}"
+    );
+    assert!(
+        (x_t[0] - 4.0 * r).abs() < 1e-6 && (x_t[1] - 2.181_648_8).abs() < 1e-6,
+        "{x_t:?}"
+    );
     // And back: x₀ = a x_t − s v, ε = s x_t + a v.
     let (x0_hat, eps_hat) =
         d.predict_start_and_noise(tensor4(&v, [2, 1, 1, 1]), tensor4(&x_t, [2, 1, 1, 1]), &t);
@@ -93,13 +106,28 @@ fn min_snr_weights_by_hand() {
         let w = hand(prediction, Some(1.0), false).loss_weights(&t);
         assert_all_close(&w, &expected, 1e-12);
         // No weighting without γ.
-        assert_eq!(hand(prediction, None, false).loss_weights(&t), vec![1.0, 1.0]);
+        assert_eq!(
+            hand(prediction, None, false).loss_weights(&t),
+            vec![1.0, 1.0]
+        );
     }
     // γ = 5 on the same schedule: SNR = 4 < 5 is untouched in x₀-space, so
     //   ε: 4/4 = 1, x₀: 4, v: 4/5 = 0.8 at t = 0.
-    assert_all_close(&hand(Prediction::Epsilon, Some(5.0), false).loss_weights(&[0]), &[1.0], 1e-12);
-    assert_all_close(&hand(Prediction::Sample, Some(5.0), false).loss_weights(&[0]), &[4.0], 1e-12);
-    assert_all_close(&hand(Prediction::Velocity, Some(5.0), false).loss_weights(&[0]), &[0.8], 1e-12);
+    assert_all_close(
+        &hand(Prediction::Epsilon, Some(5.0), false).loss_weights(&[0]),
+        &[1.0],
+        1e-12,
+    );
+    assert_all_close(
+        &hand(Prediction::Sample, Some(5.0), false).loss_weights(&[0]),
+        &[4.0],
+        1e-12,
+    );
+    assert_all_close(
+        &hand(Prediction::Velocity, Some(5.0), false).loss_weights(&[0]),
+        &[0.8],
+        1e-12,
+    );
 }
 
 #[test]
@@ -116,7 +144,9 @@ fn min_snr_weights_at_zero_terminal_snr_are_finite() {
         ..Default::default()
     })
     .unwrap_err();
-    assert!(matches!(err, DiffusionError::InvalidConfig { key, .. } if key == "rescale_zero_terminal_snr"));
+    assert!(
+        matches!(err, DiffusionError::InvalidConfig { key, .. } if key == "rescale_zero_terminal_snr")
+    );
 }
 
 /// Random (x₀, ε) with a fixed seed on a default T = 1000 schedule.
@@ -131,7 +161,11 @@ fn random_batch(rng: &mut ChaCha8Rng) -> (Tensor<4>, Tensor<4>, Vec<usize>) {
 fn ideal_model_output_has_zero_loss() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let (x0, eps, t) = random_batch(&mut rng);
-    for prediction in [Prediction::Epsilon, Prediction::Sample, Prediction::Velocity] {
+    for prediction in [
+        Prediction::Epsilon,
+        Prediction::Sample,
+        Prediction::Velocity,
+    ] {
         for gamma in [None, Some(5.0)] {
             let d = GaussianDiffusion::new(DiffusionConfig {
                 prediction,
@@ -177,8 +211,14 @@ fn error_spaces_are_related_by_the_derived_factors() {
         let snr = d.schedule.snr(ti);
         let rel_eps = deps[i] / (snr * dx0[i]);
         let rel_v = dv[i] / ((snr + 1.0) * dx0[i]);
-        assert!((rel_eps - 1.0).abs() < 1e-3, "t={ti}: ε factor off by {rel_eps}");
-        assert!((rel_v - 1.0).abs() < 1e-3, "t={ti}: v factor off by {rel_v}");
+        assert!(
+            (rel_eps - 1.0).abs() < 1e-3,
+            "t={ti}: ε factor off by {rel_eps}"
+        );
+        assert!(
+            (rel_v - 1.0).abs() < 1e-3,
+            "t={ti}: v factor off by {rel_v}"
+        );
     }
 
     // Hence with min-SNR-γ the three losses agree: each equals mean_b min(SNR, γ) ‖δ‖².
@@ -208,7 +248,12 @@ fn error_spaces_are_related_by_the_derived_factors() {
     }
 }
 
-fn eps_hat_for(d: &GaussianDiffusion, x_t: &Tensor<4>, x0_hat: &Tensor<4>, t: &[usize]) -> Tensor<4> {
+fn eps_hat_for(
+    d: &GaussianDiffusion,
+    x_t: &Tensor<4>,
+    x0_hat: &Tensor<4>,
+    t: &[usize],
+) -> Tensor<4> {
     d.predict_noise_from_start(x_t.clone(), x0_hat.clone(), t)
 }
 
@@ -224,8 +269,11 @@ fn loss_is_differentiable_in_model_output() {
     let ad = device().autodiff();
     let x0 = Tensor::<4>::from_data(TensorData::new(vec![0.5f32; 4], [2, 1, 1, 2]), &ad);
     let eps = Tensor::<4>::from_data(TensorData::new(vec![-1.0f32; 4], [2, 1, 1, 2]), &ad);
-    let out = Tensor::<4>::from_data(TensorData::new(vec![0.25f32, -0.5, 1.0, 0.0], [2, 1, 1, 2]), &ad)
-        .require_grad();
+    let out = Tensor::<4>::from_data(
+        TensorData::new(vec![0.25f32, -0.5, 1.0, 0.0], [2, 1, 1, 2]),
+        &ad,
+    )
+    .require_grad();
     let t = [0, 1];
     let target = to_vec(d.training_target(x0.clone(), eps.clone(), &t));
     let loss = d.training_loss(out.clone(), x0, eps, &t);
@@ -235,6 +283,10 @@ fn loss_is_differentiable_in_model_output() {
     let out_v = [0.25f32, -0.5, 1.0, 0.0];
     for i in 0..4 {
         let expected = 2.0 * w[i / 2] as f32 * (out_v[i] - target[i]) / 4.0;
-        assert!((grad[i] - expected).abs() < 1e-6, "grad[{i}] = {}, expected {expected}", grad[i]);
+        assert!(
+            (grad[i] - expected).abs() < 1e-6,
+            "grad[{i}] = {}, expected {expected}",
+            grad[i]
+        );
     }
 }

@@ -43,9 +43,7 @@ impl Denoiser for PointDenoiser<'_> {
     fn denoise(&self, x_t: Tensor<4>, t: Tensor<1>) -> Tensor<4> {
         let t: Vec<usize> = to_vec(t).iter().map(|&v| v as usize).collect();
         let x0 = self.x0.clone();
-        let eps = self
-            .diffusion
-            .predict_noise_from_start(x_t, x0.clone(), &t);
+        let eps = self.diffusion.predict_noise_from_start(x_t, x0.clone(), &t);
         self.diffusion.training_target(x0, eps, &t)
     }
 }
