@@ -87,8 +87,8 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
-            steps: 4000,
-            batch_size: 64,
+            steps: 1500,
+            batch_size: 32,
             lr: 1e-3,
             optimizer: OptimizerKind::AdamW,
             beta1: 0.9,
@@ -98,16 +98,16 @@ impl Default for TrainConfig {
             momentum: 0.9,
             nesterov: false,
             lr_schedule: LrSchedule::Cosine,
-            warmup_steps: 200,
+            warmup_steps: 100,
             min_lr: 1e-5,
             grad_clip_norm: 1.0,
             grad_accum_steps: 1,
             ema_decay: 0.999,
             ema_warmup: true,
             log_every: 50,
-            checkpoint_every: 1000,
+            checkpoint_every: 500,
             keep_checkpoints: 2,
-            sample_every: 1000,
+            sample_every: 500,
         }
     }
 }

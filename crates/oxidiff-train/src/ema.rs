@@ -79,3 +79,54 @@ impl Ema {
         self.updates += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Module;
+    use burn::tensor::Device;
+    use oxidiff_models::ModelConfig;
+
+    use super::*;
+
+    fn first_weight(model: &UNet) -> Vec<f32> {
+        model
+            .conv_in
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn warmup_decay_follows_the_adm_formula() {
+        let model = ModelConfig::default()
+            .resolve()
+            .unwrap()
+            .init(&Device::flex());
+        let mut ema = Ema::new(&model, 0.999, true);
+        assert!((ema.decay() - 0.1).abs() < 1e-12, "(1 + 0)/(10 + 0)");
+        ema.updates = 90;
+        assert!((ema.decay() - 91.0 / 100.0).abs() < 1e-12);
+        ema.updates = 100_000;
+        assert_eq!(ema.decay(), 0.999);
+        let fixed = Ema::new(&model, 0.99, false);
+        assert_eq!(fixed.decay(), 0.99);
+    }
+
+    #[test]
+    fn update_blends_every_parameter() {
+        let device = Device::flex();
+        let config = ModelConfig::default().resolve().unwrap();
+        let a = config.init(&device);
+        let b = config.init(&device);
+        let mut ema = Ema::new(&a, 0.75, false);
+        ema.update(&b);
+        let (wa, wb, we) = (first_weight(&a), first_weight(&b), first_weight(&ema.model));
+        for ((x, y), e) in wa.iter().zip(&wb).zip(&we) {
+            assert!((e - (0.75 * x + 0.25 * y)).abs() < 1e-6);
+        }
+        assert_eq!(ema.updates, 1);
+        assert_eq!(ema.model.num_params(), a.num_params());
+    }
+}

@@ -131,3 +131,63 @@ pub fn clip_grad_norm<M: Module + Clone>(
     }
     norm
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(schedule: LrSchedule) -> TrainConfig {
+        TrainConfig {
+            steps: 110,
+            lr: 1e-3,
+            min_lr: 1e-5,
+            warmup_steps: 10,
+            lr_schedule: schedule,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn warmup_then_decay_to_min_lr() {
+        for schedule in [LrSchedule::Cosine, LrSchedule::Linear] {
+            let c = config(schedule);
+            assert!(
+                (learning_rate(&c, 0) - 1e-4).abs() < 1e-12,
+                "first warm-up step is lr/10"
+            );
+            assert!(
+                (learning_rate(&c, 9) - 1e-3).abs() < 1e-12,
+                "warm-up ends at lr"
+            );
+            assert!(
+                (learning_rate(&c, 10) - 1e-3).abs() < 1e-12,
+                "decay starts at lr"
+            );
+            let mid = learning_rate(&c, 60);
+            assert!(
+                (mid - (1e-3 + 1e-5) / 2.0).abs() < 1e-9,
+                "{schedule:?} halfway: {mid}"
+            );
+            assert!(
+                (learning_rate(&c, 110) - 1e-5).abs() < 1e-12,
+                "ends at min_lr"
+            );
+            let lrs: Vec<f64> = (10..110).map(|s| learning_rate(&c, s)).collect();
+            assert!(
+                lrs.windows(2).all(|w| w[1] <= w[0]),
+                "{schedule:?} decays monotonically"
+            );
+        }
+        let c = config(LrSchedule::Constant);
+        assert_eq!(learning_rate(&c, 50), 1e-3);
+        assert_eq!(learning_rate(&c, 109), 1e-3);
+    }
+
+    #[test]
+    fn cosine_quarter_point() {
+        let c = config(LrSchedule::Cosine);
+        // progress 1/4: min + (lr − min)·(1 + cos(π/4))/2
+        let expected = 1e-5 + (1e-3 - 1e-5) * (1.0 + (std::f64::consts::PI / 4.0).cos()) / 2.0;
+        assert!((learning_rate(&c, 35) - expected).abs() < 1e-12);
+    }
+}

@@ -237,3 +237,36 @@ fn corrupt_checkpoint_is_reported_not_panicking() {
         .unwrap();
     assert!(err.to_string().contains("state.json"), "{err}");
 }
+
+#[test]
+fn every_optimizer_reduces_the_loss() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    write_images(&tmp.path().join("data"), 16);
+    let cases: &[&[&str]] = &[
+        &["train.optimizer=adam", "train.weight_decay=0.0001"],
+        &["train.optimizer=adamw", "train.weight_decay=0.01"],
+        &[
+            "train.optimizer=rmsprop",
+            "train.lr=0.0005",
+            "train.momentum=0.0",
+        ],
+        &[
+            "train.optimizer=sgd",
+            "train.lr=0.05",
+            "train.nesterov=true",
+            "train.weight_decay=0.0001",
+        ],
+    ];
+    for (i, extra) in cases.iter().enumerate() {
+        let mut args = vec!["train.steps=60", "train.lr_schedule=constant"];
+        args.extend_from_slice(extra);
+        let config = tiny_config(&tmp.path().join("data"), &args);
+        let mut trainer =
+            Trainer::new(config, &tmp.path().join(format!("run{i}")), &Device::flex()).unwrap();
+        let before = fixed_eval_loss(&trainer);
+        trainer.run(None, &mut |_| {}).unwrap();
+        let after = fixed_eval_loss(&trainer);
+        assert!(after < 0.7 * before, "{extra:?}: {before} → {after}");
+    }
+}
