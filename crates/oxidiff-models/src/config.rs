@@ -87,7 +87,8 @@ impl UNetConfig {
             ));
         }
         let downsamples = self.num_levels() - 1;
-        if downsamples >= usize::BITS as usize || self.image_size % (1 << downsamples) != 0 {
+        if downsamples >= usize::BITS as usize || !self.image_size.is_multiple_of(1 << downsamples)
+        {
             return Err(ModelError::invalid(
                 "image_size",
                 format!(
@@ -98,7 +99,7 @@ impl UNetConfig {
         }
         for &mult in &self.channel_mult {
             let channels = self.model_channels * mult;
-            if channels % self.norm_groups != 0 {
+            if !channels.is_multiple_of(self.norm_groups) {
                 return Err(ModelError::invalid(
                     "norm_groups",
                     format!(
@@ -107,7 +108,7 @@ impl UNetConfig {
                     ),
                 ));
             }
-            if channels % self.num_heads != 0 {
+            if !channels.is_multiple_of(self.num_heads) {
                 return Err(ModelError::invalid(
                     "num_heads",
                     format!(

@@ -43,23 +43,22 @@ pub fn load_for_sampling(
     })
 }
 
-/// Draws `num` images with the configured sampler, from noise seeded by `seed`.
+/// Draws images of `shape` with the configured sampler, from noise seeded by `seed`.
 ///
 /// # Shapes
-/// - output: `[num, C, S, S]`, values clamped to [-1, 1]
+/// - `shape`: `[N, C, S, S]`
+/// - output: `[N, C, S, S]`, values clamped to [-1, 1]
 pub fn generate(
     model: &UNet,
     diffusion: &GaussianDiffusion,
     sample: &SampleConfig,
-    image_shape: [usize; 3],
-    num: usize,
+    shape: [usize; 4],
     seed: u64,
     device: &Device,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Tensor<4>, TrainError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let [c, h, w] = image_shape;
-    let x_t = randn(&mut rng, [num, c, h, w], device);
+    let x_t = randn(&mut rng, shape, device);
     let images = match sample.sampler {
         SamplerKind::Ddpm => sample_ddpm(model, diffusion, x_t, &mut rng, progress),
         SamplerKind::Ddim => sample_ddim(

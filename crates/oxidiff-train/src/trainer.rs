@@ -277,6 +277,7 @@ impl Trainer {
             &online
         };
         let shape = [
+            self.config.sample.num,
             self.unet.in_channels,
             self.unet.image_size,
             self.unet.image_size,
@@ -287,7 +288,6 @@ impl Trainer {
             &self.diffusion,
             &self.config.sample,
             shape,
-            self.config.sample.num,
             self.config.seed,
             &device,
             &mut |_, _| {},
@@ -339,11 +339,13 @@ impl Trainer {
             let stats = self.train_step()?;
             observer(TrainEvent::Step(&stats));
             let last = self.step == end;
-            if self.step % self.config.train.sample_every == 0 || (last && self.step == total) {
+            if self.step.is_multiple_of(self.config.train.sample_every)
+                || (last && self.step == total)
+            {
                 let path = self.save_sample_grid()?;
                 observer(TrainEvent::SampleGrid(&path));
             }
-            if self.step % self.config.train.checkpoint_every == 0 || last {
+            if self.step.is_multiple_of(self.config.train.checkpoint_every) || last {
                 let path = self.save_checkpoint()?;
                 observer(TrainEvent::Checkpoint(&path));
             }

@@ -248,7 +248,7 @@ fn sample(
         options.eta = e;
     }
     let unet = loaded.config.model.resolve()?;
-    let shape = [unet.in_channels, unet.image_size, unet.image_size];
+    let shape = [num, unet.in_channels, unet.image_size, unet.image_size];
     eprintln!(
         "sampling {num} images from {} with {} ({} steps)",
         loaded.checkpoint.display(),
@@ -267,7 +267,6 @@ fn sample(
         &loaded.diffusion,
         &options,
         shape,
-        num,
         seed,
         &backend,
         &mut |i, total| {

@@ -81,7 +81,7 @@ impl Progress {
             bar.set_position(stats.step);
             bar.set_message(format!("loss {:.4} | {it_per_s:.2} it/s", stats.loss));
         }
-        if stats.step % self.log_every == 0 || stats.step == self.total {
+        if stats.step.is_multiple_of(self.log_every) || stats.step == self.total {
             let mean = self.loss_window.iter().sum::<f64>() / self.loss_window.len() as f64;
             self.loss_window.clear();
             if self.bar.is_none() {
