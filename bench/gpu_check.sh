@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check run on a lent device machine (see bench/README.md): 50 training steps of the `small`
 # preset at batch 128 with the `vulkan` build, then the PyTorch peer (eager) on the same card.
-# Expects target/release/oxidiff built here with `cargo build --release -p oxidiff --features vulkan`
+# Expects .gpu/oxidiff (stripped) built here with `cargo build --release -p oxidiff --features vulkan`
 # and the Vulkan loader packages in .gl/ (device tool README).
 set -uo pipefail
 for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -20,7 +20,8 @@ watch_mem() { while true; do nvidia-smi --query-gpu=memory.used --format=csv,noh
 
 watch_mem > "$OUT/oxidiff_mem.txt" &
 W=$!
-timeout 420 target/release/oxidiff train --device vulkan --out /tmp/gpu-run \
+python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('.gpu/oxidiff.xz'), open('.gpu/oxidiff', 'wb'))" && chmod +x .gpu/oxidiff
+timeout 420 .gpu/oxidiff train --device vulkan --out /tmp/gpu-run \
   --set model.preset=small --set train.batch_size=128 --set train.steps=50 \
   --set train.log_every=10 --set train.sample_every=1000 --set train.checkpoint_every=1000 \
   --set sample.num=16 2>&1 | tee "$OUT/oxidiff_train.log" | tail -12

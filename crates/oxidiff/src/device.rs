@@ -35,6 +35,19 @@ impl DeviceArg {
         }
     }
 
+    /// Makes this backend burn's default device for the whole process.
+    ///
+    /// burn materialises some state (a loaded optimiser record) on `Device::default()`, which
+    /// would otherwise pick a GPU backend whenever one is compiled in.
+    pub fn make_default(self) {
+        let burn_name = match self {
+            DeviceArg::Cpu => "flex",
+            other => other.name(),
+        };
+        // SAFETY: called at the start of `main`, before any other thread exists.
+        unsafe { std::env::set_var("BURN_DEVICE", burn_name) };
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             DeviceArg::Cpu => "cpu",

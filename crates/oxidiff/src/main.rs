@@ -109,7 +109,11 @@ fn preset_names() -> clap::builder::PossibleValuesParser {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Command::Train { device, .. } | Command::Sample { device, .. } = &cli.command {
+        device.make_default();
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
