@@ -115,12 +115,9 @@ impl Trainer {
         } else {
             run_dir.to_path_buf()
         };
-        let saved = RunConfig::load(&dir.join(CONFIG_FILE), &[])?;
-        let config = RunConfig::from_toml_str(
-            &saved.to_toml(),
-            &dir.join(CONFIG_FILE).display().to_string(),
-            overrides,
-        )?;
+        let config_path = dir.join(CONFIG_FILE);
+        let saved = RunConfig::load(&config_path, &[])?;
+        let config = RunConfig::load(&config_path, overrides)?;
         if config.model != saved.model || config.diffusion != saved.diffusion {
             return Err(TrainError::Config {
                 origin: "--set".into(),
@@ -132,9 +129,12 @@ impl Trainer {
         let unet = config.model.resolve()?;
         let dataset = load_dataset(&config.data, unet.image_size, unet.in_channels)?;
         let model = checkpoint::load_weights(unet.init(&ad_device), &dir.join(MODEL_FILE))?;
-        let mut ema = Ema::new(&model, config.train.ema_decay, config.train.ema_warmup);
-        ema.model = checkpoint::load_weights(unet.init(device), &dir.join(EMA_FILE))?;
-        ema.updates = state.ema_updates;
+        let ema = Ema {
+            model: checkpoint::load_weights(unet.init(device), &dir.join(EMA_FILE))?,
+            updates: state.ema_updates,
+            max_decay: config.train.ema_decay,
+            warmup: config.train.ema_warmup,
+        };
         let optimizer =
             checkpoint::load_optimizer(build_optimizer(&config.train), &dir.join(OPTIMIZER_FILE))?;
         checkpoint::write_atomic(&run_dir.join(CONFIG_FILE), config.to_toml().as_bytes())?;

@@ -71,7 +71,8 @@ fn malformed_toml_names_the_file_and_line() {
 /// README's configuration reference is the documented default, word for word.
 #[test]
 fn readme_shows_the_default_config() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
     assert!(
         readme.contains(DEFAULT_CONFIG_TOML),
         "README.md's configuration reference differs from crates/oxidiff-train/src/default_config.toml"
