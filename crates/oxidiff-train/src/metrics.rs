@@ -28,13 +28,11 @@ pub struct MetricsLog {
 }
 
 impl MetricsLog {
-    /// Opens the log for appending. When resuming at `resume_step`, records of later steps
-    /// (written after the checkpoint by the interrupted run) are dropped first, so the log reads
+    /// Opens the log for appending, first dropping records of steps after `step` (written by an
+    /// interrupted run after its last checkpoint, or by a failed earlier start), so the log reads
     /// like one uninterrupted run.
-    pub fn open(path: &Path, resume_step: Option<u64>) -> Result<Self, TrainError> {
-        if let Some(step) = resume_step
-            && path.is_file()
-        {
+    pub fn open(path: &Path, step: u64) -> Result<Self, TrainError> {
+        if path.is_file() {
             let file = File::open(path).map_err(|e| TrainError::io(path, e))?;
             let kept: Vec<String> = BufReader::new(file)
                 .lines()

@@ -163,8 +163,7 @@ impl Trainer {
             config.seed,
         );
         let diffusion = GaussianDiffusion::new(config.diffusion.clone())?;
-        let resume_step = (step > 0).then_some(step);
-        let metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"), resume_step.or(Some(0)))?;
+        let metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"), step)?;
         Ok(Self {
             config,
             unet,

@@ -3,15 +3,12 @@
 mod common;
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Device, Tensor, TensorData};
-use oxidiff_diffusion::noise::randn;
+use burn::tensor::{Device, Tensor};
 use oxidiff_models::UNet;
 use oxidiff_train::checkpoint::{self, load_weights};
 use oxidiff_train::{Trainer, read_metrics};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
-use common::{tiny_config, write_images};
+use common::{fixed_eval_loss, tiny_config, write_images};
 
 /// Dropout draws from the backend's process-wide generator, which the trainer reseeds every
 /// step; tests that train in parallel threads would interleave those draws, so they take turns.
@@ -43,31 +40,6 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
-}
-
-/// The ε-MSE over all dataset images at fixed timesteps and fixed noise, so that two
-/// evaluations differ only through the weights.
-fn fixed_eval_loss(trainer: &Trainer) -> f64 {
-    let device = Device::flex();
-    let model = trainer.model.valid();
-    let n = trainer.dataset.len();
-    let indices: Vec<usize> = (0..n).collect();
-    let x0 = trainer.dataset.batch(&indices, &device);
-    let [_, c, h, w] = x0.dims();
-    let mut rng = ChaCha8Rng::seed_from_u64(1234);
-    let noise = randn(&mut rng, [n, c, h, w], &device);
-    let t: Vec<usize> = (0..n).map(|i| 50 + i * 900 / n).collect();
-    let x_t = trainer.diffusion.q_sample(x0.clone(), &t, noise.clone());
-    let tf: Vec<f32> = t.iter().map(|&v| v as f32).collect();
-    let out = model.forward(
-        x_t,
-        Tensor::<1>::from_data(TensorData::new(tf, [n]), &device),
-        None,
-    );
-    trainer
-        .diffusion
-        .training_loss(out, x0, noise, &t)
-        .into_scalar::<f64>()
 }
 
 #[test]

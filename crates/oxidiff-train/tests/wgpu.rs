@@ -9,42 +9,16 @@
 mod common;
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
-use oxidiff_diffusion::noise::randn;
-use oxidiff_train::Trainer;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use burn::tensor::Device;
+use oxidiff_train::ema::Ema;
+use oxidiff_train::{Trainer, read_metrics};
 
-use common::{tiny_config, write_images};
+use common::{fixed_eval_loss, tiny_config, write_images};
 
 fn vulkan_driver_present() -> bool {
     ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"]
         .iter()
         .any(|dir| std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()))
-}
-
-/// The ε-MSE over the dataset at fixed timesteps and noise, evaluated on the CPU.
-fn fixed_eval_loss(trainer: &Trainer) -> f64 {
-    let device = Device::flex();
-    let record = trainer.model.valid().into_record();
-    let model = trainer.unet.init(&device).load_record(record);
-    let n = trainer.dataset.len();
-    let indices: Vec<usize> = (0..n).collect();
-    let x0 = trainer.dataset.batch(&indices, &device);
-    let [_, c, h, w] = x0.dims();
-    let noise = randn(&mut ChaCha8Rng::seed_from_u64(99), [n, c, h, w], &device);
-    let t: Vec<usize> = (0..n).map(|i| 50 + i * 900 / n).collect();
-    let x_t = trainer.diffusion.q_sample(x0.clone(), &t, noise.clone());
-    let tf: Vec<f32> = t.iter().map(|&v| v as f32).collect();
-    let out = model.forward(
-        x_t,
-        Tensor::<1>::from_data(TensorData::new(tf, [n]), &device),
-        None,
-    );
-    trainer
-        .diffusion
-        .training_loss(out, x0, noise, &t)
-        .into_scalar::<f64>()
 }
 
 #[test]
@@ -75,22 +49,47 @@ fn wgpu_training_learns_and_matches_the_cpu() {
         &Device::flex(),
     )
     .unwrap();
+    // Each backend draws its own initial weights; start the GPU run from the CPU run's weights
+    // so that the two runs differ only by float rounding inside the kernels.
+    let initial_weights = cpu.model.valid().into_record();
     let initial = fixed_eval_loss(&cpu);
     cpu.run(None, &mut |_| {}).unwrap();
+
+    let wgpu = Device::wgpu(Default::default());
     let mut gpu = Trainer::new(
         tiny_config(&tmp.path().join("data"), &extra),
         &tmp.path().join("gpu"),
-        &Device::wgpu(Default::default()),
+        &wgpu,
     )
     .unwrap();
+    gpu.model = gpu
+        .unet
+        .init(&wgpu.clone().autodiff())
+        .load_record(initial_weights);
+    gpu.ema = Ema::new(
+        &gpu.model,
+        gpu.config.train.ema_decay,
+        gpu.config.train.ema_warmup,
+    );
     gpu.run(None, &mut |_| {}).unwrap();
 
+    let cpu_steps = read_metrics(&tmp.path().join("cpu/metrics.jsonl")).unwrap();
+    let gpu_steps = read_metrics(&tmp.path().join("gpu/metrics.jsonl")).unwrap();
     let cpu_loss = fixed_eval_loss(&cpu);
     let gpu_loss = fixed_eval_loss(&gpu);
-    eprintln!("fixed-noise loss: initial {initial:.4}, cpu {cpu_loss:.4}, wgpu {gpu_loss:.4}");
-    // Both runs see the same data, timesteps and noise (drawn on the host); only float rounding
-    // inside the kernels differs, which 60 Adam steps amplify a little. Stated tolerance: the
-    // two losses within 5% of each other, and both at most half the untrained loss.
+    eprintln!(
+        "first-step loss: cpu {:.6}, wgpu {:.6}; fixed-noise loss: initial {initial:.4}, cpu {cpu_loss:.4}, wgpu {gpu_loss:.4}",
+        cpu_steps[0].loss, gpu_steps[0].loss
+    );
+    // Same weights, data, timesteps and noise (drawn on the host): the first step's loss agrees
+    // to float rounding (stated: 1e-4 relative). Over 60 Adam steps rounding differences grow;
+    // stated tolerance for the end: fixed-noise losses within 1% of each other, and both at most
+    // half the untrained loss.
+    let first = (cpu_steps[0].loss - gpu_steps[0].loss).abs() / cpu_steps[0].loss;
+    assert!(
+        first <= 1e-4,
+        "first-step losses differ by {first} relative"
+    );
     assert!(
         gpu_loss < initial / 2.0,
         "wgpu did not learn: {initial} → {gpu_loss}"
@@ -100,7 +99,7 @@ fn wgpu_training_learns_and_matches_the_cpu() {
         "cpu did not learn: {initial} → {cpu_loss}"
     );
     assert!(
-        (gpu_loss - cpu_loss).abs() <= 0.05 * cpu_loss,
+        (gpu_loss - cpu_loss).abs() <= 0.01 * cpu_loss,
         "cpu {cpu_loss} vs wgpu {gpu_loss}"
     );
 }

@@ -2,7 +2,12 @@
 
 use std::path::Path;
 
-use oxidiff_train::RunConfig;
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use oxidiff_diffusion::noise::randn;
+use oxidiff_train::{RunConfig, Trainer};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 /// Writes `n` distinct 8×8 grayscale PNGs (simple shapes) into `dir`.
 pub fn write_images(dir: &Path, n: usize) {
@@ -37,4 +42,29 @@ pub fn tiny_config(data_dir: &Path, extra: &[&str]) -> RunConfig {
     ];
     overrides.extend(extra.iter().map(|s| s.to_string()));
     RunConfig::default_with(&overrides).unwrap()
+}
+
+/// The ε-MSE over all dataset images at fixed timesteps and fixed noise, evaluated on the CPU
+/// (the weights are copied over from whatever device trained them), so that two evaluations
+/// differ only through the weights.
+pub fn fixed_eval_loss(trainer: &Trainer) -> f64 {
+    let device = Device::flex();
+    let model = trainer
+        .unet
+        .init(&device)
+        .load_record(trainer.model.valid().into_record());
+    let n = trainer.dataset.len();
+    let indices: Vec<usize> = (0..n).collect();
+    let x0 = trainer.dataset.batch(&indices, &device);
+    let [_, c, h, w] = x0.dims();
+    let noise = randn(&mut ChaCha8Rng::seed_from_u64(1234), [n, c, h, w], &device);
+    let t: Vec<usize> = (0..n).map(|i| 50 + i * 900 / n).collect();
+    let x_t = trainer.diffusion.q_sample(x0.clone(), &t, noise.clone());
+    let tf: Vec<f32> = t.iter().map(|&v| v as f32).collect();
+    let timesteps = Tensor::<1>::from_data(TensorData::new(tf, [n]), &device);
+    let out = model.forward(x_t, timesteps, None);
+    trainer
+        .diffusion
+        .training_loss(out, x0, noise, &t)
+        .into_scalar::<f64>()
 }
