@@ -116,8 +116,11 @@ impl Trainer {
             run_dir.to_path_buf()
         };
         let config_path = dir.join(CONFIG_FILE);
-        let saved = RunConfig::load(&config_path, &[])?;
-        let config = RunConfig::load(&config_path, overrides)?;
+        let text =
+            std::fs::read_to_string(&config_path).map_err(|e| TrainError::io(&config_path, e))?;
+        let origin = config_path.display().to_string();
+        let saved = RunConfig::from_toml_str(&text, &origin, &[])?;
+        let config = RunConfig::from_toml_str(&text, &origin, overrides)?;
         if config.model != saved.model || config.diffusion != saved.diffusion {
             return Err(TrainError::Config {
                 origin: "--set".into(),
