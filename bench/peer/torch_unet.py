@@ -251,6 +251,18 @@ def peak_memory_bytes(device):
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
+def forward_flops_per_image(model, device):
+    """FLOPs of one forward pass of one image, as torch's FlopCounterMode counts them
+    (convolutions and matmuls, a multiply-add = 2). oxidiff's analytic count must equal it."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, IN_CHANNELS, IMAGE_SIZE, IMAGE_SIZE, device=device)
+    t = torch.zeros(1, device=device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x, t)
+    return int(counter.get_total_flops())
+
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -329,6 +341,21 @@ def main(argv=None):
         with torch.no_grad():
             return net(x_t, t)
 
+    # One deterministic DDIM step (eta = 0) from t = 500 to 480 on the linear DDPM schedule,
+    # as oxidiff's bench times it: the model call plus the update, without x0 clipping.
+    betas = torch.linspace(1e-4, 0.02, NUM_TIMESTEPS, dtype=torch.float64)
+    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+    a_t, a_prev = float(alphas_cumprod[500]), float(alphas_cumprod[480])
+
+    def ddim_step(x_t, _t, _noise):
+        with torch.no_grad():
+            t = torch.full((x_t.shape[0],), 500.0, device=x_t.device)
+            eps = net(x_t, t)
+            x0 = (x_t - math.sqrt(1.0 - a_t) * eps) / math.sqrt(a_t)
+            return math.sqrt(a_prev) * x0 + math.sqrt(1.0 - a_prev) * eps
+
+    forward_flops = forward_flops_per_image(model, device)
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -336,6 +363,7 @@ def main(argv=None):
     train_ms = timed(train_step, args.warmup, args.steps, args.batch, device)
     model.eval()
     forward_ms = timed(forward, args.warmup, args.steps, args.batch, device)
+    ddim_ms = timed(ddim_step, args.warmup, args.steps, args.batch, device)
     peak = peak_memory_bytes(device)
 
     with warnings.catch_warnings():
@@ -348,6 +376,8 @@ def main(argv=None):
         "train_step_ms": round(train_ms, 3),
         "train_images_per_s": round(args.batch * 1e3 / train_ms, 3),
         "forward_ms": round(forward_ms, 3),
+        "ddim_step_ms": round(ddim_ms, 3),
+        "forward_flops_per_image": forward_flops,
         "peak_memory_bytes": peak,
         "device": device_name,
         "torch_version": torch.__version__,
@@ -377,6 +407,8 @@ def main(argv=None):
         ("median train step", f"{train_ms:.1f} ms"),
         ("train throughput", f"{args.batch * 1e3 / train_ms:.1f} images/s"),
         ("median forward (no_grad)", f"{forward_ms:.1f} ms"),
+        ("median DDIM step", f"{ddim_ms:.1f} ms"),
+        ("forward FLOPs / image", f"{forward_flops:,} (torch FlopCounterMode)"),
         (mem_label, f"{peak / 2**20:.1f} MiB ({peak} bytes)"),
         ("device", f"{device.type}: {device_name}"),
         ("torch", torch.__version__),

@@ -2,10 +2,12 @@
 
 pub mod config;
 mod error;
+pub mod flops;
 pub mod presets;
 pub mod unet;
 
 pub use config::{ModelConfig, TimeInjection, UNetConfig};
 pub use error::ModelError;
+pub use flops::FlopCount;
 pub use presets::Preset;
 pub use unet::UNet;

@@ -1,6 +1,7 @@
 //! The trainer: optimiser and learning-rate schedule, EMA, checkpoints with exact resume,
 //! metrics, sample grids; and loading a trained model to sample from.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod ema;
@@ -10,6 +11,7 @@ pub mod metrics;
 pub mod optim;
 pub mod trainer;
 
+pub use bench::{BenchConfig, BenchReport, run_bench};
 pub use config::{
     DEFAULT_CONFIG_TOML, LrSchedule, OptimizerKind, RunConfig, SampleConfig, SamplerKind,
     TrainConfig,

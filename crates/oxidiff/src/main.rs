@@ -1,5 +1,6 @@
 //! `oxidiff`: train diffusion models and sample from them. Thin glue over the library crates.
 
+mod bench;
 mod device;
 mod progress;
 
@@ -90,6 +91,33 @@ enum Command {
         #[arg(long, default_value = "tiny", value_parser = preset_names())]
         preset: String,
     },
+    /// Time a training step, a forward pass and a DDIM step (median after warm-up), with
+    /// images/s, peak memory and GFLOP/s; `--peer` also runs the PyTorch peer and prints ratios.
+    Bench {
+        #[arg(long, default_value = "small", value_parser = preset_names())]
+        preset: String,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Untimed repetitions of each measurement first.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Timed repetitions of each measurement; the median is reported.
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Python with torch installed: also run the peer (bench/README.md) and print ratios.
+        #[arg(long, value_name = "PYTHON")]
+        peer: Option<PathBuf>,
+        #[arg(long, default_value = "bench/peer/torch_unet.py")]
+        peer_script: PathBuf,
+        /// The machine's fp32 peak, when the estimate from /proc/cpuinfo is wrong.
+        #[arg(long, value_name = "GFLOPS")]
+        peak_gflops: Option<f64>,
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -110,7 +138,10 @@ fn preset_names() -> clap::builder::PossibleValuesParser {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Train { device, .. } | Command::Sample { device, .. } = &cli.command {
+    if let Command::Train { device, .. }
+    | Command::Sample { device, .. }
+    | Command::Bench { device, .. } = &cli.command
+    {
         device.make_default();
     }
     match run(cli) {
@@ -162,6 +193,35 @@ fn run(cli: Cli) -> Result<()> {
         Command::Model { preset } => {
             let preset = Preset::from_name(&preset).context("unknown preset")?;
             print_model(preset)
+        }
+        Command::Bench {
+            preset,
+            batch,
+            warmup,
+            iters,
+            json,
+            peer,
+            peer_script,
+            peak_gflops,
+            device,
+        } => {
+            if batch == 0 || iters == 0 {
+                bail!("--batch and --iters must be at least 1");
+            }
+            bench::bench(bench::BenchArgs {
+                config: oxidiff_train::BenchConfig {
+                    preset: Preset::from_name(&preset).context("unknown preset")?,
+                    batch,
+                    warmup,
+                    iters,
+                    seed: 0,
+                },
+                json,
+                peer_python: peer.as_deref(),
+                peer_script: &peer_script,
+                peak_gflops,
+                device,
+            })
         }
     }
 }

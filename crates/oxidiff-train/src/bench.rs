@@ -1,0 +1,272 @@
+//! The training-speed benchmark behind `oxidiff bench`: the same measurement as the PyTorch peer
+//! (`bench/peer/torch_unet.py`) so that the two can be put side by side.
+//!
+//! Timed, each as the median over `iters` repetitions after `warmup` untimed ones:
+//! - the training step: forward on x_t, ε-MSE loss, backward, one AdamW step (lr 1e-4, β =
+//!   (0.9, 0.999), ε = 1e-8, no weight decay), exactly what the peer times;
+//! - the forward pass without autodiff;
+//! - one DDIM step (the model call plus the update) at batch size `batch`.
+//!
+//! Inputs are drawn before the clock starts. The results are read back to the host inside the
+//! timed region, so lazy backends are timed to completion.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use oxidiff_diffusion::sample::ddim_step;
+use oxidiff_diffusion::{DiffusionConfig, GaussianDiffusion};
+use oxidiff_models::{FlopCount, Preset, UNet, UNetConfig};
+use serde::Serialize;
+
+use crate::TrainError;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub preset: Preset,
+    pub batch: usize,
+    /// Untimed repetitions first (allocator, caches, lazy initialisation).
+    pub warmup: usize,
+    /// Timed repetitions; the median is reported.
+    pub iters: usize,
+    pub seed: u64,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        Self {
+            preset: Preset::Small,
+            batch: 16,
+            warmup: 3,
+            iters: 10,
+            seed: 0,
+        }
+    }
+}
+
+/// One benchmark result. The JSON keys match the peer's where they mean the same thing.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub preset: String,
+    pub parameters: usize,
+    pub batch: usize,
+    pub image_size: usize,
+    pub channels: usize,
+    pub iters: usize,
+    pub warmup: usize,
+    /// Median training step (forward + loss + backward + AdamW).
+    pub train_step_ms: f64,
+    pub train_images_per_s: f64,
+    /// Median forward pass without autodiff.
+    pub forward_ms: f64,
+    pub forward_images_per_s: f64,
+    /// Median DDIM step (model call + update).
+    pub ddim_step_ms: f64,
+    /// Peak resident set size of this process (VmHWM), bytes.
+    pub peak_rss_bytes: u64,
+    /// Analytic FLOPs of one forward pass of one image (multiply-add = 2).
+    pub forward_flops_per_image: u64,
+    /// Analytic FLOPs of one training step of one image: 3 × forward.
+    pub train_flops_per_image: u64,
+    pub train_gflops_per_s: f64,
+    pub forward_gflops_per_s: f64,
+    /// The machine's theoretical fp32 peak, when it could be estimated.
+    pub peak_gflops_per_s: Option<f64>,
+    pub threads: usize,
+    pub device: String,
+}
+
+/// The median of `samples` (sorted in place).
+pub fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        samples[n / 2]
+    } else {
+        0.5 * (samples[n / 2 - 1] + samples[n / 2])
+    }
+}
+
+/// Times `f` `warmup + iters` times and returns the median of the last `iters`, in milliseconds.
+fn time_median(warmup: usize, iters: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut samples: Vec<f64> = (0..iters)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    median(&mut samples)
+}
+
+/// Peak resident set size of this process in bytes (Linux `VmHWM`); 0 where unavailable.
+pub fn peak_rss_bytes() -> u64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Theoretical fp32 peak of the CPU: cores × clock × FLOPs per cycle per core.
+///
+/// FLOPs per cycle assume two FMA units per core of the widest vector the CPU runs at full rate:
+/// 16 lanes for AVX-512 on Intel and AMD Zen 5, 8 on earlier AMD (Zen 4 splits 512-bit operations
+/// into two 256-bit halves), 8 for AVX2 + FMA, 4 otherwise; an FMA is 2 FLOPs. The clock is the
+/// nominal one `/proc/cpuinfo` reports: turbo is not counted, so a well-tuned library can exceed
+/// this figure. `None` off Linux x86-64.
+pub fn cpu_peak_gflops(threads: usize) -> Option<f64> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|v| v.trim().to_string())
+    };
+    let mhz: f64 = field("cpu MHz")?.parse().ok()?;
+    let flags = field("flags").unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let amd = field("vendor_id").is_some_and(|v| v.contains("AMD"));
+    let family: u32 = field("cpu family")
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0);
+    let lanes = if has("avx512f") {
+        if amd && family < 26 { 8.0 } else { 16.0 }
+    } else if has("avx2") && has("fma") {
+        8.0
+    } else {
+        4.0
+    };
+    let flops_per_cycle = 2.0 * lanes * 2.0;
+    Some(threads as f64 * mhz * 1e6 * flops_per_cycle / 1e9)
+}
+
+/// Threads the CPU backend runs on (rayon's pool).
+pub fn cpu_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+fn normal(shape: [usize; 4], device: &Device) -> Tensor<4> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+}
+
+fn timesteps(batch: usize, step: usize, device: &Device) -> Tensor<1> {
+    // Spread over [0, 1000) without an RNG; the network's cost does not depend on t.
+    let t: Vec<f32> = (0..batch)
+        .map(|i| ((i * 997 + step * 389) % 1000) as f32)
+        .collect();
+    Tensor::from_data(TensorData::new(t, [batch]), device)
+}
+
+/// Runs the benchmark on `device` (a non-autodiff device; autodiff is added for training).
+pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, TrainError> {
+    let unet: UNetConfig = config.preset.config();
+    let batch = config.batch;
+    let shape = [batch, unet.in_channels, unet.image_size, unet.image_size];
+    let ad_device = device.clone().autodiff();
+    ad_device.seed(config.seed);
+    let mut model: UNet = unet.init(&ad_device);
+    let parameters = model.num_params();
+    let flops: FlopCount = model.forward_flops(unet.image_size);
+
+    // The training step, as the peer does it: x_t and ε are fresh N(0, I) draws.
+    let mut optimizer = AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.999)
+        .with_epsilon(1e-8)
+        .with_weight_decay(0.0)
+        .init();
+    let reps = config.warmup + config.iters;
+    let inputs: Vec<_> = (0..reps)
+        .map(|i| {
+            (
+                normal(shape, &ad_device),
+                normal(shape, &ad_device),
+                timesteps(batch, i, &ad_device),
+            )
+        })
+        .collect();
+    let mut inputs = inputs.into_iter();
+    let train_step_ms = time_median(config.warmup, config.iters, || {
+        let (x_t, noise, t) = inputs.next().expect("one input per repetition");
+        let output = model.forward(x_t, t, None);
+        let loss = (output - noise).square().mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(1e-4, model.clone(), grads);
+        // Reading one weight back waits for every queued kernel on lazy backends.
+        let _ = model
+            .conv_in
+            .weight
+            .val()
+            .slice([0..1, 0..1, 0..1, 0..1])
+            .into_data();
+    });
+
+    let inference = model.valid();
+    let x = normal(shape, device);
+    let t = timesteps(batch, 0, device);
+    let forward_ms = time_median(config.warmup, config.iters, || {
+        let _ = inference.forward(x.clone(), t.clone(), None).into_data();
+    });
+
+    let diffusion = GaussianDiffusion::new(DiffusionConfig::default())?;
+    let t_float = Tensor::<1>::from_data(TensorData::new(vec![500.0f32; batch], [batch]), device);
+    let ddim_step_ms = time_median(config.warmup, config.iters, || {
+        let output = inference.forward(x.clone(), t_float.clone(), None);
+        let x_prev = ddim_step(&diffusion, output, 500, Some(480), x.clone(), 0.0, None);
+        let _ = x_prev.into_data();
+    });
+
+    let train_flops_per_image = 3 * flops.total();
+    let gflops =
+        |flops_per_image: u64, ms: f64| flops_per_image as f64 * batch as f64 / (ms * 1e-3) / 1e9;
+    let threads = cpu_threads();
+    let is_cpu = format!("{device:?}").to_lowercase().contains("flex");
+    Ok(BenchReport {
+        preset: config.preset.to_string(),
+        parameters,
+        batch,
+        image_size: unet.image_size,
+        channels: unet.in_channels,
+        iters: config.iters,
+        warmup: config.warmup,
+        train_step_ms,
+        train_images_per_s: batch as f64 / (train_step_ms * 1e-3),
+        forward_ms,
+        forward_images_per_s: batch as f64 / (forward_ms * 1e-3),
+        ddim_step_ms,
+        peak_rss_bytes: peak_rss_bytes(),
+        forward_flops_per_image: flops.total(),
+        train_flops_per_image,
+        train_gflops_per_s: gflops(train_flops_per_image, train_step_ms),
+        forward_gflops_per_s: gflops(flops.total(), forward_ms),
+        peak_gflops_per_s: if is_cpu {
+            cpu_peak_gflops(threads)
+        } else {
+            None
+        },
+        threads,
+        device: format!("{device:?}"),
+    })
+}

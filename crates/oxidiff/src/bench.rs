@@ -1,0 +1,242 @@
+//! `oxidiff bench`: prints the library's benchmark as a table or JSON, and with `--peer` runs the
+//! PyTorch peer in a child process and puts the two side by side with their ratios.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use oxidiff_train::{BenchConfig, BenchReport, run_bench};
+use serde_json::{Value, json};
+
+use crate::device::DeviceArg;
+
+pub struct BenchArgs<'a> {
+    pub config: BenchConfig,
+    pub json: bool,
+    pub peer_python: Option<&'a Path>,
+    pub peer_script: &'a Path,
+    pub peak_gflops: Option<f64>,
+    pub device: DeviceArg,
+}
+
+pub fn bench(args: BenchArgs<'_>) -> Result<()> {
+    let device = args.device.device()?;
+    if !args.json {
+        eprintln!(
+            "timing oxidiff: preset {}, batch {}, {} warm-up + {} timed repetitions each...",
+            args.config.preset, args.config.batch, args.config.warmup, args.config.iters
+        );
+    }
+    let mut report = run_bench(&args.config, &device)?;
+    if args.peak_gflops.is_some() {
+        report.peak_gflops_per_s = args.peak_gflops;
+    }
+    let peer = match args.peer_python {
+        Some(python) => Some(run_peer(
+            python,
+            args.peer_script,
+            &args.config,
+            &report,
+            args.json,
+        )?),
+        None => None,
+    };
+
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(peer) = &peer {
+            value["peer"] = peer.clone();
+            value["ratios"] = ratios(&report, peer);
+        }
+        println!("{value}");
+    } else {
+        print_table(&report, peer.as_ref());
+    }
+    Ok(())
+}
+
+fn run_peer(
+    python: &Path,
+    script: &Path,
+    config: &BenchConfig,
+    report: &BenchReport,
+    quiet: bool,
+) -> Result<Value> {
+    if report.preset != "small" {
+        bail!(
+            "the PyTorch peer implements the `small` preset only, not `{}`",
+            report.preset
+        );
+    }
+    if !script.is_file() {
+        bail!(
+            "peer script {} not found (run from the repository root, or pass --peer-script)",
+            script.display()
+        );
+    }
+    let device_type = if report.device.to_lowercase().contains("flex") {
+        "cpu"
+    } else {
+        "cuda"
+    };
+    if !quiet {
+        eprintln!(
+            "timing the PyTorch peer: {} {}...",
+            python.display(),
+            script.display()
+        );
+    }
+    let output = Command::new(python)
+        .arg(script)
+        .args(["--json", "--device", device_type])
+        .args(["--batch", &config.batch.to_string()])
+        .args(["--steps", &config.iters.to_string()])
+        .args(["--warmup", &config.warmup.to_string()])
+        .args(["--threads", &report.threads.to_string()])
+        .output()
+        .with_context(|| format!("could not start the peer with {}", python.display()))?;
+    if !output.status.success() {
+        bail!(
+            "the peer failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let peer: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str(line).ok())
+        .with_context(|| format!("the peer printed no JSON object: {stdout}"))?;
+    if peer["parameters"].as_u64() != Some(report.parameters as u64) {
+        bail!(
+            "the peer has {} parameters, oxidiff {}: the networks differ and the comparison is void",
+            peer["parameters"],
+            report.parameters
+        );
+    }
+    Ok(peer)
+}
+
+/// oxidiff over PyTorch for speeds (above 1 is faster) and for memory (below 1 is leaner).
+fn ratios(report: &BenchReport, peer: &Value) -> Value {
+    let ratio = |ours: f64, key: &str| peer[key].as_f64().map(|theirs| ours / theirs);
+    json!({
+        "train_images_per_s": ratio(report.train_images_per_s, "train_images_per_s"),
+        "forward_speed": peer["forward_ms"].as_f64().map(|p| p / report.forward_ms),
+        "ddim_step_speed": peer["ddim_step_ms"].as_f64().map(|p| p / report.ddim_step_ms),
+        "peak_memory": ratio(report.peak_rss_bytes as f64, "peak_memory_bytes"),
+    })
+}
+
+fn mib(bytes: f64) -> String {
+    format!("{:.0} MiB", bytes / f64::from(1 << 20))
+}
+
+fn print_table(report: &BenchReport, peer: Option<&Value>) {
+    println!(
+        "model: {} ({} parameters), batch {}, {}x{}x{}, fp32; median of {} after {} warm-up",
+        report.preset,
+        report.parameters,
+        report.batch,
+        report.channels,
+        report.image_size,
+        report.image_size,
+        report.iters,
+        report.warmup
+    );
+    println!(
+        "FLOPs per image (analytic, multiply-add = 2): forward {:.3} G, training step {:.3} G (3x forward)",
+        report.forward_flops_per_image as f64 / 1e9,
+        report.train_flops_per_image as f64 / 1e9
+    );
+    let peak = report
+        .peak_gflops_per_s
+        .map_or("unknown".to_string(), |p| format!("{p:.0} GFLOP/s"));
+    println!(
+        "device: {}, {} threads; theoretical fp32 peak at the nominal clock: {peak}",
+        report.device, report.threads
+    );
+    println!();
+    let pct = |g: f64| {
+        report.peak_gflops_per_s.map_or(String::new(), |p| {
+            format!(" ({:.0}% of peak)", 100.0 * g / p)
+        })
+    };
+    let ours = [
+        ("train step", format!("{:.1} ms", report.train_step_ms)),
+        (
+            "train images/s",
+            format!("{:.2}", report.train_images_per_s),
+        ),
+        (
+            "train GFLOP/s",
+            format!(
+                "{:.1}{}",
+                report.train_gflops_per_s,
+                pct(report.train_gflops_per_s)
+            ),
+        ),
+        ("forward", format!("{:.1} ms", report.forward_ms)),
+        (
+            "forward GFLOP/s",
+            format!(
+                "{:.1}{}",
+                report.forward_gflops_per_s,
+                pct(report.forward_gflops_per_s)
+            ),
+        ),
+        ("DDIM step", format!("{:.1} ms", report.ddim_step_ms)),
+        ("peak RSS", mib(report.peak_rss_bytes as f64)),
+    ];
+    let Some(peer) = peer else {
+        for (name, value) in ours {
+            println!("{name:<16} {value}");
+        }
+        return;
+    };
+    let f = |key: &str| peer[key].as_f64().unwrap_or(f64::NAN);
+    let flops = |ms: f64, per_image: u64| per_image as f64 * report.batch as f64 / ms / 1e6;
+    let theirs = [
+        format!("{:.1} ms", f("train_step_ms")),
+        format!("{:.2}", f("train_images_per_s")),
+        format!(
+            "{:.1}",
+            flops(f("train_step_ms"), report.train_flops_per_image)
+        ),
+        format!("{:.1} ms", f("forward_ms")),
+        format!(
+            "{:.1}",
+            flops(f("forward_ms"), report.forward_flops_per_image)
+        ),
+        format!("{:.1} ms", f("ddim_step_ms")),
+        mib(f("peak_memory_bytes")),
+    ];
+    let r = ratios(report, peer);
+    let x = |v: &Value| v.as_f64().map_or("-".into(), |v| format!("{v:.2}x"));
+    let ratio_col = [
+        format!("{} throughput", x(&r["train_images_per_s"])),
+        String::new(),
+        String::new(),
+        format!("{} speed", x(&r["forward_speed"])),
+        String::new(),
+        format!("{} speed", x(&r["ddim_step_speed"])),
+        format!("{} memory", x(&r["peak_memory"])),
+    ];
+    let torch = format!("PyTorch {}", peer["torch_version"].as_str().unwrap_or("?"));
+    println!(
+        "{:<16} {:>22} {:>22}   oxidiff/PyTorch",
+        "", "oxidiff", torch
+    );
+    for (((name, ours), theirs), ratio) in ours.iter().zip(&theirs).zip(&ratio_col) {
+        println!("{name:<16} {ours:>22} {theirs:>22}   {ratio}");
+    }
+    if let Some(peer_flops) = peer["forward_flops_per_image"].as_u64()
+        && peer_flops != report.forward_flops_per_image
+    {
+        println!(
+            "note: the peer counts {peer_flops} forward FLOPs per image, oxidiff {}",
+            report.forward_flops_per_image
+        );
+    }
+}
