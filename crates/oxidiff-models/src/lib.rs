@@ -1,6 +1,7 @@
 //! Networks for oxidiff: the ADM-style UNet and its presets.
 
 pub mod config;
+pub mod cpu;
 mod error;
 pub mod flops;
 pub mod presets;

@@ -1,4 +1,6 @@
 use burn::module::Module;
+
+use crate::cpu::conv2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::{Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig, Initializer};
 use burn::tensor::activation::silu;
@@ -169,7 +171,7 @@ impl UNet {
             emb = emb + class_emb.reshape([batch, width]);
         }
 
-        let mut h = self.conv_in.forward(x);
+        let mut h = conv2d(&self.conv_in, x);
         let mut skips = vec![h.clone()];
         for level in &self.down {
             for block in &level.blocks {
@@ -196,7 +198,7 @@ impl UNet {
             }
         }
 
-        self.out_conv.forward(silu(self.out_norm.forward(h)))
+        conv2d(&self.out_conv, silu(self.out_norm.forward(h)))
     }
 }
 

@@ -1,4 +1,6 @@
 use burn::module::Module;
+
+use crate::cpu::conv2d;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Device, Tensor};
@@ -25,7 +27,7 @@ impl Downsample {
     /// - `x`: `[B, C, H, W]`
     /// - output: `[B, C, H/2, W/2]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.conv.forward(x)
+        conv2d(&self.conv, x)
     }
 }
 
@@ -46,7 +48,7 @@ impl Upsample {
     /// - `x`: `[B, C, H, W]`
     /// - output: `[B, C, 2H, 2W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.conv.forward(nearest_2x(x))
+        conv2d(&self.conv, nearest_2x(x))
     }
 }
 

@@ -1,4 +1,6 @@
 use burn::module::Module;
+
+use crate::cpu::conv2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{
     Dropout, DropoutConfig, GroupNorm, GroupNormConfig, Initializer, Linear, LinearConfig,
@@ -72,7 +74,7 @@ impl ResBlock {
     /// - output: `[B, out, H, W]`
     pub fn forward(&self, x: Tensor<4>, emb: Tensor<2>) -> Tensor<4> {
         let [batch, _, _, _] = x.dims();
-        let h = self.conv_1.forward(silu(self.norm_1.forward(x.clone())));
+        let h = conv2d(&self.conv_1, silu(self.norm_1.forward(x.clone())));
         let emb = self.emb_proj.forward(silu(emb));
         let h = if self.scale_shift {
             let o = self.out_channels;
@@ -85,9 +87,9 @@ impl ResBlock {
             let h = h + emb.reshape([batch, self.out_channels, 1, 1]);
             silu(self.norm_2.forward(h))
         };
-        let h = self.conv_2.forward(self.dropout.forward(h));
+        let h = conv2d(&self.conv_2, self.dropout.forward(h));
         let skip = match &self.skip {
-            Some(conv) => conv.forward(x),
+            Some(conv) => conv2d(conv, x),
             None => x,
         };
         skip + h

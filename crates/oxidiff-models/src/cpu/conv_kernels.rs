@@ -1,0 +1,475 @@
+//! 2-D convolution on the CPU as one well-shaped GEMM per image (im2col), and its two gradients.
+//!
+//! Why not burn's built-in path: `flex` computes the input gradient as a transposed convolution
+//! and the weight gradient as a convolution whose kernel is the whole output plane, which runs
+//! the GEMM microkernel on thin, badly shaped operands. Here every product is
+//! `[C_out, C_in·k²] × [C_in·k², H·W]` (or its transpose) for one image, with images spread over
+//! the threads, which keeps each GEMM large and single-threaded.
+//!
+//! All buffers are contiguous row-major f32: `x` is `[B, C_in, H, W]`, `weight` is
+//! `[C_out, C_in, k, k]` (so one row of it is one im2col row order `(c, kh, kw)`), the output
+//! `[B, C_out, H_out, W_out]`. Square kernels, equal stride and padding on both axes, dilation 1,
+//! one group: what the UNet uses. [`ConvGeometry::new`] rejects anything else.
+
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+/// Sizes of one convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub c_in: usize,
+    pub c_out: usize,
+    pub height: usize,
+    pub width: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub h_out: usize,
+    pub w_out: usize,
+}
+
+impl ConvGeometry {
+    /// `None` when the shapes do not describe a supported convolution.
+    pub fn new(
+        x_shape: [usize; 4],
+        weight_shape: [usize; 4],
+        stride: usize,
+        padding: usize,
+    ) -> Option<Self> {
+        let [batch, c_in, height, width] = x_shape;
+        let [c_out, w_in, k_h, k_w] = weight_shape;
+        if w_in != c_in || k_h != k_w || stride == 0 || k_h == 0 {
+            return None;
+        }
+        let kernel = k_h;
+        let h_out = (height + 2 * padding).checked_sub(kernel)? / stride + 1;
+        let w_out = (width + 2 * padding).checked_sub(kernel)? / stride + 1;
+        Some(Self {
+            batch,
+            c_in,
+            c_out,
+            height,
+            width,
+            kernel,
+            stride,
+            padding,
+            h_out,
+            w_out,
+        })
+    }
+
+    /// Rows of the im2col matrix: one per (input channel, kernel row, kernel column).
+    pub fn col_rows(&self) -> usize {
+        self.c_in * self.kernel * self.kernel
+    }
+
+    pub fn out_plane(&self) -> usize {
+        self.h_out * self.w_out
+    }
+
+    pub fn in_image(&self) -> usize {
+        self.c_in * self.height * self.width
+    }
+
+    pub fn out_image(&self) -> usize {
+        self.c_out * self.out_plane()
+    }
+
+    /// A 1×1 convolution without stride or padding is a plain matrix product: no im2col.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == 1 && self.stride == 1 && self.padding == 0
+    }
+
+    /// The input column that output column `o` reads at kernel offset `k`, if inside the image.
+    #[inline]
+    fn source(&self, o: usize, k: usize, size: usize) -> Option<usize> {
+        (o * self.stride + k)
+            .checked_sub(self.padding)
+            .filter(|&i| i < size)
+    }
+
+    /// Range of output columns whose input column at kernel offset `kw` is inside the image.
+    fn valid_ow(&self, kw: usize) -> std::ops::Range<usize> {
+        let (s, p) = (self.stride, self.padding);
+        // ow·s + kw − p ≥ 0  ⇔  ow ≥ ⌈(p − kw)/s⌉;  ow·s + kw − p < W  ⇔  ow < ⌈(W + p − kw)/s⌉
+        let start = p.saturating_sub(kw).div_ceil(s);
+        let end = (self.width + p)
+            .saturating_sub(kw)
+            .div_ceil(s)
+            .min(self.w_out);
+        start.min(end)..end
+    }
+}
+
+/// Fills `col` (`[C_in·k², H_out·W_out]`) from one image (`[C_in, H, W]`); padding reads as 0.
+fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
+    let (k, plane) = (g.kernel, g.out_plane());
+    for c in 0..g.c_in {
+        let channel = &image[c * g.height * g.width..][..g.height * g.width];
+        for kh in 0..k {
+            for kw in 0..k {
+                let row = &mut col[((c * k + kh) * k + kw) * plane..][..plane];
+                let valid = g.valid_ow(kw);
+                for oh in 0..g.h_out {
+                    let out_row = &mut row[oh * g.w_out..][..g.w_out];
+                    let Some(ih) = g.source(oh, kh, g.height) else {
+                        out_row.fill(0.0);
+                        continue;
+                    };
+                    let in_row = &channel[ih * g.width..][..g.width];
+                    out_row[..valid.start].fill(0.0);
+                    out_row[valid.end..].fill(0.0);
+                    if valid.is_empty() {
+                        continue;
+                    }
+                    let first = valid.start * g.stride + kw - g.padding;
+                    if g.stride == 1 {
+                        out_row[valid.clone()].copy_from_slice(&in_row[first..first + valid.len()]);
+                    } else {
+                        for (j, ow) in valid.clone().enumerate() {
+                            out_row[ow] = in_row[first + j * g.stride];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds `col` (`[C_in·k², H_out·W_out]`) back into one image gradient (`[C_in, H, W]`): the
+/// adjoint of [`im2col`].
+fn col2im_add(g: &ConvGeometry, col: &[f32], image: &mut [f32]) {
+    let (k, plane) = (g.kernel, g.out_plane());
+    for c in 0..g.c_in {
+        let channel = &mut image[c * g.height * g.width..][..g.height * g.width];
+        for kh in 0..k {
+            for kw in 0..k {
+                let row = &col[((c * k + kh) * k + kw) * plane..][..plane];
+                let valid = g.valid_ow(kw);
+                if valid.is_empty() {
+                    continue;
+                }
+                for oh in 0..g.h_out {
+                    let Some(ih) = g.source(oh, kh, g.height) else {
+                        continue;
+                    };
+                    let out_row = &row[oh * g.w_out..][..g.w_out];
+                    let in_row = &mut channel[ih * g.width..][..g.width];
+                    let first = valid.start * g.stride + kw - g.padding;
+                    for (j, ow) in valid.clone().enumerate() {
+                        in_row[first + j * g.stride] += out_row[ow];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A row-major matrix view for [`matmul`]: element (i, j) at `ptr[i·row_stride + j·col_stride]`.
+#[derive(Clone, Copy)]
+struct Mat {
+    ptr: *const f32,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl Mat {
+    fn rows(data: &[f32], cols: usize) -> Self {
+        Self {
+            ptr: data.as_ptr(),
+            row_stride: cols as isize,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of the row-major `[rows, cols]` matrix in `data`.
+    fn transposed(data: &[f32], cols: usize) -> Self {
+        Self {
+            ptr: data.as_ptr(),
+            row_stride: 1,
+            col_stride: cols as isize,
+        }
+    }
+}
+
+/// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]`, single-threaded (the callers parallelise over images).
+///
+/// # Safety
+///
+/// `lhs` and `rhs` must point to matrices of at least `[m, k]` and `[k, n]` under their strides.
+unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: Mat,
+    rhs: Mat,
+) {
+    assert!(dst.len() >= m * n);
+    // SAFETY: dst is checked above; lhs and rhs by the caller's contract.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.col_stride,
+            lhs.row_stride,
+            rhs.ptr,
+            rhs.col_stride,
+            rhs.row_stride,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
+fn check_len(name: &str, buffer: &[f32], expected: usize) {
+    assert_eq!(buffer.len(), expected, "{name}: wrong buffer length");
+}
+
+/// Forward convolution: returns `[B, C_out, H_out, W_out]`.
+pub fn conv2d_forward(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    check_len("x", x, g.batch * g.in_image());
+    check_len("weight", weight, g.c_out * g.col_rows());
+    if let Some(bias) = bias {
+        check_len("bias", bias, g.c_out);
+    }
+    let (plane, rows) = (g.out_plane(), g.col_rows());
+    let mut out = vec![0.0f32; g.batch * g.out_image()];
+    let col_len = if g.is_pointwise() { 0 } else { rows * plane };
+    out.par_chunks_mut(g.out_image())
+        .zip(x.par_chunks(g.in_image()))
+        .for_each_init(
+            || vec![0.0f32; col_len],
+            |col, (out_b, x_b)| {
+                if let Some(bias) = bias {
+                    for (row, &b) in out_b.chunks_mut(plane).zip(bias) {
+                        row.fill(b);
+                    }
+                }
+                let rhs = if g.is_pointwise() {
+                    x_b
+                } else {
+                    im2col(g, x_b, col);
+                    &col[..]
+                };
+                // SAFETY: weight is [C_out, rows] and rhs [rows, plane], checked above.
+                unsafe {
+                    matmul(
+                        g.c_out,
+                        plane,
+                        rows,
+                        out_b,
+                        bias.is_some(),
+                        Mat::rows(weight, rows),
+                        Mat::rows(rhs, plane),
+                    );
+                }
+            },
+        );
+    out
+}
+
+/// Gradient with respect to the input: `[B, C_in, H, W]`, from `grad` = dL/d(output).
+pub fn conv2d_x_backward(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
+    check_len("weight", weight, g.c_out * g.col_rows());
+    check_len("grad", grad, g.batch * g.out_image());
+    let (plane, rows) = (g.out_plane(), g.col_rows());
+    let mut dx = vec![0.0f32; g.batch * g.in_image()];
+    let col_len = if g.is_pointwise() { 0 } else { rows * plane };
+    dx.par_chunks_mut(g.in_image())
+        .zip(grad.par_chunks(g.out_image()))
+        .for_each_init(
+            || vec![0.0f32; col_len],
+            |dcol, (dx_b, grad_b)| {
+                let wt = Mat::transposed(weight, rows);
+                let grad_m = Mat::rows(grad_b, plane);
+                // SAFETY: Wᵀ is [rows, C_out], grad_b [C_out, plane].
+                unsafe {
+                    if g.is_pointwise() {
+                        matmul(rows, plane, g.c_out, dx_b, false, wt, grad_m);
+                    } else {
+                        matmul(rows, plane, g.c_out, dcol, false, wt, grad_m);
+                    }
+                }
+                if !g.is_pointwise() {
+                    col2im_add(g, dcol, dx_b);
+                }
+            },
+        );
+    dx
+}
+
+/// Gradient with respect to the weight: `[C_out, C_in, k, k]`, summed over the batch.
+///
+/// Each thread accumulates the images of one contiguous share of the batch into its own buffer;
+/// the shares are then added, so the result does not depend on scheduling.
+pub fn conv2d_weight_backward(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+    check_len("x", x, g.batch * g.in_image());
+    check_len("grad", grad, g.batch * g.out_image());
+    let (plane, rows) = (g.out_plane(), g.col_rows());
+    let shares = rayon::current_num_threads().clamp(1, g.batch.max(1));
+    let per_share = g.batch.div_ceil(shares).max(1);
+    let col_len = if g.is_pointwise() { 0 } else { rows * plane };
+    let partials: Vec<Vec<f32>> = (0..g.batch.div_ceil(per_share))
+        .into_par_iter()
+        .map(|share| {
+            let mut dw = vec![0.0f32; g.c_out * rows];
+            let mut col = vec![0.0f32; col_len];
+            let images = share * per_share..((share + 1) * per_share).min(g.batch);
+            for (i, b) in images.enumerate() {
+                let x_b = &x[b * g.in_image()..][..g.in_image()];
+                let grad_b = &grad[b * g.out_image()..][..g.out_image()];
+                let cols = if g.is_pointwise() {
+                    x_b
+                } else {
+                    im2col(g, x_b, &mut col);
+                    &col[..]
+                };
+                // SAFETY: grad_b is [C_out, plane], colᵀ is [plane, rows].
+                unsafe {
+                    matmul(
+                        g.c_out,
+                        rows,
+                        plane,
+                        &mut dw,
+                        i > 0,
+                        Mat::rows(grad_b, plane),
+                        Mat::transposed(cols, plane),
+                    );
+                }
+            }
+            dw
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut dw = partials.next().unwrap_or_else(|| vec![0.0; g.c_out * rows]);
+    for part in partials {
+        for (a, b) in dw.iter_mut().zip(&part) {
+            *a += b;
+        }
+    }
+    dw
+}
+
+/// Gradient with respect to the bias: `[C_out]`, the output gradient summed over batch and plane.
+pub fn conv2d_bias_backward(g: &ConvGeometry, grad: &[f32]) -> Vec<f32> {
+    check_len("grad", grad, g.batch * g.out_image());
+    let plane = g.out_plane();
+    let mut db = vec![0.0f64; g.c_out];
+    for grad_b in grad.chunks(g.out_image()) {
+        for (acc, row) in db.iter_mut().zip(grad_b.chunks(plane)) {
+            *acc += row.iter().map(|&v| f64::from(v)).sum::<f64>();
+        }
+    }
+    db.into_iter().map(|v| v as f32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct seven-loop convolution, the definition the GEMM path must reproduce.
+    fn naive_forward(g: &ConvGeometry, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0f32; g.batch * g.out_image()];
+        for b in 0..g.batch {
+            for co in 0..g.c_out {
+                for oh in 0..g.h_out {
+                    for ow in 0..g.w_out {
+                        let mut acc = f64::from(bias[co]);
+                        for ci in 0..g.c_in {
+                            for kh in 0..g.kernel {
+                                for kw in 0..g.kernel {
+                                    let (Some(ih), Some(iw)) =
+                                        (g.source(oh, kh, g.height), g.source(ow, kw, g.width))
+                                    else {
+                                        continue;
+                                    };
+                                    let xv = x[((b * g.c_in + ci) * g.height + ih) * g.width + iw];
+                                    let wv =
+                                        w[((co * g.c_in + ci) * g.kernel + kh) * g.kernel + kw];
+                                    acc += f64::from(xv) * f64::from(wv);
+                                }
+                            }
+                        }
+                        out[((b * g.c_out + co) * g.h_out + oh) * g.w_out + ow] = acc as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn im2col_and_col2im_are_adjoint() {
+        // <im2col(x), c> = <x, col2im(c)> for every geometry the UNet uses (and odd sizes).
+        for (k, s, p, h, w) in [
+            (3, 1, 1, 5, 7),
+            (3, 2, 1, 8, 8),
+            (3, 2, 1, 7, 5),
+            (1, 1, 0, 4, 3),
+        ] {
+            let g = ConvGeometry::new([1, 2, h, w], [3, 2, k, k], s, p).unwrap();
+            let x = values(g.in_image(), 1);
+            let c = values(g.col_rows() * g.out_plane(), 2);
+            let mut col = vec![0.0; c.len()];
+            im2col(&g, &x, &mut col);
+            let mut back = vec![0.0; x.len()];
+            col2im_add(&g, &c, &mut back);
+            let lhs: f64 = col.iter().zip(&c).map(|(a, b)| f64::from(a * b)).sum();
+            let rhs: f64 = x.iter().zip(&back).map(|(a, b)| f64::from(a * b)).sum();
+            assert!(
+                (lhs - rhs).abs() < 1e-4,
+                "k{k} s{s} p{p} {h}x{w}: {lhs} vs {rhs}"
+            );
+        }
+    }
+
+    #[test]
+    fn forward_matches_the_direct_convolution() {
+        for (k, s, p, h, w) in [
+            (3, 1, 1, 6, 5),
+            (3, 2, 1, 8, 8),
+            (3, 2, 1, 7, 7),
+            (1, 1, 0, 4, 4),
+        ] {
+            let g = ConvGeometry::new([3, 4, h, w], [5, 4, k, k], s, p).unwrap();
+            let x = values(g.batch * g.in_image(), 3);
+            let wt = values(g.c_out * g.col_rows(), 4);
+            let bias = values(g.c_out, 5);
+            let fast = conv2d_forward(&g, &x, &wt, Some(&bias));
+            let slow = naive_forward(&g, &x, &wt, &bias);
+            for (a, b) in fast.iter().zip(&slow) {
+                assert!((a - b).abs() < 1e-5, "k{k} s{s}: {a} vs {b}");
+            }
+        }
+    }
+}
