@@ -5,18 +5,19 @@
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::Tensor;
 
 use super::conv_kernels::{
     ConvGeometry, conv2d_bias_backward, conv2d_forward, conv2d_weight_backward, conv2d_x_backward,
 };
-use super::{BackendKind, backend_kind};
+use super::{BackendKind, backend_kind, f32_storage, flex_tensor};
 
 /// `conv.forward(x)`, on the CPU through the GEMM kernels.
 ///
@@ -54,24 +55,6 @@ fn geometry(conv: &Conv2d, x: &Tensor<4>) -> Option<ConvGeometry> {
         _ => return None,
     };
     ConvGeometry::new(x.dims(), conv.weight.dims(), conv.stride[0], padding)
-}
-
-/// Contiguous f32 storage of a flex tensor, or `None` for another dtype.
-fn f32_storage(tensor: &FlexTensor) -> Option<std::borrow::Cow<'_, [f32]>> {
-    if tensor.dtype() != DType::F32 {
-        return None;
-    }
-    if tensor.is_contiguous() {
-        tensor.as_slice::<f32>().map(std::borrow::Cow::Borrowed)
-    } else {
-        Some(std::borrow::Cow::Owned(
-            tensor.to_contiguous().storage::<f32>().to_vec(),
-        ))
-    }
-}
-
-fn flex_tensor(values: Vec<f32>, shape: impl Into<Vec<usize>>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape.into()))
 }
 
 fn run_forward(
@@ -158,11 +141,7 @@ fn forward_autodiff(
     let out = run_forward(&g, x.primitive(), w.primitive(), b.primitive())
         .expect("flex tensors of dtype f32");
     let out = match Conv2dBackward
-        .prepare::<burn::backend::autodiff::checkpoint::strategy::NoCheckpointing>([
-            x.node(),
-            w.node(),
-            b.node(),
-        ])
+        .prepare::<NoCheckpointing>([x.node(), w.node(), b.node()])
         .compute_bound()
         .stateful()
     {

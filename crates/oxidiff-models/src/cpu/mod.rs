@@ -7,13 +7,17 @@
 
 mod conv;
 pub mod conv_kernels;
+mod group_norm;
+pub mod group_norm_kernels;
 
 use std::sync::OnceLock;
 
+use burn::backend::flex::FlexTensor;
 use burn::backend::{DispatchDevice, GradientCheckpointingStrategy};
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor, TensorData};
 
 pub use conv::{conv2d, conv2d_route};
+pub use group_norm::{group_norm, group_norm_route, group_norm_silu};
 
 /// Whether the fast paths are on (the default) or `OXIDIFF_CPU_KERNELS=0` turned them off.
 pub fn kernels_enabled() -> bool {
@@ -57,4 +61,21 @@ fn backend_kind<const D: usize, const E: usize>(a: &Tensor<D>, b: &Tensor<E>) ->
         kind_of(b.device().as_dispatch()),
     );
     if ka == kb { ka } else { BackendKind::Other }
+}
+
+/// Contiguous f32 storage of a flex tensor, or `None` for another dtype.
+pub(crate) fn f32_storage(tensor: &FlexTensor) -> Option<std::borrow::Cow<'_, [f32]>> {
+    if tensor.dtype() != DType::F32 {
+        return None;
+    }
+    match tensor.as_slice::<f32>() {
+        Some(values) => Some(std::borrow::Cow::Borrowed(values)),
+        _ => Some(std::borrow::Cow::Owned(
+            tensor.to_contiguous().storage::<f32>().to_vec(),
+        )),
+    }
+}
+
+pub(crate) fn flex_tensor(values: Vec<f32>, shape: impl Into<Vec<usize>>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.into()))
 }

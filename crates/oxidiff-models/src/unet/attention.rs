@@ -1,4 +1,6 @@
 use burn::module::Module;
+
+use crate::cpu::group_norm;
 use burn::nn::{GroupNorm, GroupNormConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
@@ -39,9 +41,7 @@ impl AttentionBlock {
         let heads = self.num_heads;
         let head_dim = channels / heads;
         // [B, C, H, W] → [B, HW, C]
-        let h = self
-            .norm
-            .forward(x.clone())
+        let h = group_norm(&self.norm, x.clone())
             .reshape([batch, channels, tokens])
             .swap_dims(1, 2);
         let split = |t: Tensor<3>| t.reshape([batch, tokens, heads, head_dim]).swap_dims(1, 2);

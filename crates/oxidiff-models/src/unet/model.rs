@@ -1,9 +1,8 @@
 use burn::module::Module;
 
-use crate::cpu::conv2d;
+use crate::cpu::{conv2d, group_norm_silu};
 use burn::nn::conv::Conv2d;
 use burn::nn::{Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig, Initializer};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor};
 
 use super::attention::AttentionBlock;
@@ -198,7 +197,7 @@ impl UNet {
             }
         }
 
-        conv2d(&self.out_conv, silu(self.out_norm.forward(h)))
+        conv2d(&self.out_conv, group_norm_silu(&self.out_norm, h))
     }
 }
 

@@ -1,6 +1,6 @@
 use burn::module::Module;
 
-use crate::cpu::conv2d;
+use crate::cpu::{conv2d, group_norm, group_norm_silu};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{
     Dropout, DropoutConfig, GroupNorm, GroupNormConfig, Initializer, Linear, LinearConfig,
@@ -74,18 +74,18 @@ impl ResBlock {
     /// - output: `[B, out, H, W]`
     pub fn forward(&self, x: Tensor<4>, emb: Tensor<2>) -> Tensor<4> {
         let [batch, _, _, _] = x.dims();
-        let h = conv2d(&self.conv_1, silu(self.norm_1.forward(x.clone())));
+        let h = conv2d(&self.conv_1, group_norm_silu(&self.norm_1, x.clone()));
         let emb = self.emb_proj.forward(silu(emb));
         let h = if self.scale_shift {
             let o = self.out_channels;
             let scale = emb.clone().narrow(1, 0, o).reshape([batch, o, 1, 1]);
             let shift = emb.narrow(1, o, o).reshape([batch, o, 1, 1]);
             // ADM eq. (use_scale_shift_norm): GN(h)·(1 + scale) + shift.
-            let h = self.norm_2.forward(h) * (scale + 1.0) + shift;
+            let h = group_norm(&self.norm_2, h) * (scale + 1.0) + shift;
             silu(h)
         } else {
             let h = h + emb.reshape([batch, self.out_channels, 1, 1]);
-            silu(self.norm_2.forward(h))
+            group_norm_silu(&self.norm_2, h)
         };
         let h = conv2d(&self.conv_2, self.dropout.forward(h));
         let skip = match &self.skip {

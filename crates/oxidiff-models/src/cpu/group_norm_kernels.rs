@@ -1,0 +1,196 @@
+//! GroupNorm (Wu & He 2018), optionally followed by SiLU, in one pass over each group, and its
+//! backward pass.
+//!
+//! Why: burn composes GroupNorm from about ten tensor operations (mean, subtract, square, mean,
+//! add ε, square root, divide, scale, shift) and SiLU from two more, each a full pass over the
+//! activation with its own allocation and autodiff node. Here one group is read twice (statistics,
+//! then normalise + affine + activation), and the backward pass keeps only the input, the group
+//! means and the reciprocal standard deviations.
+//!
+//! Buffers are contiguous row-major f32, `x` is `[B, C, H·W]`; channels `[g·C/G, (g+1)·C/G)` form
+//! group g. Statistics are accumulated in f64.
+
+use rayon::prelude::*;
+
+/// Sizes of one GroupNorm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupNormGeometry {
+    pub batch: usize,
+    pub channels: usize,
+    pub groups: usize,
+    /// H·W.
+    pub plane: usize,
+}
+
+impl GroupNormGeometry {
+    pub fn channels_per_group(&self) -> usize {
+        self.channels / self.groups
+    }
+
+    /// Elements of one (image, group) slice.
+    fn group_len(&self) -> usize {
+        self.channels_per_group() * self.plane
+    }
+}
+
+/// The logistic sigmoid 1 / (1 + e^{-v}).
+#[inline]
+fn sigmoid(v: f32) -> f32 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+/// Output of [`group_norm_forward`]: the activations and the statistics the backward pass needs.
+pub struct GroupNormForward {
+    pub output: Vec<f32>,
+    /// Mean of each (image, group), `[B·G]`.
+    pub mean: Vec<f32>,
+    /// 1 / √(variance + ε) of each (image, group), `[B·G]`.
+    pub rstd: Vec<f32>,
+}
+
+/// y = γ_c (x − μ_g) / √(σ²_g + ε) + β_c, then z = y·sigmoid(y) when `silu`.
+pub fn group_norm_forward(
+    g: &GroupNormGeometry,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f64,
+    silu: bool,
+) -> GroupNormForward {
+    assert_eq!(
+        x.len(),
+        g.batch * g.channels * g.plane,
+        "x: wrong buffer length"
+    );
+    assert_eq!(gamma.len(), g.channels, "gamma: wrong length");
+    assert_eq!(beta.len(), g.channels, "beta: wrong length");
+    let (cpg, plane) = (g.channels_per_group(), g.plane);
+    let mut output = vec![0.0f32; x.len()];
+    let stats: Vec<(f32, f32)> = output
+        .par_chunks_mut(g.group_len())
+        .zip(x.par_chunks(g.group_len()))
+        .enumerate()
+        .map(|(bg, (out, xs))| {
+            let n = xs.len() as f64;
+            let mean = xs.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            let var = xs
+                .iter()
+                .map(|&v| {
+                    let d = f64::from(v) - mean;
+                    d * d
+                })
+                .sum::<f64>()
+                / n;
+            let rstd = 1.0 / (var + epsilon).sqrt();
+            let (mean, rstd) = (mean as f32, rstd as f32);
+            let first_channel = (bg % g.groups) * cpg;
+            for (i, (out_c, x_c)) in out.chunks_mut(plane).zip(xs.chunks(plane)).enumerate() {
+                // y = a·x + b with a = γ·rstd, b = β − μ·a: one multiply-add per element.
+                let a = gamma[first_channel + i] * rstd;
+                let b = beta[first_channel + i] - mean * a;
+                if silu {
+                    for (o, &v) in out_c.iter_mut().zip(x_c) {
+                        let y = a * v + b;
+                        *o = y * sigmoid(y);
+                    }
+                } else {
+                    for (o, &v) in out_c.iter_mut().zip(x_c) {
+                        *o = a * v + b;
+                    }
+                }
+            }
+            (mean, rstd)
+        })
+        .collect();
+    let (mean, rstd) = stats.into_iter().unzip();
+    GroupNormForward { output, mean, rstd }
+}
+
+/// Gradients of [`group_norm_forward`]: `(dx, dγ, dβ)` from `grad` = dL/d(output).
+///
+/// With x̂ = (x − μ)·rstd, y = γ x̂ + β and dŷ = γ·dL/dy (dL/dy = grad·(s + y·s·(1 − s)),
+/// s = sigmoid(y), under SiLU):
+/// dx = rstd·(dŷ − mean(dŷ) − x̂·mean(dŷ·x̂)) over each group; dγ_c = Σ dL/dy·x̂, dβ_c = Σ dL/dy.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_backward(
+    g: &GroupNormGeometry,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    grad: &[f32],
+    silu: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    assert_eq!(
+        x.len(),
+        g.batch * g.channels * g.plane,
+        "x: wrong buffer length"
+    );
+    assert_eq!(grad.len(), x.len(), "grad: wrong buffer length");
+    let (cpg, plane) = (g.channels_per_group(), g.plane);
+    let mut dx = vec![0.0f32; x.len()];
+    // Per (image, channel): Σ dL/dy·x̂ and Σ dL/dy, reduced over images afterwards.
+    let per_channel: Vec<Vec<(f64, f64)>> = dx
+        .par_chunks_mut(g.group_len())
+        .zip(
+            x.par_chunks(g.group_len())
+                .zip(grad.par_chunks(g.group_len())),
+        )
+        .enumerate()
+        .map(|(bg, (dx_g, (xs, gs)))| {
+            let (mu, rs) = (mean[bg], rstd[bg]);
+            let first_channel = (bg % g.groups) * cpg;
+            let mut sums = Vec::with_capacity(cpg);
+            // dL/dy is written into dx_g first, then turned into dx in place.
+            let (mut sum_dxhat, mut sum_dxhat_xhat) = (0.0f64, 0.0f64);
+            for (i, ((dy_c, x_c), g_c)) in dx_g
+                .chunks_mut(plane)
+                .zip(xs.chunks(plane))
+                .zip(gs.chunks(plane))
+                .enumerate()
+            {
+                let c = first_channel + i;
+                let (gam, bet) = (gamma[c], beta[c]);
+                let (mut s_dy_xhat, mut s_dy) = (0.0f64, 0.0f64);
+                for ((dy, &v), &gr) in dy_c.iter_mut().zip(x_c).zip(g_c) {
+                    let xhat = (v - mu) * rs;
+                    let d = if silu {
+                        let y = gam * xhat + bet;
+                        let s = sigmoid(y);
+                        gr * (s + y * s * (1.0 - s))
+                    } else {
+                        gr
+                    };
+                    *dy = d;
+                    s_dy_xhat += f64::from(d * xhat);
+                    s_dy += f64::from(d);
+                }
+                sum_dxhat += f64::from(gam) * s_dy;
+                sum_dxhat_xhat += f64::from(gam) * s_dy_xhat;
+                sums.push((s_dy_xhat, s_dy));
+            }
+            let n = (cpg * plane) as f64;
+            let (m1, m2) = ((sum_dxhat / n) as f32, (sum_dxhat_xhat / n) as f32);
+            for (i, (dx_c, x_c)) in dx_g.chunks_mut(plane).zip(xs.chunks(plane)).enumerate() {
+                let gam = gamma[first_channel + i];
+                for (d, &v) in dx_c.iter_mut().zip(x_c) {
+                    let xhat = (v - mu) * rs;
+                    *d = rs * (gam * *d - m1 - xhat * m2);
+                }
+            }
+            sums
+        })
+        .collect();
+    let mut dgamma = vec![0.0f64; g.channels];
+    let mut dbeta = vec![0.0f64; g.channels];
+    for (bg, sums) in per_channel.iter().enumerate() {
+        let first_channel = (bg % g.groups) * cpg;
+        for (i, &(s_dy_xhat, s_dy)) in sums.iter().enumerate() {
+            dgamma[first_channel + i] += s_dy_xhat;
+            dbeta[first_channel + i] += s_dy;
+        }
+    }
+    let narrow = |v: Vec<f64>| v.into_iter().map(|e| e as f32).collect();
+    (dx, narrow(dgamma), narrow(dbeta))
+}
