@@ -135,3 +135,18 @@ fn bad_overrides_name_the_key() {
         assert!(message.starts_with(key), "{message} should name {key}");
     }
 }
+
+/// The analytic FLOP count of `small` equals what torch's FlopCounterMode counts on the PyTorch
+/// peer (convolutions, linear layers and attention matmuls; a multiply-add is 2 FLOPs):
+/// `python bench/peer/torch_unet.py --steps 1 --warmup 0` prints "forward FLOPs / image
+/// 3,174,891,520 (torch FlopCounterMode)" (torch 2.15; `pip install torch`, bench/README.md).
+#[test]
+fn small_forward_flops_match_torch_flop_counter() {
+    let device = Device::flex();
+    let config = Preset::Small.config();
+    let model = config.init(&device);
+    let flops = model.forward_flops(config.image_size);
+    assert_eq!(flops.total(), 3_174_891_520);
+    // Convolutions dominate, as the benchmark notes assume.
+    assert!(flops.convolution as f64 > 0.8 * flops.total() as f64);
+}
