@@ -316,10 +316,31 @@ pub fn conv2d_x_backward(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<
     dx
 }
 
+/// `dst[j·rows + i] = src[i·cols + j]`: the transpose of a row-major `[rows, cols]` matrix, in
+/// tiles so that both sides stay in cache.
+fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const TILE: usize = 32;
+    for i0 in (0..rows).step_by(TILE) {
+        for j0 in (0..cols).step_by(TILE) {
+            for i in i0..(i0 + TILE).min(rows) {
+                for j in j0..(j0 + TILE).min(cols) {
+                    dst[j * rows + i] = src[i * cols + j];
+                }
+            }
+        }
+    }
+}
+
 /// Gradient with respect to the weight: `[C_out, C_in, k, k]`, summed over the batch.
 ///
+/// dW = Σ_b grad_b · col_bᵀ. In NCHW both factors are contiguous along the summed pixel axis,
+/// which the GEMM packs poorly (≈60 GFLOP/s at 32×32 here, against ≈170 for the forward
+/// product). Transposing the small factor, grad_b (`C_out × H·W`), makes the product a
+/// column-major `[C_out, C_in·k²]` one with a column-major left operand; it is accumulated as
+/// dWᵀ and transposed once at the end.
+///
 /// Each thread accumulates the images of one contiguous share of the batch into its own buffer;
-/// the shares are then added, so the result does not depend on scheduling.
+/// the shares are then added in order, so the result does not depend on scheduling.
 pub fn conv2d_weight_backward(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
     check_len("x", x, g.batch * g.in_image());
     check_len("grad", grad, g.batch * g.out_image());
@@ -330,41 +351,60 @@ pub fn conv2d_weight_backward(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<
     let partials: Vec<Vec<f32>> = (0..g.batch.div_ceil(per_share))
         .into_par_iter()
         .map(|share| {
-            let mut dw = vec![0.0f32; g.c_out * rows];
+            // dW in column-major order: element (c_out, r) at r·C_out + c_out.
+            let mut dw_t = vec![0.0f32; g.c_out * rows];
             let mut col = vec![0.0f32; col_len];
+            let mut grad_t = vec![0.0f32; g.out_image()];
             let images = share * per_share..((share + 1) * per_share).min(g.batch);
             for (i, b) in images.enumerate() {
                 let x_b = &x[b * g.in_image()..][..g.in_image()];
                 let grad_b = &grad[b * g.out_image()..][..g.out_image()];
-                let cols = if g.is_pointwise() {
+                let col_b = if g.is_pointwise() {
                     x_b
                 } else {
                     im2col(g, x_b, &mut col);
                     &col[..]
                 };
-                // SAFETY: grad_b is [C_out, plane], colᵀ is [plane, rows].
+                transpose_into(grad_b, g.c_out, plane, &mut grad_t);
+                // SAFETY: grad_t is grad_b [C_out, plane] column-major; col_bᵀ is [plane, rows]
+                // read from the row-major col_b [rows, plane]; dw_t is [C_out, rows]
+                // column-major. All sizes are checked above.
                 unsafe {
-                    matmul(
+                    gemm(
                         g.c_out,
                         rows,
                         plane,
-                        &mut dw,
+                        dw_t.as_mut_ptr(),
+                        g.c_out as isize,
+                        1,
                         i > 0,
-                        Mat::rows(grad_b, plane),
-                        Mat::transposed(cols, plane),
+                        grad_t.as_ptr(),
+                        g.c_out as isize,
+                        1,
+                        col_b.as_ptr(),
+                        plane as isize,
+                        1,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
                     );
                 }
             }
-            dw
+            dw_t
         })
         .collect();
     let mut partials = partials.into_iter();
-    let mut dw = partials.next().unwrap_or_else(|| vec![0.0; g.c_out * rows]);
+    let mut dw_t = partials.next().unwrap_or_else(|| vec![0.0; g.c_out * rows]);
     for part in partials {
-        for (a, b) in dw.iter_mut().zip(&part) {
+        for (a, b) in dw_t.iter_mut().zip(&part) {
             *a += b;
         }
     }
+    let mut dw = vec![0.0f32; g.c_out * rows];
+    transpose_into(&dw_t, rows, g.c_out, &mut dw);
     dw
 }
 
