@@ -234,6 +234,12 @@ unsafe fn matmul(
     }
 }
 
+/// Images per thread: the batch is cut into one contiguous share per thread, so that each
+/// thread allocates its scratch buffers once and the result does not depend on scheduling.
+fn images_per_share(batch: usize) -> usize {
+    batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
+}
+
 fn check_len(name: &str, buffer: &[f32], expected: usize) {
     assert_eq!(buffer.len(), expected, "{name}: wrong buffer length");
 }
@@ -253,11 +259,15 @@ pub fn conv2d_forward(
     let (plane, rows) = (g.out_plane(), g.col_rows());
     let mut out = vec![0.0f32; g.batch * g.out_image()];
     let col_len = if g.is_pointwise() { 0 } else { rows * plane };
-    out.par_chunks_mut(g.out_image())
-        .zip(x.par_chunks(g.in_image()))
-        .for_each_init(
-            || vec![0.0f32; col_len],
-            |col, (out_b, x_b)| {
+    let per = images_per_share(g.batch);
+    out.par_chunks_mut(per * g.out_image())
+        .zip(x.par_chunks(per * g.in_image()))
+        .for_each(|(out_s, x_s)| {
+            let mut col = vec![0.0f32; col_len];
+            let images = out_s
+                .chunks_mut(g.out_image())
+                .zip(x_s.chunks(g.in_image()));
+            for (out_b, x_b) in images {
                 if let Some(bias) = bias {
                     for (row, &b) in out_b.chunks_mut(plane).zip(bias) {
                         row.fill(b);
@@ -266,7 +276,7 @@ pub fn conv2d_forward(
                 let rhs = if g.is_pointwise() {
                     x_b
                 } else {
-                    im2col(g, x_b, col);
+                    im2col(g, x_b, &mut col);
                     &col[..]
                 };
                 // SAFETY: weight is [C_out, rows] and rhs [rows, plane], checked above.
@@ -281,8 +291,8 @@ pub fn conv2d_forward(
                         Mat::rows(rhs, plane),
                     );
                 }
-            },
-        );
+            }
+        });
     out
 }
 
@@ -293,11 +303,15 @@ pub fn conv2d_x_backward(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<
     let (plane, rows) = (g.out_plane(), g.col_rows());
     let mut dx = vec![0.0f32; g.batch * g.in_image()];
     let col_len = if g.is_pointwise() { 0 } else { rows * plane };
-    dx.par_chunks_mut(g.in_image())
-        .zip(grad.par_chunks(g.out_image()))
-        .for_each_init(
-            || vec![0.0f32; col_len],
-            |dcol, (dx_b, grad_b)| {
+    let per = images_per_share(g.batch);
+    dx.par_chunks_mut(per * g.in_image())
+        .zip(grad.par_chunks(per * g.out_image()))
+        .for_each(|(dx_s, grad_s)| {
+            let mut dcol = vec![0.0f32; col_len];
+            let images = dx_s
+                .chunks_mut(g.in_image())
+                .zip(grad_s.chunks(g.out_image()));
+            for (dx_b, grad_b) in images {
                 let wt = Mat::transposed(weight, rows);
                 let grad_m = Mat::rows(grad_b, plane);
                 // SAFETY: Wᵀ is [rows, C_out], grad_b [C_out, plane].
@@ -305,14 +319,14 @@ pub fn conv2d_x_backward(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<
                     if g.is_pointwise() {
                         matmul(rows, plane, g.c_out, dx_b, false, wt, grad_m);
                     } else {
-                        matmul(rows, plane, g.c_out, dcol, false, wt, grad_m);
+                        matmul(rows, plane, g.c_out, &mut dcol, false, wt, grad_m);
                     }
                 }
                 if !g.is_pointwise() {
-                    col2im_add(g, dcol, dx_b);
+                    col2im_add(g, &dcol, dx_b);
                 }
-            },
-        );
+            }
+        });
     dx
 }
 
@@ -345,8 +359,7 @@ pub fn conv2d_weight_backward(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<
     check_len("x", x, g.batch * g.in_image());
     check_len("grad", grad, g.batch * g.out_image());
     let (plane, rows) = (g.out_plane(), g.col_rows());
-    let shares = rayon::current_num_threads().clamp(1, g.batch.max(1));
-    let per_share = g.batch.div_ceil(shares).max(1);
+    let per_share = images_per_share(g.batch);
     let col_len = if g.is_pointwise() { 0 } else { rows * plane };
     let partials: Vec<Vec<f32>> = (0..g.batch.div_ceil(per_share))
         .into_par_iter()
