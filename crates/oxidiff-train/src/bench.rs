@@ -58,6 +58,11 @@ pub struct BenchReport {
     pub warmup: usize,
     /// Median training step (forward + loss + backward + AdamW).
     pub train_step_ms: f64,
+    /// Median of the step's phases: forward + loss under autodiff, backward, optimiser update.
+    /// On lazy (GPU) backends only their sum is meaningful.
+    pub train_forward_ms: f64,
+    pub train_backward_ms: f64,
+    pub optimizer_ms: f64,
     pub train_images_per_s: f64,
     /// Median forward pass without autodiff.
     pub forward_ms: f64,
@@ -208,20 +213,26 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
         })
         .collect();
     let mut inputs = inputs.into_iter();
+    // The phases of each step, to see where a step's time goes.
+    let (mut fwd, mut bwd, mut opt) = (Vec::new(), Vec::new(), Vec::new());
     let train_step_ms = time_median(config.warmup, config.iters, || {
         let (x_t, noise, t) = inputs.next().expect("one input per repetition");
+        let start = Instant::now();
         let output = model.forward(x_t, t, None);
         let loss = (output - noise).square().mean();
+        let forward_done = Instant::now();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let backward_done = Instant::now();
         model = optimizer.step(1e-4, model.clone(), grads);
         // Reading one weight back waits for every queued kernel on lazy backends.
-        let _ = model
-            .conv_in
-            .weight
-            .val()
-            .slice([0..1, 0..1, 0..1, 0..1])
-            .into_data();
+        let _ = model.conv_in.weight.val().slice([0..1, 0..1, 0..1, 0..1]).into_data();
+        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+        fwd.push(ms(start, forward_done));
+        bwd.push(ms(forward_done, backward_done));
+        opt.push(ms(backward_done, Instant::now()));
     });
+    // Phase medians over the timed repetitions only (the warm-up ones come first).
+    let phase = |v: &mut Vec<f64>| median(&mut v.split_off(config.warmup.min(v.len())));
 
     let inference = model.valid();
     let x = normal(shape, device);
@@ -252,6 +263,9 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
         iters: config.iters,
         warmup: config.warmup,
         train_step_ms,
+        train_forward_ms: phase(&mut fwd),
+        train_backward_ms: phase(&mut bwd),
+        optimizer_ms: phase(&mut opt),
         train_images_per_s: batch as f64 / (train_step_ms * 1e-3),
         forward_ms,
         forward_images_per_s: batch as f64 / (forward_ms * 1e-3),

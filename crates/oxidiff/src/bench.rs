@@ -164,7 +164,16 @@ fn print_table(report: &BenchReport, peer: Option<&Value>) {
         })
     };
     let ours = [
-        ("train step", format!("{:.1} ms", report.train_step_ms)),
+        (
+            "train step",
+            format!(
+                "{:.1} ms (fwd {:.0} + bwd {:.0} + optim {:.0})",
+                report.train_step_ms,
+                report.train_forward_ms,
+                report.train_backward_ms,
+                report.optimizer_ms
+            ),
+        ),
         (
             "train images/s",
             format!("{:.2}", report.train_images_per_s),
@@ -229,7 +238,7 @@ fn print_table(report: &BenchReport, peer: Option<&Value>) {
         "", "oxidiff", torch
     );
     for (((name, ours), theirs), ratio) in ours.iter().zip(&theirs).zip(&ratio_col) {
-        println!("{name:<16} {ours:>22} {theirs:>22}   {ratio}");
+        println!("{name:<16} {ours:>36} {theirs:>22}   {ratio}");
     }
     if let Some(peer_flops) = peer["forward_flops_per_image"].as_u64()
         && peer_flops != report.forward_flops_per_image
