@@ -225,7 +225,12 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
         let backward_done = Instant::now();
         model = optimizer.step(1e-4, model.clone(), grads);
         // Reading one weight back waits for every queued kernel on lazy backends.
-        let _ = model.conv_in.weight.val().slice([0..1, 0..1, 0..1, 0..1]).into_data();
+        let _ = model
+            .conv_in
+            .weight
+            .val()
+            .slice([0..1, 0..1, 0..1, 0..1])
+            .into_data();
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
         fwd.push(ms(start, forward_done));
         bwd.push(ms(forward_done, backward_done));
