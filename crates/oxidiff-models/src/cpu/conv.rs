@@ -98,7 +98,8 @@ impl Backward<Flex, 3> for Conv2dBackward {
         let [node_x, node_weight, node_bias] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
         let (x_id, weight_id, g) = ops.state;
-        let grad = f32_storage(&grad).expect("f32 gradient").into_owned();
+        let grad_tensor = grad;
+        let grad = f32_storage(&grad_tensor).expect("f32 gradient");
         if let Some(node) = node_x {
             let weight = checkpointer.retrieve_node_output::<FlexTensor>(weight_id);
             let weight = f32_storage(&weight).expect("f32 weight");
