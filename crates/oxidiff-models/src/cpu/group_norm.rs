@@ -21,7 +21,10 @@ use super::{BackendKind, backend_kind, f32_storage, flex_tensor};
 /// # Shapes
 /// - `x`, output: `[B, C, H, W]`
 pub fn group_norm(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
-    fused(norm, x, false).unwrap_or_else(|x| norm.forward(x))
+    match group_norm_route(norm, &x) {
+        BackendKind::Other => norm.forward(x),
+        route => fused(norm, x, false, route),
+    }
 }
 
 /// `silu(norm.forward(x))` in one pass.
@@ -29,7 +32,10 @@ pub fn group_norm(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
 /// # Shapes
 /// - `x`, output: `[B, C, H, W]`
 pub fn group_norm_silu(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
-    fused(norm, x, true).unwrap_or_else(|x| silu(norm.forward(x)))
+    match group_norm_route(norm, &x) {
+        BackendKind::Other => silu(norm.forward(x)),
+        route => fused(norm, x, true, route),
+    }
 }
 
 /// Which path [`group_norm`] and [`group_norm_silu`] take: [`BackendKind::Other`] is burn's.
@@ -54,11 +60,10 @@ fn geometry(norm: &GroupNorm, x: &Tensor<4>) -> Option<GroupNormGeometry> {
     })
 }
 
-/// The fused path, or `Err(x)` back when it does not apply.
-fn fused(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Result<Tensor<4>, Tensor<4>> {
-    let route = group_norm_route(norm, &x);
+/// The fused path, once [`group_norm_route`] has chosen `route` (not [`BackendKind::Other`]).
+fn fused(norm: &GroupNorm, x: Tensor<4>, silu: bool, route: BackendKind) -> Tensor<4> {
     let (Some(g), Some(gamma), Some(beta)) = (geometry(norm, &x), &norm.gamma, &norm.beta) else {
-        return Err(x);
+        unreachable!("group_norm_route checked the geometry and the affine parameters");
     };
     let (gamma, beta) = (gamma.val(), beta.val());
     let spec = Spec {
@@ -77,10 +82,10 @@ fn fused(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Result<Tensor<4>, Tensor
                 unreachable!("group_norm_route said every tensor is on flex");
             };
             let (out, _, _) = spec.forward(&x, &gm, &bt);
-            Ok(Tensor::from_primitive::<Flex>(out))
+            Tensor::from_primitive::<Flex>(out)
         }
-        BackendKind::AutodiffFlex => Ok(forward_autodiff(spec, x, gamma, beta)),
-        BackendKind::Other => Err(x),
+        BackendKind::AutodiffFlex => forward_autodiff(spec, x, gamma, beta),
+        BackendKind::Other => unreachable!("the callers take burn's path for Other"),
     }
 }
 
