@@ -240,6 +240,30 @@ fn images_per_share(batch: usize) -> usize {
     batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
 }
 
+/// Calls `f(scratch, out_b, in_b)` for every image: `out` and `input` are cut into images of
+/// `out_image` and `in_image` elements, the batch into one contiguous share per thread, and each
+/// thread gets one zeroed scratch buffer of `scratch_len` for all its images.
+fn for_each_image<F>(
+    out: &mut [f32],
+    out_image: usize,
+    input: &[f32],
+    in_image: usize,
+    scratch_len: usize,
+    f: F,
+) where
+    F: Fn(&mut [f32], &mut [f32], &[f32]) + Sync,
+{
+    let per = images_per_share(out.len() / out_image.max(1));
+    out.par_chunks_mut(per * out_image)
+        .zip(input.par_chunks(per * in_image))
+        .for_each(|(out_s, in_s)| {
+            let mut scratch = vec![0.0f32; scratch_len];
+            for (out_b, in_b) in out_s.chunks_mut(out_image).zip(in_s.chunks(in_image)) {
+                f(&mut scratch, out_b, in_b);
+            }
+        });
+}
+
 fn check_len(name: &str, buffer: &[f32], expected: usize) {
     assert_eq!(buffer.len(), expected, "{name}: wrong buffer length");
 }
@@ -259,40 +283,38 @@ pub fn conv2d_forward(
     let (plane, rows) = (g.out_plane(), g.col_rows());
     let mut out = vec![0.0f32; g.batch * g.out_image()];
     let col_len = if g.is_pointwise() { 0 } else { rows * plane };
-    let per = images_per_share(g.batch);
-    out.par_chunks_mut(per * g.out_image())
-        .zip(x.par_chunks(per * g.in_image()))
-        .for_each(|(out_s, x_s)| {
-            let mut col = vec![0.0f32; col_len];
-            let images = out_s
-                .chunks_mut(g.out_image())
-                .zip(x_s.chunks(g.in_image()));
-            for (out_b, x_b) in images {
-                if let Some(bias) = bias {
-                    for (row, &b) in out_b.chunks_mut(plane).zip(bias) {
-                        row.fill(b);
-                    }
-                }
-                let rhs = if g.is_pointwise() {
-                    x_b
-                } else {
-                    im2col(g, x_b, &mut col);
-                    &col[..]
-                };
-                // SAFETY: weight is [C_out, rows] and rhs [rows, plane], checked above.
-                unsafe {
-                    matmul(
-                        g.c_out,
-                        plane,
-                        rows,
-                        out_b,
-                        bias.is_some(),
-                        Mat::rows(weight, rows),
-                        Mat::rows(rhs, plane),
-                    );
+    for_each_image(
+        &mut out,
+        g.out_image(),
+        x,
+        g.in_image(),
+        col_len,
+        |col, out_b, x_b| {
+            if let Some(bias) = bias {
+                for (row, &b) in out_b.chunks_mut(plane).zip(bias) {
+                    row.fill(b);
                 }
             }
-        });
+            let rhs = if g.is_pointwise() {
+                x_b
+            } else {
+                im2col(g, x_b, col);
+                &col[..]
+            };
+            // SAFETY: weight is [C_out, rows] and rhs [rows, plane], checked above.
+            unsafe {
+                matmul(
+                    g.c_out,
+                    plane,
+                    rows,
+                    out_b,
+                    bias.is_some(),
+                    Mat::rows(weight, rows),
+                    Mat::rows(rhs, plane),
+                );
+            }
+        },
+    );
     out
 }
 
@@ -303,30 +325,28 @@ pub fn conv2d_x_backward(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<
     let (plane, rows) = (g.out_plane(), g.col_rows());
     let mut dx = vec![0.0f32; g.batch * g.in_image()];
     let col_len = if g.is_pointwise() { 0 } else { rows * plane };
-    let per = images_per_share(g.batch);
-    dx.par_chunks_mut(per * g.in_image())
-        .zip(grad.par_chunks(per * g.out_image()))
-        .for_each(|(dx_s, grad_s)| {
-            let mut dcol = vec![0.0f32; col_len];
-            let images = dx_s
-                .chunks_mut(g.in_image())
-                .zip(grad_s.chunks(g.out_image()));
-            for (dx_b, grad_b) in images {
-                let wt = Mat::transposed(weight, rows);
-                let grad_m = Mat::rows(grad_b, plane);
-                // SAFETY: Wᵀ is [rows, C_out], grad_b [C_out, plane].
-                unsafe {
-                    if g.is_pointwise() {
-                        matmul(rows, plane, g.c_out, dx_b, false, wt, grad_m);
-                    } else {
-                        matmul(rows, plane, g.c_out, &mut dcol, false, wt, grad_m);
-                    }
-                }
-                if !g.is_pointwise() {
-                    col2im_add(g, &dcol, dx_b);
+    for_each_image(
+        &mut dx,
+        g.in_image(),
+        grad,
+        g.out_image(),
+        col_len,
+        |dcol, dx_b, grad_b| {
+            let wt = Mat::transposed(weight, rows);
+            let grad_m = Mat::rows(grad_b, plane);
+            // SAFETY: Wᵀ is [rows, C_out], grad_b [C_out, plane].
+            unsafe {
+                if g.is_pointwise() {
+                    matmul(rows, plane, g.c_out, dx_b, false, wt, grad_m);
+                } else {
+                    matmul(rows, plane, g.c_out, dcol, false, wt, grad_m);
                 }
             }
-        });
+            if !g.is_pointwise() {
+                col2im_add(g, dcol, dx_b);
+            }
+        },
+    );
     dx
 }
 
