@@ -25,24 +25,23 @@ use super::{BackendKind, backend_kind, f32_storage, flex_tensor};
 /// - `x`: `[B, C_in, H, W]`
 /// - output: `[B, C_out, H_out, W_out]`
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let route = conv2d_route(conv, &x);
     let (Some(geometry), Some(bias)) = (geometry(conv, &x), &conv.bias) else {
         return conv.forward(x);
     };
-    let (weight, bias) = (conv.weight.val(), bias.val());
-    match route {
-        BackendKind::Flex => forward_flex(geometry, x, weight, bias),
-        BackendKind::AutodiffFlex => forward_autodiff(geometry, x, weight, bias),
+    let weight = conv.weight.val();
+    match backend_kind(&x, &weight) {
+        BackendKind::Flex => forward_flex(geometry, x, weight, bias.val()),
+        BackendKind::AutodiffFlex => forward_autodiff(geometry, x, weight, bias.val()),
         BackendKind::Other => conv.forward(x),
     }
 }
 
 /// Which path [`conv2d`] takes for this layer and input: [`BackendKind::Other`] is burn's.
 pub fn conv2d_route(conv: &Conv2d, x: &Tensor<4>) -> BackendKind {
-    if geometry(conv, x).is_none() || conv.bias.is_none() {
-        return BackendKind::Other;
+    match (geometry(conv, x), &conv.bias) {
+        (Some(_), Some(_)) => backend_kind(x, &conv.weight.val()),
+        _ => BackendKind::Other,
     }
-    backend_kind(x, &conv.weight.val())
 }
 
 fn geometry(conv: &Conv2d, x: &Tensor<4>) -> Option<ConvGeometry> {
@@ -96,10 +95,9 @@ impl Backward<Flex, 3> for Conv2dBackward {
         checkpointer: &mut Checkpointer,
     ) {
         let [node_x, node_weight, node_bias] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let (x_id, weight_id, g) = ops.state;
-        let grad_tensor = grad;
+        let grad_tensor = grads.consume::<Flex>(&ops.node);
         let grad = f32_storage(&grad_tensor).expect("f32 gradient");
+        let (x_id, weight_id, g) = ops.state;
         if let Some(node) = node_x {
             let weight = checkpointer.retrieve_node_output::<FlexTensor>(weight_id);
             let weight = f32_storage(&weight).expect("f32 weight");

@@ -56,6 +56,10 @@ fn backend_kind<const D: usize, const E: usize>(a: &Tensor<D>, b: &Tensor<E>) ->
     }
     // Compares the kind of the tensors themselves (not just their device): a parameter loaded
     // without autodiff next to a tracked activation is a mix, which burn handles.
+    // The kernels are f32 only; other float types take burn's path.
+    if a.dtype() != DType::F32 || b.dtype() != DType::F32 {
+        return BackendKind::Other;
+    }
     let (ka, kb) = (
         kind_of(a.device().as_dispatch()),
         kind_of(b.device().as_dispatch()),
