@@ -258,7 +258,7 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
     let gflops =
         |flops_per_image: u64, ms: f64| flops_per_image as f64 * batch as f64 / (ms * 1e-3) / 1e9;
     let threads = cpu_threads();
-    let is_cpu = format!("{device:?}").to_lowercase().contains("flex");
+    let is_cpu = matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_));
     Ok(BenchReport {
         preset: config.preset.to_string(),
         parameters,

@@ -21,6 +21,10 @@ pub struct BenchArgs<'a> {
 
 pub fn bench(args: BenchArgs<'_>) -> Result<()> {
     let device = args.device.device()?;
+    // A peer that cannot run is reported before minutes of timing, not after.
+    if args.peer_python.is_some() {
+        check_peer(args.peer_script, &args.config)?;
+    }
     if !args.json {
         eprintln!(
             "timing oxidiff: preset {}, batch {}, {} warm-up + {} timed repetitions each...",
@@ -55,17 +59,11 @@ pub fn bench(args: BenchArgs<'_>) -> Result<()> {
     Ok(())
 }
 
-fn run_peer(
-    python: &Path,
-    script: &Path,
-    config: &BenchConfig,
-    report: &BenchReport,
-    quiet: bool,
-) -> Result<Value> {
-    if report.preset != "small" {
+fn check_peer(script: &Path, config: &BenchConfig) -> Result<()> {
+    if config.preset != oxidiff_models::Preset::Small {
         bail!(
             "the PyTorch peer implements the `small` preset only, not `{}`",
-            report.preset
+            config.preset
         );
     }
     if !script.is_file() {
@@ -74,6 +72,16 @@ fn run_peer(
             script.display()
         );
     }
+    Ok(())
+}
+
+fn run_peer(
+    python: &Path,
+    script: &Path,
+    config: &BenchConfig,
+    report: &BenchReport,
+    quiet: bool,
+) -> Result<Value> {
     let device_type = if report.device.to_lowercase().contains("flex") {
         "cpu"
     } else {

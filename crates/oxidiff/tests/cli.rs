@@ -163,3 +163,56 @@ fn config_default_and_model_summary() {
     let out = oxidiff(&["model", "--preset", "ddpm-cifar10"], tmp.path());
     assert!(String::from_utf8_lossy(&out.stdout).contains("parameters: 35746307"));
 }
+
+#[test]
+fn bench_prints_json_and_rejects_a_missing_peer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let quick = [
+        "bench", "--preset", "tiny", "--batch", "2", "--iters", "1", "--warmup", "0",
+    ];
+    let out = oxidiff(&[&quick[..], &["--json"]].concat(), tmp.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(report["parameters"], 701_345);
+    assert_eq!(report["batch"], 2);
+    for key in [
+        "train_images_per_s",
+        "forward_ms",
+        "ddim_step_ms",
+        "peak_rss_bytes",
+    ] {
+        assert!(
+            report[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key}: {}",
+            report[key]
+        );
+    }
+    // 3x the forward FLOPs, by definition of the reported training count.
+    assert_eq!(
+        report["train_flops_per_image"].as_u64().unwrap(),
+        3 * report["forward_flops_per_image"].as_u64().unwrap()
+    );
+
+    // The peer implements `small` only, and a peer that cannot run is an error, not a panic.
+    let out = oxidiff(&[&quick[..], &["--peer", "python3"]].concat(), tmp.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("implements the `small` preset only"),
+        "{}",
+        stderr(&out)
+    );
+    let small = ["bench", "--batch", "1", "--iters", "1", "--warmup", "0"];
+    let missing = [
+        "--peer",
+        "/nonexistent/python",
+        "--peer-script",
+        "/nonexistent/peer.py",
+    ];
+    let out = oxidiff(&[&small[..], &missing].concat(), tmp.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("/nonexistent/peer.py"),
+        "{}",
+        stderr(&out)
+    );
+}
