@@ -8,7 +8,7 @@
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
-use burn::tensor::activation::silu;
+use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Distribution, Tensor};
 use oxidiff_models::cpu::{self, BackendKind};
 
@@ -176,5 +176,68 @@ fn group_norm_and_silu_gradients_match_burn() {
             assert_close(&format!("dL/dgamma {case}"), dg_ours, dg_burn);
             assert_close(&format!("dL/dbeta {case}"), db_ours, db_burn);
         }
+    }
+}
+
+/// burn's scaled dot-product attention, the reference for [`cpu::attention`].
+fn reference_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let [_, _, _, d] = q.dims();
+    softmax(q.matmul(k.transpose()) / (d as f64).sqrt(), 3).matmul(v)
+}
+
+/// (batch, heads, tokens, head_dim): one head as in `small`, two heads, an odd token count.
+const ATTENTION_CASES: [(usize, usize, usize, usize); 3] =
+    [(2, 1, 16, 8), (2, 2, 9, 4), (1, 3, 25, 6)];
+
+#[test]
+fn attention_forward_matches_burn_without_autodiff() {
+    let device = Device::flex();
+    device.seed(6);
+    for (b, h, n, d) in ATTENTION_CASES {
+        let qkv = || Tensor::<4>::random([b, h, n, d], Distribution::Normal(0.0, 2.0), &device);
+        let (q, k, v) = (qkv(), qkv(), qkv());
+        assert_eq!(cpu::attention_route(&q, &k, &v), BackendKind::Flex);
+        assert_close(
+            &format!("attention B{b} H{h} N{n} d{d}"),
+            to_vec(cpu::attention(q.clone(), k.clone(), v.clone())),
+            to_vec(reference_attention(q, k, v)),
+        );
+    }
+}
+
+#[test]
+fn attention_gradients_match_burn() {
+    let device = Device::flex().autodiff();
+    device.seed(7);
+    for (b, h, n, d) in ATTENTION_CASES {
+        let qkv = || {
+            Tensor::<4>::random([b, h, n, d], Distribution::Normal(0.0, 2.0), &device)
+                .require_grad()
+        };
+        let (q, k, v) = (qkv(), qkv(), qkv());
+        assert_eq!(cpu::attention_route(&q, &k, &v), BackendKind::AutodiffFlex);
+        let probe = Tensor::<4>::random([b, h, n, d], Distribution::Normal(0.0, 1.0), &device);
+        let case = format!("B{b} H{h} N{n} d{d}");
+        let run = |fast: bool| {
+            let out = if fast {
+                cpu::attention(q.clone(), k.clone(), v.clone())
+            } else {
+                reference_attention(q.clone(), k.clone(), v.clone())
+            };
+            let forward = to_vec(out.clone());
+            let grads = (out * probe.clone()).sum().backward();
+            (
+                forward,
+                to_vec(q.grad(&grads).unwrap()),
+                to_vec(k.grad(&grads).unwrap()),
+                to_vec(v.grad(&grads).unwrap()),
+            )
+        };
+        let (f_ours, dq_ours, dk_ours, dv_ours) = run(true);
+        let (f_burn, dq_burn, dk_burn, dv_burn) = run(false);
+        assert_close(&format!("forward {case}"), f_ours, f_burn);
+        assert_close(&format!("dL/dq {case}"), dq_ours, dq_burn);
+        assert_close(&format!("dL/dk {case}"), dk_ours, dk_burn);
+        assert_close(&format!("dL/dv {case}"), dv_ours, dv_burn);
     }
 }

@@ -5,10 +5,14 @@
 //! burn's implementation. The maths is the same: tests check forward values and gradients of
 //! every fast path against burn's own on random inputs.
 
+mod attention;
+pub mod attention_kernels;
 mod conv;
 pub mod conv_kernels;
 mod group_norm;
 pub mod group_norm_kernels;
+pub mod math;
+mod matmul;
 
 use std::sync::OnceLock;
 
@@ -16,6 +20,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::{DispatchDevice, GradientCheckpointingStrategy};
 use burn::tensor::{DType, Tensor, TensorData};
 
+pub use attention::{attention, attention_route};
 pub use conv::{conv2d, conv2d_route};
 pub use group_norm::{group_norm, group_norm_route, group_norm_silu};
 

@@ -1,8 +1,7 @@
 use burn::module::Module;
 
-use crate::cpu::group_norm;
+use crate::cpu::{attention, group_norm};
 use burn::nn::{GroupNorm, GroupNormConfig, Initializer, Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
 /// Multi-head self-attention over the spatial positions, with a residual connection.
@@ -49,9 +48,7 @@ impl AttentionBlock {
         let k = split(self.key.forward(h.clone()));
         let v = split(self.value.forward(h));
         // Scaled dot-product attention (Vaswani et al. 2017, eq. 1): softmax(QKᵀ/√d)V.
-        let scores = q.matmul(k.transpose()) / (head_dim as f64).sqrt();
-        let attended = softmax(scores, 3)
-            .matmul(v)
+        let attended = attention(q, k, v)
             .swap_dims(1, 2)
             .reshape([batch, tokens, channels]);
         let out = self

@@ -1,0 +1,72 @@
+//! A single-threaded f32 GEMM call on row-major views, shared by the CPU kernels (which
+//! parallelise over images or attention heads themselves).
+
+use gemm::{Parallelism, gemm};
+
+/// A row-major matrix view for [`matmul`]: element (i, j) at `ptr[i·row_stride + j·col_stride]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat {
+    ptr: *const f32,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl Mat {
+    pub(crate) fn rows(data: &[f32], cols: usize) -> Self {
+        Self {
+            ptr: data.as_ptr(),
+            row_stride: cols as isize,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of the row-major `[rows, cols]` matrix in `data`.
+    pub(crate) fn transposed(data: &[f32], cols: usize) -> Self {
+        Self {
+            ptr: data.as_ptr(),
+            row_stride: 1,
+            col_stride: cols as isize,
+        }
+    }
+}
+
+/// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]`, single-threaded (the callers parallelise over images).
+///
+/// # Safety
+///
+/// `lhs` and `rhs` must point to matrices of at least `[m, k]` and `[k, n]` under their strides.
+pub(crate) unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: Mat,
+    rhs: Mat,
+) {
+    assert!(dst.len() >= m * n);
+    // SAFETY: dst is checked above; lhs and rhs by the caller's contract.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.col_stride,
+            lhs.row_stride,
+            rhs.ptr,
+            rhs.col_stride,
+            rhs.row_stride,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
