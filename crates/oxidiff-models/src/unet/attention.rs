@@ -39,21 +39,25 @@ impl AttentionBlock {
         let tokens = height * width;
         let heads = self.num_heads;
         let head_dim = channels / heads;
-        // [B, C, H, W] → [B, HW, C]
+        // [B, C, H, W] → [B·HW, C]: one row per token, so each projection below is a single
+        // GEMM on a contiguous matrix (on a strided [B, HW, C] view the GEMM packs element by
+        // element).
         let h = group_norm(&self.norm, x.clone())
             .reshape([batch, channels, tokens])
-            .swap_dims(1, 2);
-        let split = |t: Tensor<3>| t.reshape([batch, tokens, heads, head_dim]).swap_dims(1, 2);
+            .swap_dims(1, 2)
+            .reshape([batch * tokens, channels]);
+        let split = |t: Tensor<2>| t.reshape([batch, tokens, heads, head_dim]).swap_dims(1, 2);
         let q = split(self.query.forward(h.clone()));
         let k = split(self.key.forward(h.clone()));
         let v = split(self.value.forward(h));
         // Scaled dot-product attention (Vaswani et al. 2017, eq. 1): softmax(QKᵀ/√d)V.
         let attended = attention(q, k, v)
             .swap_dims(1, 2)
-            .reshape([batch, tokens, channels]);
+            .reshape([batch * tokens, channels]);
         let out = self
             .proj_out
             .forward(attended)
+            .reshape([batch, tokens, channels])
             .swap_dims(1, 2)
             .reshape([batch, channels, height, width]);
         x + out
