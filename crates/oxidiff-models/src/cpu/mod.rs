@@ -59,12 +59,12 @@ fn backend_kind<const D: usize, const E: usize>(a: &Tensor<D>, b: &Tensor<E>) ->
     if !kernels_enabled() {
         return BackendKind::Other;
     }
-    // Compares the kind of the tensors themselves (not just their device): a parameter loaded
-    // without autodiff next to a tracked activation is a mix, which burn handles.
     // The kernels are f32 only; other float types take burn's path.
     if a.dtype() != DType::F32 || b.dtype() != DType::F32 {
         return BackendKind::Other;
     }
+    // Compares the kind of the tensors themselves (not just their device): a parameter loaded
+    // without autodiff next to a tracked activation is a mix, which burn handles.
     let (ka, kb) = (
         kind_of(a.device().as_dispatch()),
         kind_of(b.device().as_dispatch()),
@@ -79,7 +79,7 @@ pub(crate) fn f32_storage(tensor: &FlexTensor) -> Option<std::borrow::Cow<'_, [f
     }
     match tensor.as_slice::<f32>() {
         Some(values) => Some(std::borrow::Cow::Borrowed(values)),
-        _ => Some(std::borrow::Cow::Owned(
+        None => Some(std::borrow::Cow::Owned(
             tensor.to_contiguous().storage::<f32>().to_vec(),
         )),
     }
