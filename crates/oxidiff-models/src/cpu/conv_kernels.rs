@@ -11,7 +11,6 @@
 //! `[B, C_out, H_out, W_out]`. Square kernels, equal stride and padding on both axes, dilation 1,
 //! one group: what the UNet uses. [`ConvGeometry::new`] rejects anything else.
 
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use super::matmul::{Mat, matmul};
@@ -318,7 +317,7 @@ pub fn conv2d_weight_backward(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<
     let partials: Vec<Vec<f32>> = (0..g.batch.div_ceil(per_share))
         .into_par_iter()
         .map(|share| {
-            // dW in column-major order: element (c_out, r) at r·C_out + c_out.
+            // dW in column-major order (dWᵀ row-major): element (c_out, r) at r·C_out + c_out.
             let mut dw_t = vec![0.0f32; g.c_out * rows];
             let mut col = vec![0.0f32; col_len];
             let mut grad_t = vec![0.0f32; g.out_image()];
@@ -333,30 +332,19 @@ pub fn conv2d_weight_backward(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<
                     &col[..]
                 };
                 transpose_into(grad_b, g.c_out, plane, &mut grad_t);
-                // SAFETY: grad_t is grad_b [C_out, plane] column-major; col_bᵀ is [plane, rows]
-                // read from the row-major col_b [rows, plane]; dw_t is [C_out, rows]
-                // column-major. All sizes are checked above.
+                // dWᵀ [rows, C_out] row-major, which is dW column-major, = col_b · grad_bᵀ.
+                // (matmul hands gemm the column-major form of this product, so its left operand
+                // is grad_t, contiguous along C_out.)
+                // SAFETY: col_b is [rows, plane], grad_t is [plane, C_out]; sizes checked above.
                 unsafe {
-                    gemm(
-                        g.c_out,
+                    matmul(
                         rows,
+                        g.c_out,
                         plane,
-                        dw_t.as_mut_ptr(),
-                        g.c_out as isize,
-                        1,
+                        &mut dw_t,
                         i > 0,
-                        grad_t.as_ptr(),
-                        g.c_out as isize,
-                        1,
-                        col_b.as_ptr(),
-                        plane as isize,
-                        1,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
+                        Mat::rows(col_b, plane),
+                        Mat::rows(&grad_t, g.c_out),
                     );
                 }
             }
