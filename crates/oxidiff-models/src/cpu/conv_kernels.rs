@@ -11,9 +11,12 @@
 //! `[B, C_out, H_out, W_out]`. Square kernels, equal stride and padding on both axes, dilation 1,
 //! one group: what the UNet uses. [`ConvGeometry::new`] rejects anything else.
 
+use std::sync::OnceLock;
+
 use rayon::prelude::*;
 
 use super::matmul::{Mat, matmul};
+use super::winograd_kernels;
 
 /// Sizes of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,7 +205,30 @@ fn check_len(name: &str, buffer: &[f32], expected: usize) {
 }
 
 /// Forward convolution: returns `[B, C_out, H_out, W_out]`.
+///
+/// 3×3 convolutions with stride 1 and padding 1 take the Winograd path (2.25× fewer
+/// multiplications), unless `OXIDIFF_WINOGRAD=0`; every other one the im2col GEMM.
 pub fn conv2d_forward(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    if winograd_enabled() && winograd_kernels::applies(g) {
+        return winograd_kernels::forward(g, x, weight, bias);
+    }
+    im2col_forward(g, x, weight, bias)
+}
+
+/// Whether 3×3 convolutions use Winograd's algorithm (the default) or `OXIDIFF_WINOGRAD=0`
+/// sends them through im2col, to measure the difference.
+fn winograd_enabled() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("OXIDIFF_WINOGRAD").map_or(true, |v| v != "0"))
+}
+
+/// [`conv2d_forward`] through im2col and one GEMM per image, for any supported geometry.
+pub(crate) fn im2col_forward(
     g: &ConvGeometry,
     x: &[f32],
     weight: &[f32],
@@ -251,8 +277,17 @@ pub fn conv2d_forward(
     out
 }
 
-/// Gradient with respect to the input: `[B, C_in, H, W]`, from `grad` = dL/d(output).
+/// Gradient with respect to the input: `[B, C_in, H, W]`, from `grad` = dL/d(output). Takes the
+/// Winograd path where [`conv2d_forward`] does.
 pub fn conv2d_x_backward(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
+    if winograd_enabled() && winograd_kernels::applies(g) {
+        return winograd_kernels::x_backward(g, weight, grad);
+    }
+    im2col_x_backward(g, weight, grad)
+}
+
+/// [`conv2d_x_backward`] through one GEMM per image and col2im, for any supported geometry.
+pub(crate) fn im2col_x_backward(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
     check_len("weight", weight, g.c_out * g.col_rows());
     check_len("grad", grad, g.batch * g.out_image());
     let (plane, rows) = (g.out_plane(), g.col_rows());

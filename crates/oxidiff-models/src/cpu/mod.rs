@@ -13,6 +13,7 @@ mod group_norm;
 pub mod group_norm_kernels;
 pub mod math;
 mod matmul;
+pub mod winograd_kernels;
 
 use std::sync::OnceLock;
 
