@@ -320,7 +320,7 @@ pub(crate) fn im2col_x_backward(g: &ConvGeometry, weight: &[f32], grad: &[f32]) 
 
 /// `dst[j·rows + i] = src[i·cols + j]`: the transpose of a row-major `[rows, cols]` matrix, in
 /// tiles so that both sides stay in cache.
-fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+pub(super) fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     const TILE: usize = 32;
     for i0 in (0..rows).step_by(TILE) {
         for j0 in (0..cols).step_by(TILE) {
@@ -333,7 +333,16 @@ fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     }
 }
 
-/// Gradient with respect to the weight: `[C_out, C_in, k, k]`, summed over the batch.
+/// Gradient with respect to the weight: `[C_out, C_in, k, k]`, summed over the batch. Takes the
+/// Winograd path where [`conv2d_forward`] does.
+pub fn conv2d_weight_backward(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+    if winograd_enabled() && winograd_kernels::applies(g) {
+        return winograd_kernels::weight_backward(g, x, grad);
+    }
+    im2col_weight_backward(g, x, grad)
+}
+
+/// [`conv2d_weight_backward`] through im2col, for any supported geometry.
 ///
 /// dW = Σ_b grad_b · col_bᵀ. In NCHW both factors are contiguous along the summed pixel axis,
 /// which the GEMM packs poorly (≈60 GFLOP/s at 32×32 here, against ≈170 for the forward
@@ -343,7 +352,7 @@ fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
 ///
 /// Each thread accumulates the images of one contiguous share of the batch into its own buffer;
 /// the shares are then added in order, so the result does not depend on scheduling.
-pub fn conv2d_weight_backward(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+pub(crate) fn im2col_weight_backward(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
     check_len("x", x, g.batch * g.in_image());
     check_len("grad", grad, g.batch * g.out_image());
     let (plane, rows) = (g.out_plane(), g.col_rows());

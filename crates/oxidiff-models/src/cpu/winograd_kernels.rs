@@ -20,7 +20,7 @@
 
 use rayon::prelude::*;
 
-use super::conv_kernels::ConvGeometry;
+use super::conv_kernels::{ConvGeometry, transpose_into};
 use super::matmul::{Mat, matmul};
 
 /// Tile positions ξ = 4·row + column of the 4×4 transformed tile.
@@ -80,8 +80,7 @@ fn transform_input(
     let len = tiles_w + 1;
     let plane_stride = g.c_in * tiles_total;
     let (split, rest) = scratch.split_at_mut(8 * len);
-    let (e_even, e_odd) = rest.split_at_mut(2 * len);
-    let (e_even, e_odd) = (&mut e_even[..len], &mut e_odd[..len]);
+    let (e_even, e_odd) = rest[..2 * len].split_at_mut(len);
     for c in 0..g.c_in {
         let channel = &image[c * h * w..][..h * w];
         for th in 0..tiles_h {
@@ -218,7 +217,7 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>
             let max_tiles = group.min(images_in_share) * tiles_per_image;
             let mut v = vec![0.0f32; XI * g.c_in * max_tiles];
             let mut m = vec![0.0f32; XI * g.c_out * max_tiles];
-            let mut scratch = vec![0.0f32; 12 * (g.width.div_ceil(2) + 1)];
+            let mut scratch = vec![0.0f32; 10 * (g.width.div_ceil(2) + 1)];
             for (out_g, x_g) in out_s
                 .chunks_mut(group * g.out_image())
                 .zip(x_s.chunks(group * g.in_image()))
@@ -254,6 +253,177 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>
     out
 }
 
+/// `dM[ξ] = (A dY Aᵀ)[ξ]` for every 2×2 tile of one image's output gradient (`[C_out, H, W]`),
+/// into `dm` (`[16][C_out][tiles_total]`) at tile columns `offset..`: the adjoint of
+/// [`transform_output`]'s `Y = Aᵀ M A`, with `A = [[1, 0], [1, 1], [1, −1], [0, −1]]`. Outputs past
+/// the image edge were discarded by the forward pass, so their gradient is zero. `scratch` holds
+/// at least `6·tiles_w` floats.
+fn transform_output_gradient(
+    g: &ConvGeometry,
+    grad: &[f32],
+    dm: &mut [f32],
+    tiles_total: usize,
+    offset: usize,
+    scratch: &mut [f32],
+) {
+    let (h, w) = (g.height, g.width);
+    let (tiles_h, tiles_w) = (h.div_ceil(2), w.div_ceil(2));
+    let plane_stride = g.c_out * tiles_total;
+    let (y, z) = scratch[..6 * tiles_w].split_at_mut(4 * tiles_w);
+    let (z_even, z_odd) = z.split_at_mut(tiles_w);
+    for co in 0..g.c_out {
+        let channel = &grad[co * h * w..][..h * w];
+        for th in 0..tiles_h {
+            // y[2i] / y[2i + 1]: even / odd columns of output row 2·th + i.
+            for i in 0..2 {
+                let (even, odd) = y[2 * i * tiles_w..][..2 * tiles_w].split_at_mut(tiles_w);
+                even.fill(0.0);
+                odd.fill(0.0);
+                let oh = 2 * th + i;
+                if oh >= h {
+                    continue;
+                }
+                let src = &channel[oh * w..][..w];
+                let pairs = src.chunks_exact(2);
+                if let [last] = pairs.remainder() {
+                    even[w / 2] = *last;
+                }
+                for (t, pair) in pairs.enumerate() {
+                    even[t] = pair[0];
+                    odd[t] = pair[1];
+                }
+            }
+            let half = |i: usize, odd: bool| &y[(2 * i + usize::from(odd)) * tiles_w..][..tiles_w];
+            let base = co * tiles_total + offset + th * tiles_w;
+            for r in 0..4 {
+                // z_r = (A dY)_r on both column halves.
+                for (odd, z) in [(false, &mut *z_even), (true, &mut *z_odd)] {
+                    let (y0, y1) = (half(0, odd), half(1, odd));
+                    for t in 0..tiles_w {
+                        z[t] = match r {
+                            0 => y0[t],
+                            1 => y0[t] + y1[t],
+                            2 => y0[t] - y1[t],
+                            _ => -y1[t],
+                        };
+                    }
+                }
+                let (ze, zo) = (&*z_even, &*z_odd);
+                for j in 0..4 {
+                    let dst = &mut dm[(4 * r + j) * plane_stride + base..][..tiles_w];
+                    for (t, out) in dst.iter_mut().enumerate() {
+                        *out = match j {
+                            0 => ze[t],
+                            1 => ze[t] + zo[t],
+                            2 => ze[t] - zo[t],
+                            _ => -zo[t],
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dW = Gᵀ dU G` per filter: the adjoint of [`transform_weights`], from `du_t`
+/// (`[16][C_in][C_out]`, each dU[ξ] transposed) to `[C_out, C_in, 3, 3]`.
+fn transform_weight_gradient(du_t: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
+    let pair = c_out * c_in;
+    let mut dw = vec![0.0f32; pair * 9];
+    for (p, out) in dw.chunks_exact_mut(9).enumerate() {
+        let (co, ci) = (p / c_in, p % c_in);
+        let u = |r: usize, c: usize| du_t[(4 * r + c) * pair + ci * c_out + co];
+        // q = Gᵀ·dU: 3 rows × 4 columns, with Gᵀ = [[1, ½, ½, 0], [0, ½, −½, 0], [0, ½, ½, 1]].
+        let column = |c: usize| {
+            let (u0, u1, u2, u3) = (u(0, c), u(1, c), u(2, c), u(3, c));
+            [u0 + 0.5 * (u1 + u2), 0.5 * (u1 - u2), 0.5 * (u1 + u2) + u3]
+        };
+        let q_columns = [column(0), column(1), column(2), column(3)];
+        for r in 0..3 {
+            let [q0, q1, q2, q3] = q_columns.map(|col| col[r]);
+            out[3 * r] = q0 + 0.5 * (q1 + q2);
+            out[3 * r + 1] = 0.5 * (q1 - q2);
+            out[3 * r + 2] = 0.5 * (q1 + q2) + q3;
+        }
+    }
+    dw
+}
+
+/// Weight gradient for a geometry where [`applies`] holds: `[C_out, C_in, 3, 3]`, summed over
+/// the batch. The forward pass is linear in `U = G g Gᵀ`, so `dU[ξ] = Σ_tiles dM[ξ] · V[ξ]ᵀ`
+/// (16 GEMMs with the tiles as the summed axis) and `dW = Gᵀ dU G`.
+///
+/// Each thread sums one contiguous share of the batch; the shares are added in order, so the
+/// result does not depend on scheduling.
+pub fn weight_backward(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+    assert!(
+        applies(g),
+        "winograd: not a 3×3, stride 1, padding 1 convolution"
+    );
+    assert_eq!(x.len(), g.batch * g.in_image(), "winograd: x length");
+    assert_eq!(grad.len(), g.batch * g.out_image(), "winograd: grad length");
+    let tiles_per_image = g.height.div_ceil(2) * g.width.div_ceil(2);
+    let group = TARGET_TILES.div_ceil(tiles_per_image).max(1);
+    let per_share = g.batch.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let pair = g.c_out * g.c_in;
+    let partials: Vec<Vec<f32>> = x
+        .par_chunks(per_share * g.in_image())
+        .zip(grad.par_chunks(per_share * g.out_image()))
+        .map(|(x_s, grad_s)| {
+            let images_in_share = x_s.len() / g.in_image();
+            let max_tiles = group.min(images_in_share) * tiles_per_image;
+            let mut v = vec![0.0f32; XI * g.c_in * max_tiles];
+            let mut dm = vec![0.0f32; XI * g.c_out * max_tiles];
+            // dU[ξ] transposed: element (co, ci) at ci·C_out + co.
+            let mut du_t = vec![0.0f32; XI * pair];
+            let mut dm_t = vec![0.0f32; g.c_out * max_tiles];
+            let mut scratch = vec![0.0f32; 10 * (g.width.div_ceil(2) + 1)];
+            let groups = x_s
+                .chunks(group * g.in_image())
+                .zip(grad_s.chunks(group * g.out_image()));
+            for (n, (x_g, grad_g)) in groups.enumerate() {
+                let tiles = (x_g.len() / g.in_image()) * tiles_per_image;
+                let images = x_g.chunks(g.in_image()).zip(grad_g.chunks(g.out_image()));
+                for (i, (image, grad_b)) in images.enumerate() {
+                    let offset = i * tiles_per_image;
+                    transform_input(g, image, &mut v, tiles, offset, &mut scratch);
+                    transform_output_gradient(g, grad_b, &mut dm, tiles, offset, &mut scratch);
+                }
+                for xi in 0..XI {
+                    let dm_xi = &dm[xi * g.c_out * tiles..][..g.c_out * tiles];
+                    let v_xi = &v[xi * g.c_in * tiles..][..g.c_in * tiles];
+                    let du_xi = &mut du_t[xi * pair..][..pair];
+                    // Both factors are contiguous along the summed tile axis, which the GEMM
+                    // packs poorly; transposing the smaller one first (as the im2col weight
+                    // gradient does) doubles its speed.
+                    transpose_into(dm_xi, g.c_out, tiles, &mut dm_t);
+                    // SAFETY: V[ξ] is [C_in, tiles] and dM[ξ]ᵀ [tiles, C_out].
+                    unsafe {
+                        matmul(
+                            g.c_in,
+                            g.c_out,
+                            tiles,
+                            du_xi,
+                            n > 0,
+                            Mat::rows(v_xi, tiles),
+                            Mat::rows(&dm_t, g.c_out),
+                        );
+                    }
+                }
+            }
+            du_t
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut du_t = partials.next().unwrap_or_else(|| vec![0.0; XI * pair]);
+    for part in partials {
+        for (a, b) in du_t.iter_mut().zip(&part) {
+            *a += b;
+        }
+    }
+    transform_weight_gradient(&du_t, g.c_out, g.c_in)
+}
+
 /// Input gradient for a geometry where [`applies`] holds: `[B, C_in, H, W]` from `grad`
 /// (`[B, C_out, H, W]`). It is the forward convolution of `grad` with
 /// `W'[ci][co][kh][kw] = W[co][ci][2 − kh][2 − kw]`.
@@ -285,7 +455,7 @@ pub fn x_backward(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::conv_kernels::{im2col_forward, im2col_x_backward};
+    use crate::cpu::conv_kernels::{im2col_forward, im2col_weight_backward, im2col_x_backward};
 
     fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
@@ -341,6 +511,18 @@ mod tests {
             let fast = x_backward(&g, &weight, &grad);
             let reference = im2col_x_backward(&g, &weight, &grad);
             assert_close(&fast, &reference, &format!("dx {b}x{c_in}x{h}x{w}"));
+        }
+    }
+
+    #[test]
+    fn weight_gradient_matches_im2col() {
+        for (b, c_in, c_out, h, w) in CASES {
+            let g = ConvGeometry::new([b, c_in, h, w], [c_out, c_in, 3, 3], 1, 1).unwrap();
+            let x = values(b * g.in_image(), 6);
+            let grad = values(b * g.out_image(), 7);
+            let fast = weight_backward(&g, &x, &grad);
+            let reference = im2col_weight_backward(&g, &x, &grad);
+            assert_close(&fast, &reference, &format!("dW {b}x{c_in}x{h}x{w}"));
         }
     }
 
