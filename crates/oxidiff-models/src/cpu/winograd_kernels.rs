@@ -61,12 +61,65 @@ fn transform_weights(weight: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
     u
 }
 
+/// `dst[t] = f(a[t], b[t])`: written with iterators so that it compiles to vector code.
+#[inline(always)]
+fn map2(dst: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+    for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
+        *d = f(x, y);
+    }
+}
+
+/// `dst[t] = f(a[t], b[t], c[t])`.
+#[inline(always)]
+fn map3(dst: &mut [f32], a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) {
+    for (((d, &x), &y), &z) in dst.iter_mut().zip(a).zip(b).zip(c) {
+        *d = f(x, y, z);
+    }
+}
+
+/// Splits one image row into its even and odd columns shifted by `shift` (0 or 1) places:
+/// `first[(i + shift) / 2]` gets the columns where `i + shift` is even, `second` the others.
+/// Both are zeroed first, so positions no column reaches read as padding.
+fn deinterleave(row: &[f32], shift: usize, first: &mut [f32], second: &mut [f32]) {
+    first.fill(0.0);
+    second.fill(0.0);
+    let pairs = row.chunks_exact(2);
+    let remainder = pairs.remainder();
+    if shift == 0 {
+        for (t, pair) in pairs.enumerate() {
+            first[t] = pair[0];
+            second[t] = pair[1];
+        }
+        if let [last] = remainder {
+            first[row.len() / 2] = *last;
+        }
+    } else {
+        for (t, pair) in pairs.enumerate() {
+            second[t] = pair[0];
+            first[t + 1] = pair[1];
+        }
+        if let [last] = remainder {
+            second[row.len() / 2] = *last;
+        }
+    }
+}
+
+/// Scratch floats the transforms of one image need.
+fn scratch_len(g: &ConvGeometry) -> usize {
+    let (tiles_h, tiles_w) = (g.height.div_ceil(2), g.width.div_ceil(2));
+    let input = 2 * (tiles_w + 1) + 8 * (tiles_h + 1) * tiles_w;
+    let output = 10 * tiles_h * tiles_w;
+    input.max(output)
+}
+
 /// Writes the 16 transformed planes of one image into `v` (`[16][C_in][tiles_total]`), at tile
-/// columns `offset..offset + tiles_h·tiles_w`. `scratch` holds at least `10·(tiles_w + 1)` floats.
+/// columns `offset..offset + tiles_h·tiles_w`; `scratch` holds [`scratch_len`] floats.
 ///
-/// Vectorised along a row of tiles: the zero-padded input rows are split into their even and
-/// odd columns (tile `t` reads padded columns 2t..2t+4, i.e. even[t], odd[t], even[t+1],
-/// odd[t+1]), so that both halves of `Bᵀ d B` are elementwise operations on contiguous rows.
+/// `V = Bᵀ d B` is separable. The column half (`· B`) runs along each zero-padded input row,
+/// split into even and odd columns (tile `t` reads padded columns 2t..2t+4: even[t], odd[t],
+/// even[t+1], odd[t+1]), into planes `C_j` of one value per tile column, stored by row parity.
+/// The row half (`Bᵀ ·`) then combines padded rows 2·th..2·th+4, which are rows th and th + 1
+/// of the even- and odd-row planes: elementwise operations over the whole image at once.
 fn transform_input(
     g: &ConvGeometry,
     image: &[f32],
@@ -77,68 +130,51 @@ fn transform_input(
 ) {
     let (h, w) = (g.height, g.width);
     let (tiles_h, tiles_w) = (h.div_ceil(2), w.div_ceil(2));
-    let len = tiles_w + 1;
+    let (len, n) = (tiles_w + 1, tiles_h * tiles_w);
+    let plane = (tiles_h + 1) * tiles_w;
     let plane_stride = g.c_in * tiles_total;
-    let (split, rest) = scratch.split_at_mut(8 * len);
-    let (e_even, e_odd) = rest[..2 * len].split_at_mut(len);
+    let (even, rest) = scratch.split_at_mut(len);
+    let (odd, rest) = rest.split_at_mut(len);
+    let columns = &mut rest[..8 * plane];
     for c in 0..g.c_in {
         let channel = &image[c * h * w..][..h * w];
-        for th in 0..tiles_h {
-            // Rows r = 0..4 of the tiles are image rows 2·th − 1 + r; padded column x is image
-            // column x − 1, so even[t] = image[2t − 1] and odd[t] = image[2t].
-            for r in 0..4 {
-                let (even, odd) = split[2 * r * len..][..2 * len].split_at_mut(len);
-                even.fill(0.0);
-                odd.fill(0.0);
-                let Some(ih) = (2 * th + r).checked_sub(1).filter(|&i| i < h) else {
-                    continue;
-                };
-                let src = &channel[ih * w..][..w];
-                let pairs = src.chunks_exact(2);
-                if let [last] = pairs.remainder() {
-                    odd[w / 2] = *last;
-                }
-                for (t, pair) in pairs.enumerate() {
-                    odd[t] = pair[0];
-                    even[t + 1] = pair[1];
+        // Padded row y is image row y − 1; padded column x is image column x − 1.
+        for y in 0..2 * (tiles_h + 1) {
+            match y.checked_sub(1).filter(|&i| i < h) {
+                Some(ih) => deinterleave(&channel[ih * w..][..w], 1, even, odd),
+                None => {
+                    even.fill(0.0);
+                    odd.fill(0.0);
                 }
             }
-            let row = |r: usize, odd: bool| &split[(2 * r + usize::from(odd)) * len..][..len];
-            let base = c * tiles_total + offset + th * tiles_w;
-            for a in 0..4 {
-                // e_a = (Bᵀ d)_a: a combination of the four input rows, on both halves.
-                for (odd, e) in [(false, &mut *e_even), (true, &mut *e_odd)] {
-                    let (d0, d1, d2, d3) = (row(0, odd), row(1, odd), row(2, odd), row(3, odd));
-                    for t in 0..len {
-                        e[t] = match a {
-                            0 => d0[t] - d2[t],
-                            1 => d1[t] + d2[t],
-                            2 => d2[t] - d1[t],
-                            _ => d1[t] - d3[t],
-                        };
-                    }
-                }
-                // V[4a + j] = (e_a B)_j.
-                let (ev, od) = (&*e_even, &*e_odd);
-                for j in 0..4 {
-                    let dst = &mut v[(4 * a + j) * plane_stride + base..][..tiles_w];
-                    for (t, out) in dst.iter_mut().enumerate() {
-                        *out = match j {
-                            0 => ev[t] - ev[t + 1],
-                            1 => od[t] + ev[t + 1],
-                            2 => ev[t + 1] - od[t],
-                            _ => od[t] - od[t + 1],
-                        };
-                    }
-                }
-            }
+            let (e0, e1, o0, o1) = (&even[..tiles_w], &even[1..], &odd[..tiles_w], &odd[1..]);
+            let row = (y % 2) * 4 * plane + (y / 2) * tiles_w;
+            let column = |j: usize| row + j * plane..row + j * plane + tiles_w;
+            map2(&mut columns[column(0)], e0, e1, |a, b| a - b);
+            map2(&mut columns[column(1)], o0, e1, |a, b| a + b);
+            map2(&mut columns[column(2)], e1, o0, |a, b| a - b);
+            map2(&mut columns[column(3)], o0, o1, |a, b| a - b);
+        }
+        let base = c * tiles_total + offset;
+        for j in 0..4 {
+            let even_rows = &columns[j * plane..][..plane];
+            let odd_rows = &columns[(4 + j) * plane..][..plane];
+            let (d0, d1) = (&even_rows[..n], &odd_rows[..n]);
+            let (d2, d3) = (&even_rows[tiles_w..], &odd_rows[tiles_w..]);
+            let dst =
+                |a: usize| (4 * a + j) * plane_stride + base..(4 * a + j) * plane_stride + base + n;
+            map2(&mut v[dst(0)], d0, d2, |a, b| a - b);
+            map2(&mut v[dst(1)], d1, d2, |a, b| a + b);
+            map2(&mut v[dst(2)], d2, d1, |a, b| a - b);
+            map2(&mut v[dst(3)], d1, d3, |a, b| a - b);
         }
     }
 }
 
 /// Folds the 16 product planes `m` (`[16][C_out][tiles_total]`) of one image back into its
 /// output (`[C_out, H, W]`): `Y = Aᵀ M A` with `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`, plus bias.
-/// Vectorised along a row of tiles like [`transform_input`]; `scratch` holds `10·tiles_w` floats.
+/// Elementwise over all tiles of the image, then interleaved into the output rows; `scratch`
+/// holds [`scratch_len`] floats.
 fn transform_output(
     g: &ConvGeometry,
     m: &[f32],
@@ -150,43 +186,43 @@ fn transform_output(
 ) {
     let (h, w) = (g.height, g.width);
     let (tiles_h, tiles_w) = (h.div_ceil(2), w.div_ceil(2));
+    let n = tiles_h * tiles_w;
     let plane_stride = g.c_out * tiles_total;
-    let (s, y) = scratch.split_at_mut(8 * tiles_w);
-    let (y0, y1) = y[..2 * tiles_w].split_at_mut(tiles_w);
+    let (s, y) = scratch[..10 * n].split_at_mut(8 * n);
+    let (y0, y1) = y.split_at_mut(n);
     for co in 0..g.c_out {
         let b = bias.map_or(0.0, |b| b[co]);
+        let base = co * tiles_total + offset;
+        let plane = |xi: usize| &m[xi * plane_stride + base..][..n];
+        // s_{i,j} = (Aᵀ M)_{i,j}, stored at (2j + i)·n.
+        for j in 0..4 {
+            let (m0, m1, m2, m3) = (plane(j), plane(4 + j), plane(8 + j), plane(12 + j));
+            let (s0, s1) = s[2 * j * n..][..2 * n].split_at_mut(n);
+            map3(s0, m0, m1, m2, |a, b, c| a + b + c);
+            map3(s1, m1, m2, m3, |a, b, c| a - b - c);
+        }
         let channel = &mut out[co * h * w..][..h * w];
-        for th in 0..tiles_h {
-            let base = co * tiles_total + offset + th * tiles_w;
-            let plane = |xi: usize| &m[xi * plane_stride + base..][..tiles_w];
-            // s_i = (Aᵀ M)_i, one row of tiles per column j of the 4×4 tile.
-            for j in 0..4 {
-                let (m0, m1, m2, m3) = (plane(j), plane(4 + j), plane(8 + j), plane(12 + j));
-                let (s0, s1) = s[2 * j * tiles_w..][..2 * tiles_w].split_at_mut(tiles_w);
-                for t in 0..tiles_w {
-                    s0[t] = m0[t] + m1[t] + m2[t];
-                    s1[t] = m1[t] - m2[t] - m3[t];
-                }
-            }
-            for i in 0..2 {
+        for i in 0..2 {
+            let col = |j: usize| &s[(2 * j + i) * n..][..n];
+            map3(y0, col(0), col(1), col(2), |a, c, d| a + c + d + b);
+            map3(y1, col(1), col(2), col(3), |a, c, d| a - c - d + b);
+            for th in 0..tiles_h {
                 let oh = 2 * th + i;
                 if oh >= h {
                     continue;
                 }
-                let col = |j: usize| &s[(2 * j + i) * tiles_w..][..tiles_w];
-                let (c0, c1, c2, c3) = (col(0), col(1), col(2), col(3));
-                for t in 0..tiles_w {
-                    y0[t] = c0[t] + c1[t] + c2[t] + b;
-                    y1[t] = c1[t] - c2[t] - c3[t] + b;
-                }
+                let (r0, r1) = (
+                    &y0[th * tiles_w..][..tiles_w],
+                    &y1[th * tiles_w..][..tiles_w],
+                );
                 let out_row = &mut channel[oh * w..][..w];
                 let mut pairs = out_row.chunks_exact_mut(2);
-                for ((pair, &a), &b2) in (&mut pairs).zip(&*y0).zip(&*y1) {
+                for ((pair, &a), &c) in (&mut pairs).zip(r0).zip(r1) {
                     pair[0] = a;
-                    pair[1] = b2;
+                    pair[1] = c;
                 }
                 if let [last] = pairs.into_remainder() {
-                    *last = y0[tiles_w - 1];
+                    *last = r0[tiles_w - 1];
                 }
             }
         }
@@ -217,7 +253,7 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>
             let max_tiles = group.min(images_in_share) * tiles_per_image;
             let mut v = vec![0.0f32; XI * g.c_in * max_tiles];
             let mut m = vec![0.0f32; XI * g.c_out * max_tiles];
-            let mut scratch = vec![0.0f32; 10 * (g.width.div_ceil(2) + 1)];
+            let mut scratch = vec![0.0f32; scratch_len(g)];
             for (out_g, x_g) in out_s
                 .chunks_mut(group * g.out_image())
                 .zip(x_s.chunks(group * g.in_image()))
@@ -256,8 +292,9 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>
 /// `dM[ξ] = (A dY Aᵀ)[ξ]` for every 2×2 tile of one image's output gradient (`[C_out, H, W]`),
 /// into `dm` (`[16][C_out][tiles_total]`) at tile columns `offset..`: the adjoint of
 /// [`transform_output`]'s `Y = Aᵀ M A`, with `A = [[1, 0], [1, 1], [1, −1], [0, −1]]`. Outputs past
-/// the image edge were discarded by the forward pass, so their gradient is zero. `scratch` holds
-/// at least `6·tiles_w` floats.
+/// the image edge were discarded by the forward pass, so their gradient is zero. The gradient is
+/// split into its four 2×2 phases, then transformed elementwise over all tiles; `scratch` holds
+/// [`scratch_len`] floats.
 fn transform_output_gradient(
     g: &ConvGeometry,
     grad: &[f32],
@@ -268,59 +305,49 @@ fn transform_output_gradient(
 ) {
     let (h, w) = (g.height, g.width);
     let (tiles_h, tiles_w) = (h.div_ceil(2), w.div_ceil(2));
+    let n = tiles_h * tiles_w;
     let plane_stride = g.c_out * tiles_total;
-    let (y, z) = scratch[..6 * tiles_w].split_at_mut(4 * tiles_w);
-    let (z_even, z_odd) = z.split_at_mut(tiles_w);
+    // phases[(2i + jj)·n + th·tiles_w + tw] = dY[2·th + i][2·tw + jj].
+    let (phases, z) = scratch[..6 * n].split_at_mut(4 * n);
+    let (z_even, z_odd) = z.split_at_mut(n);
     for co in 0..g.c_out {
         let channel = &grad[co * h * w..][..h * w];
-        for th in 0..tiles_h {
-            // y[2i] / y[2i + 1]: even / odd columns of output row 2·th + i.
-            for i in 0..2 {
-                let (even, odd) = y[2 * i * tiles_w..][..2 * tiles_w].split_at_mut(tiles_w);
-                even.fill(0.0);
-                odd.fill(0.0);
-                let oh = 2 * th + i;
-                if oh >= h {
-                    continue;
-                }
-                let src = &channel[oh * w..][..w];
-                let pairs = src.chunks_exact(2);
-                if let [last] = pairs.remainder() {
-                    even[w / 2] = *last;
-                }
-                for (t, pair) in pairs.enumerate() {
-                    even[t] = pair[0];
-                    odd[t] = pair[1];
-                }
-            }
-            let half = |i: usize, odd: bool| &y[(2 * i + usize::from(odd)) * tiles_w..][..tiles_w];
-            let base = co * tiles_total + offset + th * tiles_w;
-            for r in 0..4 {
-                // z_r = (A dY)_r on both column halves.
-                for (odd, z) in [(false, &mut *z_even), (true, &mut *z_odd)] {
-                    let (y0, y1) = (half(0, odd), half(1, odd));
-                    for t in 0..tiles_w {
-                        z[t] = match r {
-                            0 => y0[t],
-                            1 => y0[t] + y1[t],
-                            2 => y0[t] - y1[t],
-                            _ => -y1[t],
-                        };
-                    }
-                }
-                let (ze, zo) = (&*z_even, &*z_odd);
-                for j in 0..4 {
-                    let dst = &mut dm[(4 * r + j) * plane_stride + base..][..tiles_w];
-                    for (t, out) in dst.iter_mut().enumerate() {
-                        *out = match j {
-                            0 => ze[t],
-                            1 => ze[t] + zo[t],
-                            2 => ze[t] - zo[t],
-                            _ => -zo[t],
-                        };
+        for i in 0..2 {
+            let (even, odd) = phases[2 * i * n..][..2 * n].split_at_mut(n);
+            for th in 0..tiles_h {
+                let (e, o) = (
+                    &mut even[th * tiles_w..][..tiles_w],
+                    &mut odd[th * tiles_w..][..tiles_w],
+                );
+                match Some(2 * th + i).filter(|&oh| oh < h) {
+                    Some(oh) => deinterleave(&channel[oh * w..][..w], 0, e, o),
+                    None => {
+                        e.fill(0.0);
+                        o.fill(0.0);
                     }
                 }
             }
+        }
+        let phase = |i: usize, jj: usize| &phases[(2 * i + jj) * n..][..n];
+        let base = co * tiles_total + offset;
+        for r in 0..4 {
+            // z = (A dY)_r on the even and odd columns.
+            for (jj, z) in [(0, &mut *z_even), (1, &mut *z_odd)] {
+                let (y0, y1) = (phase(0, jj), phase(1, jj));
+                match r {
+                    0 => z.copy_from_slice(y0),
+                    1 => map2(z, y0, y1, |a, b| a + b),
+                    2 => map2(z, y0, y1, |a, b| a - b),
+                    _ => map2(z, y1, y1, |_, b| -b),
+                }
+            }
+            let (ze, zo) = (&*z_even, &*z_odd);
+            let dst =
+                |j: usize| (4 * r + j) * plane_stride + base..(4 * r + j) * plane_stride + base + n;
+            dm[dst(0)].copy_from_slice(ze);
+            map2(&mut dm[dst(1)], ze, zo, |a, b| a + b);
+            map2(&mut dm[dst(2)], ze, zo, |a, b| a - b);
+            map2(&mut dm[dst(3)], zo, zo, |_, b| -b);
         }
     }
 }
@@ -377,7 +404,7 @@ pub fn weight_backward(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
             // dU[ξ] transposed: element (co, ci) at ci·C_out + co.
             let mut du_t = vec![0.0f32; XI * pair];
             let mut dm_t = vec![0.0f32; g.c_out * max_tiles];
-            let mut scratch = vec![0.0f32; 10 * (g.width.div_ceil(2) + 1)];
+            let mut scratch = vec![0.0f32; scratch_len(g)];
             let groups = x_s
                 .chunks(group * g.in_image())
                 .zip(grad_s.chunks(group * g.out_image()));
