@@ -693,8 +693,10 @@ mod tests {
     }
 
     /// Odd and even sizes (partial tiles at the right and bottom edges), a batch that does not
-    /// divide into thread shares or tile groups, and the UNet's 8×8 shape.
-    const CASES: [(usize, usize, usize, usize, usize); 5] = [
+    /// divide into thread shares or tile groups, the UNet's 8×8 shape, and one with as many input
+    /// channels as the UNet's (the rounding error grows with the length of the sums).
+    const CASES: [(usize, usize, usize, usize, usize); 6] = [
+        (2, 128, 16, 16, 16),
         (3, 4, 5, 6, 5),
         (1, 2, 3, 1, 1),
         (5, 3, 2, 7, 9),
