@@ -2,8 +2,9 @@
 //! (input and every parameter) on random inputs, for the layer shapes the UNet uses.
 //!
 //! Tolerance: 1e-4 of the largest magnitude of the reference tensor. Both sides accumulate in
-//! f32 in a different order (one GEMM over C_in·k² versus burn's tiles), so bit equality is not
-//! expected; an indexing or transposition error shows up as O(1) differences.
+//! f32 in a different order (one GEMM over C_in·k², or Winograd's transformed products, versus
+//! burn's tiles), so bit equality is not expected; an indexing or transposition error shows up
+//! as O(1) differences.
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -32,8 +33,12 @@ fn assert_close(name: &str, got: Vec<f32>, want: Vec<f32>) {
 
 /// (C_in, C_out, kernel, stride, padding, H): conv3×3, the strided downsample, the 1×1 skip,
 /// and an odd size that exercises the edges of the strided im2col.
-const CASES: [(usize, usize, usize, usize, usize, usize); 5] = [
+/// (C_in, C_out, kernel, stride, padding, size). 3×3 stride-1 convolutions take Winograd's
+/// F(2×2) below 16×16 and F(4×4) from 16×16 on (18×18 leaves partial tiles at the edges).
+const CASES: [(usize, usize, usize, usize, usize, usize); 7] = [
     (3, 8, 3, 1, 1, 8),
+    (8, 6, 3, 1, 1, 16),
+    (4, 5, 3, 1, 1, 18),
     (8, 8, 3, 2, 1, 8),
     (6, 4, 1, 1, 0, 8),
     (5, 7, 3, 2, 1, 7),
