@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::DataError;
+use crate::idx::{FASHION_MNIST_DIR, Subset};
 
 /// Where training images come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -15,6 +16,13 @@ pub enum DataSource {
     Digits,
     /// A folder of PNG/JPEG files, searched recursively; `path` names it.
     Folder,
+    /// An IDX image file (`[N, rows, cols]` unsigned bytes, gzipped or not) named by `path`, with
+    /// an optional IDX label file named by `labels`.
+    Idx,
+    /// Fashion-MNIST (60,000 + 10,000 28×28 grayscale images, 10 classes) from the directory
+    /// `path`, by default where `apt-get install dataset-fashion-mnist` puts it; `subset`
+    /// chooses the training or the test files.
+    FashionMnist,
 }
 
 /// The colour layout of the tensors handed to the model.
@@ -58,8 +66,13 @@ impl ColorMode {
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
     pub source: DataSource,
-    /// The image folder; required for `source = "folder"`, refused otherwise.
+    /// The image folder (`folder`), the IDX image file (`idx`) or the directory of the
+    /// Fashion-MNIST files (`fashion-mnist`, optional); refused for `digits`.
     pub path: Option<PathBuf>,
+    /// The IDX label file for `source = "idx"` (optional: without it every image is class 0).
+    pub labels: Option<PathBuf>,
+    /// `train` (default) or `test`, for `source = "fashion-mnist"`.
+    pub subset: Option<Subset>,
     /// Side of the square images fed to the model; `None` = the model's resolution.
     pub image_size: Option<usize>,
     /// 1 (grayscale) or 3 (RGB); `None` = the model's channel count.
@@ -70,22 +83,24 @@ impl DataConfig {
     /// Checks the section on its own (the model's size and channels are checked by
     /// [`crate::load_dataset`]). Errors name the key relative to `[data]`.
     pub fn validate(&self) -> Result<(), DataError> {
-        match (self.source, &self.path) {
-            (DataSource::Folder, None) => {
+        let needs_path = match self.source {
+            DataSource::Folder => Some("the folder of images to read"),
+            DataSource::Idx => Some("the IDX image file to read"),
+            DataSource::Digits | DataSource::FashionMnist => None,
+        };
+        match (needs_path, &self.path) {
+            (Some(what), None) => {
                 return Err(DataError::invalid(
                     "path",
-                    "missing: source = \"folder\" needs the folder of images to read",
+                    format!("missing: source = \"{}\" needs {what}", self.source.name()),
                 ));
             }
-            (DataSource::Folder, Some(p)) if p.as_os_str().is_empty() => {
-                return Err(DataError::invalid(
-                    "path",
-                    "is empty: source = \"folder\" needs the folder of images to read",
-                ));
+            (_, Some(p)) if p.as_os_str().is_empty() => {
+                return Err(DataError::invalid("path", "is empty"));
             }
             // A path next to the embedded source is almost certainly a forgotten
             // `source = "folder"`; training on digits instead would waste the whole run.
-            (DataSource::Digits, Some(p)) => {
+            (None, Some(p)) if self.source == DataSource::Digits => {
                 return Err(DataError::invalid(
                     "path",
                     format!(
@@ -96,6 +111,24 @@ impl DataConfig {
                 ));
             }
             _ => {}
+        }
+        if self.labels.is_some() && self.source != DataSource::Idx {
+            return Err(DataError::invalid(
+                "labels",
+                format!(
+                    "is only read with source = \"idx\" (source is \"{}\")",
+                    self.source.name()
+                ),
+            ));
+        }
+        if self.subset.is_some() && self.source != DataSource::FashionMnist {
+            return Err(DataError::invalid(
+                "subset",
+                format!(
+                    "is only read with source = \"fashion-mnist\" (source is \"{}\")",
+                    self.source.name()
+                ),
+            ));
         }
         if self.image_size == Some(0) {
             return Err(DataError::invalid("image_size", "must be at least 1"));
@@ -116,7 +149,34 @@ impl DataConfig {
         match (self.source, &self.path) {
             (DataSource::Digits, _) => "the embedded digits dataset".to_string(),
             (DataSource::Folder, Some(p)) => format!("folder {}", p.display()),
-            (DataSource::Folder, None) => "folder (no path set)".to_string(),
+            (DataSource::Idx, Some(p)) => format!("IDX file {}", p.display()),
+            (DataSource::Folder | DataSource::Idx, None) => {
+                format!("{} (no path set)", self.source.name())
+            }
+            (DataSource::FashionMnist, _) => format!(
+                "Fashion-MNIST ({} files in {})",
+                self.subset.unwrap_or_default().name(),
+                self.fashion_mnist_dir().display()
+            ),
+        }
+    }
+
+    /// The directory Fashion-MNIST is read from: `path`, or where Debian's package puts it.
+    pub fn fashion_mnist_dir(&self) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(FASHION_MNIST_DIR))
+    }
+}
+
+impl DataSource {
+    /// The name used in config files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Digits => "digits",
+            Self::Folder => "folder",
+            Self::Idx => "idx",
+            Self::FashionMnist => "fashion-mnist",
         }
     }
 }

@@ -9,7 +9,10 @@ use crate::DataError;
 use crate::config::{ColorMode, DataConfig, DataSource};
 use crate::digits::{DIGITS_CLASSES, DIGITS_SIZE, load_digits};
 use crate::folder::load_folder;
-use crate::transform::gray_plane_to_chw;
+use crate::idx::{
+    FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, IdxImages, fashion_mnist_files, read_idx_images,
+};
+use crate::transform::{dynamic_to_chw, gray_plane_to_chw};
 
 /// Images held in memory in the model's layout, with their labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,7 +166,94 @@ pub fn load_dataset(
                 skipped: loaded.skipped,
             })
         }
+        DataSource::Idx => {
+            let Some(images) = config.path.as_deref() else {
+                return Err(DataError::invalid("path", "missing"));
+            };
+            let set = read_idx_images(images, config.labels.as_deref())?;
+            let num_classes = set.labels.iter().max().map_or(1, |&m| m + 1);
+            let class_names = (0..num_classes).map(|c| c.to_string()).collect();
+            idx_dataset(config, set, num_classes, class_names, size, channels)
+        }
+        DataSource::FashionMnist => {
+            let dir = config.fashion_mnist_dir();
+            let (images, labels) = fashion_mnist_files(&dir, config.subset.unwrap_or_default());
+            for file in [&images, &labels] {
+                if !file.is_file() {
+                    return Err(DataError::invalid(
+                        "path",
+                        format!(
+                            "{} not found: `apt-get install dataset-fashion-mnist` installs \
+                             Fashion-MNIST in {FASHION_MNIST_DIR}, or set data.path to the \
+                             directory holding its four .gz files",
+                            file.display()
+                        ),
+                    ));
+                }
+            }
+            let set = read_idx_images(&images, Some(&labels))?;
+            if let Some(&bad) = set
+                .labels
+                .iter()
+                .find(|&&l| l >= FASHION_MNIST_CLASSES.len())
+            {
+                return Err(DataError::format(
+                    &labels,
+                    format!("label {bad} is not one of Fashion-MNIST's 10 classes"),
+                ));
+            }
+            let names = FASHION_MNIST_CLASSES
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+            idx_dataset(
+                config,
+                set,
+                FASHION_MNIST_CLASSES.len(),
+                names,
+                size,
+                channels,
+            )
+        }
     }
+}
+
+/// Converts an IDX image set to the model layout (centre-cropped to a square, resized,
+/// `channels` planes, values in [-1, 1]; 0 is black).
+fn idx_dataset(
+    config: &DataConfig,
+    set: IdxImages,
+    num_classes: usize,
+    class_names: Vec<String>,
+    size: usize,
+    channels: usize,
+) -> Result<Dataset, DataError> {
+    if set.count == 0 {
+        return Err(DataError::Empty {
+            origin: config.describe_source(),
+            note: String::new(),
+        });
+    }
+    let plane = set.rows * set.cols;
+    let mut images = Vec::with_capacity(set.count * channels * size * size);
+    for pixels in set.pixels.chunks_exact(plane) {
+        let gray = image::GrayImage::from_raw(set.cols as u32, set.rows as u32, pixels.to_vec())
+            .expect("rows·cols bytes by construction");
+        images.extend(dynamic_to_chw(
+            &image::DynamicImage::ImageLuma8(gray),
+            size,
+            channels,
+        ));
+    }
+    Ok(Dataset {
+        images,
+        labels: set.labels,
+        num_classes,
+        class_names,
+        channels,
+        size,
+        skipped: Vec::new(),
+    })
 }
 
 /// Checks the model's layout and that the config's optional overrides agree with it.

@@ -21,6 +21,11 @@ pub enum DataError {
         source: std::io::Error,
     },
 
+    /// A file's contents are not what its format says (a broken IDX or `.npy` header, a
+    /// truncated payload): `message` says what is wrong.
+    #[error("{}: {message}", path.display())]
+    Format { path: PathBuf, message: String },
+
     /// The source held no usable image. `note` says what was skipped, if anything.
     #[error("no usable images in {origin}{note}")]
     Empty { origin: String, note: String },
@@ -42,6 +47,13 @@ impl DataError {
     pub(crate) fn invalid(key: &str, message: impl Into<String>) -> Self {
         Self::InvalidConfig {
             key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self::Format {
+            path: path.into(),
             message: message.into(),
         }
     }

@@ -1,4 +1,5 @@
-//! Data for oxidiff: the embedded 8×8 digits and folders of PNG/JPEG images, loaded into memory
+//! Data for oxidiff: the embedded 8×8 digits, folders of PNG/JPEG images and IDX files
+//! (Fashion-MNIST), loaded into memory
 //! as `[N, C, H, W]` values in [-1, 1]; a seeded, resumable epoch order; sample-grid PNGs.
 //!
 //! ```no_run
@@ -17,6 +18,7 @@ pub mod digits;
 mod error;
 pub mod folder;
 pub mod grid;
+pub mod idx;
 mod transform;
 
 pub use config::{ColorMode, DataConfig, DataSource};
@@ -24,3 +26,4 @@ pub use dataset::{Dataset, EpochSampler, load_dataset};
 pub use digits::load_digits;
 pub use error::DataError;
 pub use grid::{save_grid, tensor_to_grid_image};
+pub use idx::{IdxArray, IdxImages, Subset, read_idx, read_idx_images};
