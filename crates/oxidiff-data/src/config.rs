@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 use crate::idx::{FASHION_MNIST_DIR, Subset};
+use crate::npy::{MissingValues, NpyLayout};
 
 /// Where training images come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -23,6 +24,20 @@ pub enum DataSource {
     /// `path`, by default where `apt-get install dataset-fashion-mnist` puts it; `subset`
     /// chooses the training or the test files.
     FashionMnist,
+    /// A NumPy `.npy` array named by `path`: u8 (0–255) or f32/f64 (in [0, 1]), shaped
+    /// `[N, H, W]`, or `[N, H, W, C]` / `[N, C, H, W]` per `layout`; every image is class 0.
+    Npy,
+}
+
+/// What happens to an unusable input (unreadable, corrupt, too large, no pixels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorPolicy {
+    /// Leave it out, list it with its reason in the run's `data_report.json`, and go on.
+    #[default]
+    Skip,
+    /// Stop before training with an error naming the first such file and its reason.
+    Fail,
 }
 
 /// The colour layout of the tensors handed to the model.
@@ -62,7 +77,7 @@ impl ColorMode {
 /// `image_size` and `channels` are optional overrides: the model decides both, and the trainer
 /// passes the model's values to [`crate::load_dataset`]. Setting them here only serves as a check
 /// that the data is what the user thinks it is; a disagreement is an error, not a silent resize.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
     pub source: DataSource,
@@ -73,10 +88,49 @@ pub struct DataConfig {
     pub labels: Option<PathBuf>,
     /// `train` (default) or `test`, for `source = "fashion-mnist"`.
     pub subset: Option<Subset>,
+    /// Axis order of a 4-D `.npy` array: `nhwc` (default) or `nchw`.
+    pub layout: NpyLayout,
+    /// NaN/±Inf in a `.npy` array: `skip` the image (default), `fill` with the channel mean over
+    /// the training split, or `fail`.
+    pub missing: MissingValues,
+    /// Largest image accepted, in pixels (width × height, read from the file's header before
+    /// decoding): a guard against decompression bombs. Default 64 Mi pixels.
+    pub max_pixels: u64,
+    /// RGB colour that transparent pixels are composited onto (the model has no alpha channel).
+    pub background: [u8; 3],
+    /// What to do with a file that cannot be used: skip it and report it (default), or stop.
+    pub on_error: ErrorPolicy,
+    /// Fraction of every class held out for validation (0 = none, the default). The split is
+    /// seeded by the run seed and saved with the run as `split.json`.
+    pub validation_fraction: f64,
+    /// A text file listing the held-out images instead, one key per line (a path relative to
+    /// the folder, or `#index` for array sources); refused together with `validation_fraction`.
+    pub validation_list: Option<PathBuf>,
     /// Side of the square images fed to the model; `None` = the model's resolution.
     pub image_size: Option<usize>,
     /// 1 (grayscale) or 3 (RGB); `None` = the model's channel count.
     pub channels: Option<usize>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        let decode = crate::decode::DecodeOptions::default();
+        Self {
+            source: DataSource::default(),
+            path: None,
+            labels: None,
+            subset: None,
+            layout: NpyLayout::default(),
+            missing: MissingValues::default(),
+            max_pixels: decode.max_pixels,
+            background: decode.background,
+            on_error: ErrorPolicy::default(),
+            validation_fraction: 0.0,
+            validation_list: None,
+            image_size: None,
+            channels: None,
+        }
+    }
 }
 
 impl DataConfig {
@@ -86,6 +140,7 @@ impl DataConfig {
         let needs_path = match self.source {
             DataSource::Folder => Some("the folder of images to read"),
             DataSource::Idx => Some("the IDX image file to read"),
+            DataSource::Npy => Some("the .npy array to read"),
             DataSource::Digits | DataSource::FashionMnist => None,
         };
         match (needs_path, &self.path) {
@@ -130,6 +185,24 @@ impl DataConfig {
                 ),
             ));
         }
+        if !(0.0..1.0).contains(&self.validation_fraction) {
+            return Err(DataError::invalid(
+                "validation_fraction",
+                format!(
+                    "is {}; must be at least 0 and below 1",
+                    self.validation_fraction
+                ),
+            ));
+        }
+        if self.validation_fraction > 0.0 && self.validation_list.is_some() {
+            return Err(DataError::invalid(
+                "validation_list",
+                "is set together with validation_fraction; choose one way to hold images out",
+            ));
+        }
+        if self.max_pixels == 0 {
+            return Err(DataError::invalid("max_pixels", "must be at least 1"));
+        }
         if self.image_size == Some(0) {
             return Err(DataError::invalid("image_size", "must be at least 1"));
         }
@@ -150,7 +223,8 @@ impl DataConfig {
             (DataSource::Digits, _) => "the embedded digits dataset".to_string(),
             (DataSource::Folder, Some(p)) => format!("folder {}", p.display()),
             (DataSource::Idx, Some(p)) => format!("IDX file {}", p.display()),
-            (DataSource::Folder | DataSource::Idx, None) => {
+            (DataSource::Npy, Some(p)) => format!("NumPy array {}", p.display()),
+            (DataSource::Folder | DataSource::Idx | DataSource::Npy, None) => {
                 format!("{} (no path set)", self.source.name())
             }
             (DataSource::FashionMnist, _) => format!(
@@ -177,6 +251,7 @@ impl DataSource {
             Self::Folder => "folder",
             Self::Idx => "idx",
             Self::FashionMnist => "fashion-mnist",
+            Self::Npy => "npy",
         }
     }
 }

@@ -1,17 +1,20 @@
 //! The in-memory dataset handed to the trainer, and the order it is visited in.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::DataError;
-use crate::config::{ColorMode, DataConfig, DataSource};
+use crate::config::{ColorMode, DataConfig, DataSource, ErrorPolicy};
+use crate::decode::DecodeOptions;
 use crate::digits::{DIGITS_CLASSES, DIGITS_SIZE, load_digits};
 use crate::folder::load_folder;
 use crate::idx::{
     FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, IdxImages, fashion_mnist_files, read_idx_images,
 };
+use crate::npy::{MissingValues, apply_missing_values, non_finite_samples, npy_images, read_npy};
+use crate::split::split_for;
 use crate::transform::{dynamic_to_chw, gray_plane_to_chw};
 
 /// Images held in memory in the model's layout, with their labels.
@@ -30,6 +33,9 @@ pub struct Dataset {
     pub size: usize,
     /// Files that were skipped, with the reason (empty for the embedded digits).
     pub skipped: Vec<(PathBuf, String)>,
+    /// `[N]`: each image's identity within its source — its path relative to the folder, or
+    /// `#index` for array sources — used by the validation split.
+    pub keys: Vec<String>,
 }
 
 impl Dataset {
@@ -87,6 +93,27 @@ impl Dataset {
         indices.iter().map(|&i| self.labels[i]).collect()
     }
 
+    /// The images at `indices`, in that order, as a dataset of their own (class names kept).
+    ///
+    /// # Panics
+    /// If an index is out of range.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let mut images = Vec::with_capacity(indices.len() * self.image_len());
+        for &i in indices {
+            images.extend_from_slice(self.image(i));
+        }
+        Dataset {
+            images,
+            labels: self.labels_of(indices),
+            keys: indices.iter().map(|&i| self.keys[i].clone()).collect(),
+            num_classes: self.num_classes,
+            class_names: self.class_names.clone(),
+            channels: self.channels,
+            size: self.size,
+            skipped: self.skipped.clone(),
+        }
+    }
+
     /// Number of images per class.
     ///
     /// # Shapes
@@ -121,6 +148,17 @@ pub fn load_dataset(
     size: usize,
     channels: usize,
 ) -> Result<Dataset, DataError> {
+    load_dataset_for_run(config, size, channels, 0)
+}
+
+/// [`load_dataset`] for a run seeded with `seed`: the seed decides the validation split, over
+/// whose training part `missing = "fill"` computes its channel means.
+pub fn load_dataset_for_run(
+    config: &DataConfig,
+    size: usize,
+    channels: usize,
+    seed: u64,
+) -> Result<Dataset, DataError> {
     config.validate()?;
     check_model_layout(config, size, channels)?;
 
@@ -134,9 +172,11 @@ pub fn load_dataset(
                 let unit: Vec<f32> = img.iter().map(|v| (v + 1.0) * 0.5).collect();
                 images.extend(gray_plane_to_chw(&unit, DIGITS_SIZE, size, channels));
             }
+            let keys = index_keys(labels.len());
             Ok(Dataset {
                 images,
                 labels,
+                keys,
                 num_classes: DIGITS_CLASSES,
                 class_names: (0..DIGITS_CLASSES).map(|d| d.to_string()).collect(),
                 channels,
@@ -149,7 +189,19 @@ pub fn load_dataset(
             let Some(root) = config.path.as_deref() else {
                 return Err(DataError::invalid("path", "missing"));
             };
-            let loaded = load_folder(root, size, channels)?;
+            let options = DecodeOptions {
+                max_pixels: config.max_pixels,
+                background: config.background,
+            };
+            let loaded = load_folder(root, size, channels, &options)?;
+            if config.on_error == ErrorPolicy::Fail
+                && let Some((path, reason)) = loaded.skipped.first()
+            {
+                return Err(DataError::Unusable {
+                    path: path.clone(),
+                    reason: reason.clone(),
+                });
+            }
             if loaded.labels.is_empty() {
                 return Err(DataError::Empty {
                     origin: config.describe_source(),
@@ -164,6 +216,7 @@ pub fn load_dataset(
                 channels,
                 size,
                 skipped: loaded.skipped,
+                keys: loaded.keys,
             })
         }
         DataSource::Idx => {
@@ -174,6 +227,12 @@ pub fn load_dataset(
             let num_classes = set.labels.iter().max().map_or(1, |&m| m + 1);
             let class_names = (0..num_classes).map(|c| c.to_string()).collect();
             idx_dataset(config, set, num_classes, class_names, size, channels)
+        }
+        DataSource::Npy => {
+            let Some(path) = config.path.as_deref() else {
+                return Err(DataError::invalid("path", "missing"));
+            };
+            npy_dataset(config, path, size, channels, seed)
         }
         DataSource::FashionMnist => {
             let dir = config.fashion_mnist_dir();
@@ -247,6 +306,7 @@ fn idx_dataset(
     }
     Ok(Dataset {
         images,
+        keys: index_keys(set.count),
         labels: set.labels,
         num_classes,
         class_names,
@@ -254,6 +314,85 @@ fn idx_dataset(
         size,
         skipped: Vec::new(),
     })
+}
+
+/// Loads a `.npy` array, applies the missing-value policy and converts to the model layout.
+/// Keys are the original indices, so that dropping a sample leaves the others' keys (and their
+/// side of the validation split) unchanged.
+fn npy_dataset(
+    config: &DataConfig,
+    path: &Path,
+    size: usize,
+    channels: usize,
+    seed: u64,
+) -> Result<Dataset, DataError> {
+    let array = npy_images(read_npy(path)?, config.layout, path)?;
+    let all_keys = index_keys(array.count);
+    // The split of the whole array, so `fill` uses only training images' values; the trainer
+    // computes the same split again from the same keys.
+    let whole = Dataset {
+        images: Vec::new(),
+        labels: vec![0; array.count],
+        keys: all_keys.clone(),
+        num_classes: 1,
+        class_names: vec!["0".into()],
+        channels,
+        size,
+        skipped: Vec::new(),
+    };
+    let fill_from = split_for(config, &whole, seed)?.train;
+    let bad = non_finite_samples(&array);
+    let (array, reports) = apply_missing_values(array, config.missing, &fill_from, path)?;
+    let dropped: std::collections::HashSet<usize> = match config.missing {
+        MissingValues::Skip => bad.iter().map(|&(i, _)| i).collect(),
+        _ => Default::default(),
+    };
+    let keys: Vec<String> = (0..all_keys.len())
+        .filter(|i| !dropped.contains(i))
+        .map(|i| all_keys[i].clone())
+        .collect();
+    let skipped = reports
+        .into_iter()
+        .filter(|(i, _)| dropped.contains(i))
+        .map(|(i, reason)| (PathBuf::from(format!("{}#{i}", path.display())), reason))
+        .collect();
+    if array.count == 0 {
+        return Err(DataError::Empty {
+            origin: config.describe_source(),
+            note: " (every image held NaN/Inf values; data.missing = \"fill\" keeps them)".into(),
+        });
+    }
+    let plane = array.height * array.width;
+    let mut images = Vec::with_capacity(array.count * channels * size * size);
+    for sample in array.pixels.chunks_exact(array.channels * plane) {
+        // f32 RGB keeps the array's precision through the resize; a one-channel array is
+        // replicated, whose Rec. 709 luma is the value itself.
+        let img = image::DynamicImage::ImageRgb32F(image::ImageBuffer::from_fn(
+            array.width as u32,
+            array.height as u32,
+            |x, y| {
+                let offset = y as usize * array.width + x as usize;
+                let at = |c: usize| sample[c.min(array.channels - 1) * plane + offset];
+                image::Rgb([at(0), at(1), at(2)])
+            },
+        ));
+        images.extend(dynamic_to_chw(&img, size, channels));
+    }
+    Ok(Dataset {
+        images,
+        labels: vec![0; array.count],
+        keys,
+        num_classes: 1,
+        class_names: vec!["0".into()],
+        channels,
+        size,
+        skipped,
+    })
+}
+
+/// `#0`, `#1`, …: the keys of a source whose images have no names.
+fn index_keys(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("#{i}")).collect()
 }
 
 /// Checks the model's layout and that the config's optional overrides agree with it.

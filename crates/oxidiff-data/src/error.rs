@@ -26,6 +26,10 @@ pub enum DataError {
     #[error("{}: {message}", path.display())]
     Format { path: PathBuf, message: String },
 
+    /// An input could not be used and `data.on_error = "fail"` asked to stop on the first one.
+    #[error("{}: {reason} (data.on_error = \"fail\"; \"skip\" would leave it out and go on)", path.display())]
+    Unusable { path: PathBuf, reason: String },
+
     /// The source held no usable image. `note` says what was skipped, if anything.
     #[error("no usable images in {origin}{note}")]
     Empty { origin: String, note: String },

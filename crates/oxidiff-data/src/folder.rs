@@ -1,4 +1,4 @@
-//! A folder of PNG/JPEG images, searched recursively.
+//! A folder of images (PNG, JPEG, BMP, WebP, TIFF, GIF), searched recursively.
 //!
 //! - Files are taken in sorted path order, so the same folder always gives the same dataset.
 //! - Labels: when the folder has sub-folders, each first-level sub-folder is a class (sorted names
@@ -6,8 +6,9 @@
 //!   with no sub-folders every image has label 0.
 //! - Entries whose name starts with `.` are ignored (`.git`, `.ipynb_checkpoints`, … would
 //!   otherwise become classes). Files with other extensions are ignored silently (README, CSV).
-//! - A file that cannot be decoded is skipped and reported with its reason; it never stops the
-//!   load. A folder that cannot be read does stop it, naming the folder.
+//! - A file that cannot be decoded (see [`crate::decode`]: corrupt, truncated, zero-sized, over
+//!   `data.max_pixels`) is skipped and reported with its reason; it never stops the load unless
+//!   `data.on_error = "fail"`. A folder that cannot be read does stop it, naming the folder.
 //! - Images are centre-cropped to a square, resized to `size`×`size` and converted to the wanted
 //!   channel count (see the crate docs); JPEG EXIF orientation is applied first.
 
@@ -16,13 +17,12 @@ use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, ImageDecoder, ImageReader, metadata::Orientation};
-
 use crate::DataError;
+use crate::decode::{DecodeOptions, decode_image};
 use crate::transform::dynamic_to_chw;
 
 /// File extensions (lower case) read as images.
-pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "webp", "tif", "tiff", "gif"];
 
 /// The decoded contents of an image folder.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +35,9 @@ pub struct FolderImages {
     pub class_names: Vec<String>,
     /// Files that were skipped, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
+    /// `[N]`: each image's path relative to the root folder, `/`-separated (its identity in a
+    /// validation split).
+    pub keys: Vec<String>,
 }
 
 /// An image file found in the folder, before decoding.
@@ -126,21 +129,28 @@ pub fn scan_folder(root: &Path) -> Result<FolderScan, DataError> {
 ///
 /// # Shapes
 /// - returns `images`: `[N, channels, size, size]` flattened, `labels`: `[N]`
-pub fn load_folder(root: &Path, size: usize, channels: usize) -> Result<FolderImages, DataError> {
+pub fn load_folder(
+    root: &Path,
+    size: usize,
+    channels: usize,
+    options: &DecodeOptions,
+) -> Result<FolderImages, DataError> {
     let FolderScan {
         entries,
         class_names,
         mut skipped,
     } = scan_folder(root)?;
 
-    let decoded = decode_all(&entries, size, channels);
+    let decoded = decode_all(&entries, size, channels, options);
     let mut images = Vec::with_capacity(entries.len() * channels * size * size);
     let mut labels = Vec::with_capacity(entries.len());
+    let mut keys = Vec::with_capacity(entries.len());
     for (entry, result) in entries.into_iter().zip(decoded) {
         match result {
             Ok(pixels) => {
                 images.extend_from_slice(&pixels);
                 labels.push(entry.label);
+                keys.push(relative_key(root, &entry.path));
             }
             Err(reason) => skipped.push((entry.path, reason)),
         }
@@ -151,7 +161,18 @@ pub fn load_folder(root: &Path, size: usize, channels: usize) -> Result<FolderIm
         labels,
         class_names,
         skipped,
+        keys,
     })
+}
+
+/// `path` relative to `root`, components joined by `/` whatever the platform.
+fn relative_key(root: &Path, path: &Path) -> String {
+    let relative = path.strip_prefix(root).unwrap_or(path);
+    relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Decodes one image file and converts it to the model layout.
@@ -160,49 +181,17 @@ pub fn load_folder(root: &Path, size: usize, channels: usize) -> Result<FolderIm
 ///
 /// # Shapes
 /// - returns: `[channels, size, size]` flattened, values in [-1, 1]
-pub fn load_image(path: &Path, size: usize, channels: usize) -> Result<Vec<f32>, String> {
-    let img = decode_image(path)?;
+pub fn load_image(
+    path: &Path,
+    size: usize,
+    channels: usize,
+    options: &DecodeOptions,
+) -> Result<Vec<f32>, String> {
+    let img = decode_image(path, options).map_err(|reason| reason.0)?;
     // `image` decoders are meant never to panic, but this runs on arbitrary files from disk, and
     // one hostile file must cost one skipped image, not the training run.
     catch_unwind(AssertUnwindSafe(|| dynamic_to_chw(&img, size, channels)))
         .map_err(|_| "image conversion panicked".to_string())
-}
-
-/// Opens and decodes an image file, applying its EXIF orientation.
-pub fn decode_image(path: &Path) -> Result<DynamicImage, String> {
-    let len = fs::metadata(path)
-        .map_err(|e| format!("cannot read: {e}"))?
-        .len();
-    if len == 0 {
-        return Err("empty file (0 bytes)".to_string());
-    }
-    let decode = || -> Result<DynamicImage, String> {
-        // The content decides the format (a JPEG saved as .png still loads); the extension is
-        // only the fallback when the content is not recognised.
-        let reader = ImageReader::open(path)
-            .map_err(|e| format!("cannot open: {e}"))?
-            .with_guessed_format()
-            .map_err(|e| format!("cannot read: {e}"))?;
-        let mut decoder = reader
-            .into_decoder()
-            .map_err(|e| format!("cannot decode: {e}"))?;
-        // A broken EXIF block is no reason to lose the pixels.
-        let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-        let mut img =
-            DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
-        img.apply_orientation(orientation);
-        Ok(img)
-    };
-    let img = catch_unwind(AssertUnwindSafe(decode))
-        .map_err(|_| "the image decoder panicked on this file".to_string())??;
-    if img.width() == 0 || img.height() == 0 {
-        return Err(format!(
-            "image has no pixels ({}×{})",
-            img.width(),
-            img.height()
-        ));
-    }
-    Ok(img)
 }
 
 /// Decodes `entries` in parallel, keeping their order.
@@ -210,6 +199,7 @@ fn decode_all(
     entries: &[ImageEntry],
     size: usize,
     channels: usize,
+    options: &DecodeOptions,
 ) -> Vec<Result<Vec<f32>, String>> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -218,7 +208,7 @@ fn decode_all(
     if threads <= 1 {
         return entries
             .iter()
-            .map(|e| load_image(&e.path, size, channels))
+            .map(|e| load_image(&e.path, size, channels, options))
             .collect();
     }
     let chunk = entries.len().div_ceil(threads);
@@ -228,7 +218,7 @@ fn decode_all(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|e| load_image(&e.path, size, channels))
+                        .map(|e| load_image(&e.path, size, channels, options))
                         .collect::<Vec<_>>()
                 })
             })

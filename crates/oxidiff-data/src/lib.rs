@@ -14,16 +14,24 @@
 
 pub mod config;
 pub mod dataset;
+pub mod decode;
 pub mod digits;
 mod error;
 pub mod folder;
 pub mod grid;
 pub mod idx;
+pub mod inspect;
+pub mod npy;
+pub mod report;
+pub mod split;
 mod transform;
 
-pub use config::{ColorMode, DataConfig, DataSource};
-pub use dataset::{Dataset, EpochSampler, load_dataset};
+pub use config::{ColorMode, DataConfig, DataSource, ErrorPolicy};
+pub use dataset::{Dataset, EpochSampler, load_dataset, load_dataset_for_run};
 pub use digits::load_digits;
 pub use error::DataError;
 pub use grid::{save_grid, tensor_to_grid_image};
 pub use idx::{IdxArray, IdxImages, Subset, read_idx, read_idx_images};
+pub use inspect::{Inspection, channel_stats, inspect};
+pub use report::DataReport;
+pub use split::{Split, SplitRecord, split_for, split_from_list, stratified_split};

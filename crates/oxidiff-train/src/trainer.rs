@@ -7,7 +7,10 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use oxidiff_data::{Dataset, EpochSampler, load_dataset};
+use oxidiff_data::{
+    DataReport, Dataset, EpochSampler, Split, SplitRecord, load_dataset_for_run, split_for,
+    split_from_list,
+};
 use oxidiff_diffusion::GaussianDiffusion;
 use oxidiff_diffusion::noise::{sample_timesteps, training_noise};
 use oxidiff_models::{UNet, UNetConfig};
@@ -31,6 +34,10 @@ pub enum TrainEvent<'a> {
     /// Data loaded, model built: what is about to be trained.
     Started {
         dataset: &'a Dataset,
+        /// Held-out images.
+        validation: usize,
+        /// `data_report.json` of this run.
+        report: PathBuf,
         parameters: usize,
         start_step: u64,
         total_steps: u64,
@@ -51,12 +58,52 @@ pub struct Trainer {
     pub ema: Ema,
     optimizer: ModuleOptimizer,
     pub diffusion: GaussianDiffusion,
+    /// The images trained on: the whole source minus the validation split.
     pub dataset: Dataset,
+    /// The held-out images (`data.validation_fraction` or `data.validation_list`; empty by
+    /// default), never seen by the optimiser.
+    pub validation: Dataset,
     sampler: EpochSampler,
     rng: ChaCha8Rng,
     /// Optimiser steps completed.
     pub step: u64,
     metrics: MetricsLog,
+}
+
+/// The validation split of a run, by the keys of its held-out images.
+pub const SPLIT_FILE: &str = "split.json";
+/// What the data turned out to be: counts per class and every skipped input with its reason.
+pub const DATA_REPORT_FILE: &str = "data_report.json";
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("cannot serialise: {e}"),
+    })?;
+    checkpoint::write_atomic(path, text.as_bytes())
+}
+
+/// The (train, validation) datasets of a resumed run: the held-out keys saved in `split.json`,
+/// so that a resumed run never trains on an image the first part held out. Runs saved before
+/// splits existed have no file and no validation images.
+fn resume_split(run_dir: &Path, all: &Dataset) -> Result<(Dataset, Dataset), TrainError> {
+    let path = run_dir.join(SPLIT_FILE);
+    let split = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let record: SplitRecord =
+                serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
+                    path: path.clone(),
+                    message: format!("not a split record: {e}"),
+                })?;
+            split_from_list(&all.keys, &record.validation, &path.display().to_string())?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Split {
+            train: (0..all.len()).collect(),
+            validation: Vec::new(),
+        },
+        Err(e) => return Err(TrainError::io(&path, e)),
+    };
+    Ok((all.subset(&split.train), all.subset(&split.validation)))
 }
 
 /// Mixes the run seed with a counter so every step has its own reproducible stream.
@@ -81,9 +128,18 @@ impl Trainer {
         }
         let unet = config.model.resolve()?;
         // Load the data before touching the run directory: bad data must not leave a half-made run.
-        let dataset = load_dataset(&config.data, unet.image_size, unet.in_channels)?;
+        let all =
+            load_dataset_for_run(&config.data, unet.image_size, unet.in_channels, config.seed)?;
+        let split = split_for(&config.data, &all, config.seed)?;
         std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
         checkpoint::write_atomic(&run_dir.join(CONFIG_FILE), config.to_toml().as_bytes())?;
+        let record = split.record(&all.keys, config.data.validation_fraction, config.seed);
+        write_json(&run_dir.join(SPLIT_FILE), &record)?;
+        write_json(
+            &run_dir.join(DATA_REPORT_FILE),
+            &DataReport::new(&config.data, &all, &split),
+        )?;
+        let dataset = (all.subset(&split.train), all.subset(&split.validation));
         let ad_device = device.clone().autodiff();
         ad_device.seed(config.seed);
         let model = unet.init(&ad_device);
@@ -130,7 +186,9 @@ impl Trainer {
         let state = checkpoint::load_state(&dir.join(STATE_FILE))?;
         let ad_device = device.clone().autodiff();
         let unet = config.model.resolve()?;
-        let dataset = load_dataset(&config.data, unet.image_size, unet.in_channels)?;
+        let all =
+            load_dataset_for_run(&config.data, unet.image_size, unet.in_channels, config.seed)?;
+        let dataset = resume_split(&run_dir, &all)?;
         let model = checkpoint::load_weights(unet.init(&ad_device), &dir.join(MODEL_FILE))?;
         let ema = Ema {
             model: checkpoint::load_weights(unet.init(device), &dir.join(EMA_FILE))?,
@@ -151,7 +209,7 @@ impl Trainer {
     fn assemble(
         config: RunConfig,
         unet: UNetConfig,
-        dataset: Dataset,
+        (dataset, validation): (Dataset, Dataset),
         run_dir: &Path,
         device: Device,
         model: UNet,
@@ -177,6 +235,7 @@ impl Trainer {
             optimizer,
             diffusion,
             dataset,
+            validation,
             sampler,
             rng,
             step,
@@ -333,6 +392,8 @@ impl Trainer {
         };
         observer(TrainEvent::Started {
             dataset: &self.dataset,
+            validation: self.validation.len(),
+            report: self.run_dir.join(DATA_REPORT_FILE),
             parameters: self.model.num_params(),
             start_step: self.step,
             total_steps: total,

@@ -242,3 +242,66 @@ fn every_optimizer_reduces_the_loss() {
         assert!(after < 0.7 * before, "{extra:?}: {before} → {after}");
     }
 }
+
+#[test]
+fn a_validation_split_is_held_out_saved_and_kept_on_resume() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_images(&data, 20);
+    std::fs::write(data.join("broken.png"), "not a PNG").unwrap();
+    let extra = ["train.steps=2", "data.validation_fraction=0.25"];
+    let run = tmp.path().join("run");
+    let mut trainer = Trainer::new(tiny_config(&data, &extra), &run, &Device::flex()).unwrap();
+    assert_eq!((trainer.dataset.len(), trainer.validation.len()), (15, 5));
+    assert!(
+        trainer
+            .validation
+            .keys
+            .iter()
+            .all(|k| !trainer.dataset.keys.contains(k))
+    );
+    trainer.run(Some(1), &mut |_| {}).unwrap();
+
+    let split: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("split.json")).unwrap()).unwrap();
+    let held: Vec<String> = split["validation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(held, trainer.validation.keys);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("data_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["train"], 15);
+    assert_eq!(report["validation"], 5);
+    let skipped = report["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert!(skipped[0]["path"].as_str().unwrap().ends_with("broken.png"));
+    assert!(!skipped[0]["reason"].as_str().unwrap().is_empty());
+
+    // A different seed on resume must not reshuffle what was held out.
+    drop(trainer);
+    let resumed = Trainer::resume(&run, &["seed=99".into()], &Device::flex()).unwrap();
+    assert_eq!(resumed.validation.keys, held);
+}
+
+#[test]
+fn on_error_fail_stops_before_the_run_directory_is_made() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_images(&data, 4);
+    std::fs::write(data.join("broken.png"), "not a PNG").unwrap();
+    let config = tiny_config(&data, &["data.on_error=\"fail\""]);
+    let run = tmp.path().join("run");
+    let err = Trainer::new(config, &run, &Device::flex()).err().unwrap();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("broken.png") && msg.contains("on_error"),
+        "{msg}"
+    );
+    assert!(!run.exists());
+}

@@ -1,6 +1,7 @@
 //! `oxidiff`: train diffusion models and sample from them. Thin glue over the library crates.
 
 mod bench;
+mod data;
 mod device;
 mod progress;
 
@@ -81,6 +82,11 @@ enum Command {
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceArg,
     },
+    /// Look at a data source before training on it.
+    Data {
+        #[command(subcommand)]
+        action: DataAction,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -117,6 +123,26 @@ enum Command {
         peak_gflops: Option<f64>,
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataAction {
+    /// Counts, stored sizes and colour types, label histogram, per-channel mean/std, every
+    /// unusable file with its reason, and a preview grid PNG. The source is the run config's
+    /// `[data]` section (`--config`, `--set data.…`), or PATH.
+    Inspect {
+        /// A folder of images, a `.npy` array or an IDX file (sets data.source and data.path).
+        path: Option<PathBuf>,
+        /// Run configuration (TOML) whose `[data]` and `[model]` sections to use.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override one key, e.g. `--set data.source=fashion-mnist` (repeatable).
+        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Where to write the preview grid.
+        #[arg(long, default_value = "data_preview.png")]
+        preview: PathBuf,
     },
 }
 
@@ -190,6 +216,20 @@ fn run(cli: Cli) -> Result<()> {
             print!("{DEFAULT_CONFIG_TOML}");
             Ok(())
         }
+        Command::Data {
+            action:
+                DataAction::Inspect {
+                    path,
+                    config,
+                    overrides,
+                    preview,
+                },
+        } => data::inspect_command(data::InspectArgs {
+            path,
+            config,
+            overrides,
+            preview,
+        }),
         Command::Model { preset } => {
             let preset = Preset::from_name(&preset).context("unknown preset")?;
             print_model(preset)

@@ -38,6 +38,8 @@ impl Progress {
         match event {
             TrainEvent::Started {
                 dataset,
+                validation,
+                report,
                 parameters,
                 start_step,
                 total_steps,
@@ -46,7 +48,7 @@ impl Progress {
                 self.total = total_steps;
                 self.started = Instant::now();
                 eprintln!(
-                    "data: {} images ({}×{}×{}), {} skipped; model: {parameters} parameters; steps {start_step} → {total_steps}",
+                    "data: {} images ({}×{}×{}) for training, {validation} held out, {} skipped; model: {parameters} parameters; steps {start_step} → {total_steps}",
                     dataset.len(),
                     dataset.channels,
                     dataset.size,
@@ -55,6 +57,9 @@ impl Progress {
                 );
                 for (path, reason) in dataset.skipped.iter().take(10) {
                     eprintln!("  skipped {}: {reason}", path.display());
+                }
+                if !dataset.skipped.is_empty() {
+                    eprintln!("  every skipped input and its reason: {}", report.display());
                 }
                 if std::io::stderr().is_terminal() {
                     let bar = ProgressBar::new(total_steps).with_position(start_step);

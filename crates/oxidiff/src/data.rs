@@ -1,0 +1,123 @@
+//! `oxidiff data inspect`: the CLI face of `oxidiff_data::inspect`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use oxidiff_data::{Inspection, inspect, save_grid};
+use oxidiff_train::RunConfig;
+
+/// What `data inspect` was asked.
+pub struct InspectArgs {
+    pub path: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub overrides: Vec<String>,
+    pub preview: PathBuf,
+}
+
+/// `--set data.source=… --set data.path=…` for a bare PATH: a directory is a folder source, a
+/// `.npy` file an array, anything else is read as IDX (whose header is checked when loading).
+fn source_overrides(path: &Path) -> Result<Vec<String>> {
+    let source = if path.is_dir() {
+        "folder"
+    } else if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+    {
+        "npy"
+    } else if path.is_file() {
+        "idx"
+    } else {
+        bail!("{}: no such file or directory", path.display());
+    };
+    let quoted = path
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    Ok(vec![
+        format!("data.source=\"{source}\""),
+        format!("data.path=\"{quoted}\""),
+    ])
+}
+
+pub fn inspect_command(args: InspectArgs) -> Result<()> {
+    let mut overrides = match &args.path {
+        Some(path) => source_overrides(path)?,
+        None => Vec::new(),
+    };
+    overrides.extend(args.overrides);
+    let config = match &args.config {
+        Some(path) => RunConfig::load(path, &overrides)?,
+        None => RunConfig::default_with(&overrides)?,
+    };
+    let unet = config.model.resolve()?;
+    let report = inspect(&config.data, unet.image_size, unet.in_channels)
+        .with_context(|| format!("inspecting {}", config.data.describe_source()))?;
+    print_inspection(&config, &report);
+    let data = &report.dataset;
+    let n = data.len().min(64);
+    let nrow = (n as f64).sqrt().ceil().max(1.0) as usize;
+    save_grid(
+        &args.preview,
+        &data.images[..n * data.image_len()],
+        n,
+        data.channels,
+        data.size,
+        nrow,
+        (64 / data.size.max(1)).max(1) as u32,
+    )?;
+    println!("preview: {} (the first {n} images)", args.preview.display());
+    Ok(())
+}
+
+fn print_inspection(config: &RunConfig, report: &Inspection) {
+    let data = &report.dataset;
+    println!("source: {}", config.data.describe_source());
+    println!(
+        "images: {} usable of {} found, {} skipped; loaded as {}×{}×{} (model preset {})",
+        data.len(),
+        report.found,
+        data.skipped.len(),
+        data.channels,
+        data.size,
+        data.size,
+        config.model.preset
+    );
+    if !report.sizes.is_empty() {
+        let sizes: Vec<String> = report
+            .sizes
+            .iter()
+            .take(5)
+            .map(|(s, n)| format!("{s} ({n})"))
+            .collect();
+        let more = report.sizes.len().saturating_sub(5);
+        let tail = if more > 0 {
+            format!(", {more} more")
+        } else {
+            String::new()
+        };
+        println!("stored sizes: {}{tail}", sizes.join(", "));
+    }
+    if !report.color_types.is_empty() {
+        let colors: Vec<String> = report
+            .color_types
+            .iter()
+            .map(|(c, n)| format!("{c} ({n})"))
+            .collect();
+        println!("stored colour types: {}", colors.join(", "));
+    }
+    println!("labels:");
+    for (name, count) in data.class_names.iter().zip(data.class_counts()) {
+        println!("  {name:<20} {count}");
+    }
+    let stats: Vec<String> = report
+        .channel_mean
+        .iter()
+        .zip(&report.channel_std)
+        .map(|(m, s)| format!("{m:.4} ± {s:.4}"))
+        .collect();
+    println!("per-channel mean ± std in [0, 1]: {}", stats.join(", "));
+    for (path, reason) in &data.skipped {
+        println!("skipped {}: {reason}", path.display());
+    }
+}
