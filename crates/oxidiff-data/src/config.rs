@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::DataError;
+use crate::augment::{Augment, CropMode};
 use crate::idx::{FASHION_MNIST_DIR, Subset};
 use crate::npy::{MissingValues, NpyLayout};
 
@@ -27,6 +28,32 @@ pub enum DataSource {
     /// A NumPy `.npy` array named by `path`: u8 (0–255) or f32/f64 (in [0, 1]), shaped
     /// `[N, H, W]`, or `[N, H, W, C]` / `[N, C, H, W]` per `layout`; every image is class 0.
     Npy,
+}
+
+/// The resampling filter of every resize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResizeFilter {
+    /// Bilinear when enlarging, an anti-aliased area-like average when shrinking; never
+    /// overshoots (the default: see `transform::RESIZE_FILTER`).
+    #[default]
+    Triangle,
+    /// Sharper; may ring at edges (clipped at the ends of [0, 1]).
+    Lanczos3,
+    CatmullRom,
+    Nearest,
+}
+
+impl ResizeFilter {
+    pub fn filter_type(self) -> image::imageops::FilterType {
+        use image::imageops::FilterType;
+        match self {
+            Self::Triangle => FilterType::Triangle,
+            Self::Lanczos3 => FilterType::Lanczos3,
+            Self::CatmullRom => FilterType::CatmullRom,
+            Self::Nearest => FilterType::Nearest,
+        }
+    }
 }
 
 /// What happens to an unusable input (unreadable, corrupt, too large, no pixels).
@@ -93,6 +120,16 @@ pub struct DataConfig {
     /// NaN/±Inf in a `.npy` array: `skip` the image (default), `fill` with the channel mean over
     /// the training split, or `fail`.
     pub missing: MissingValues,
+    /// Side the images are stored at (the shorter side resized to it, then a centred square):
+    /// at least the model's size; a larger value leaves room for `crop = "random"`. Default: the
+    /// model's size.
+    pub resize: Option<usize>,
+    pub resize_filter: ResizeFilter,
+    /// Which square of the stored image a training batch sees: `center` or `random`
+    /// (validation and previews always take the centre).
+    pub crop: CropMode,
+    /// Mirror training images left–right with probability ½.
+    pub flip: bool,
     /// Largest image accepted, in pixels (width × height, read from the file's header before
     /// decoding): a guard against decompression bombs. Default 64 Mi pixels.
     pub max_pixels: u64,
@@ -122,6 +159,10 @@ impl Default for DataConfig {
             subset: None,
             layout: NpyLayout::default(),
             missing: MissingValues::default(),
+            resize: None,
+            resize_filter: ResizeFilter::default(),
+            crop: CropMode::default(),
+            flip: false,
             max_pixels: decode.max_pixels,
             background: decode.background,
             on_error: ErrorPolicy::default(),
@@ -232,6 +273,31 @@ impl DataConfig {
                 self.subset.unwrap_or_default().name(),
                 self.fashion_mnist_dir().display()
             ),
+        }
+    }
+
+    /// The batch-time transforms this section asks for.
+    pub fn augment(&self) -> Augment {
+        Augment {
+            crop: self.crop,
+            flip: self.flip,
+        }
+    }
+
+    /// The side images are stored at for a model of `size`.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidConfig`] when `resize` is below the model's size.
+    pub fn stored_side(&self, size: usize) -> Result<usize, DataError> {
+        match self.resize {
+            None => Ok(size),
+            Some(side) if side >= size => Ok(side),
+            Some(side) => Err(DataError::invalid(
+                "resize",
+                format!(
+                    "is {side}, below the model's size {size}; crops cannot be larger than the image"
+                ),
+            )),
         }
     }
 

@@ -5,7 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+use image::imageops::FilterType;
+
 use crate::DataError;
+use crate::augment::{Augment, crop_into};
 use crate::config::{ColorMode, DataConfig, DataSource, ErrorPolicy};
 use crate::decode::DecodeOptions;
 use crate::digits::{DIGITS_CLASSES, DIGITS_SIZE, load_digits};
@@ -20,7 +23,7 @@ use crate::transform::{dynamic_to_chw, gray_plane_to_chw};
 /// Images held in memory in the model's layout, with their labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
-    /// `[N, channels, size, size]`, flattened row-major, values in [-1, 1].
+    /// `[N, channels, stored_size, stored_size]`, flattened row-major, values in [-1, 1].
     pub images: Vec<f32>,
     /// `[N]`, each in `0..num_classes`.
     pub labels: Vec<usize>,
@@ -30,7 +33,10 @@ pub struct Dataset {
     /// folder, the folder's own name when it has no sub-folders).
     pub class_names: Vec<String>,
     pub channels: usize,
+    /// Side of the images handed to the model.
     pub size: usize,
+    /// Side of the stored images (`data.resize`, at least `size`): batches are crops of them.
+    pub stored_size: usize,
     /// Files that were skipped, with the reason (empty for the embedded digits).
     pub skipped: Vec<(PathBuf, String)>,
     /// `[N]`: each image's identity within its source — its path relative to the folder, or
@@ -48,15 +54,15 @@ impl Dataset {
         self.labels.is_empty()
     }
 
-    /// Values per image: channels × size × size.
+    /// Values per stored image: channels × stored_size².
     pub fn image_len(&self) -> usize {
-        self.channels * self.size * self.size
+        self.channels * self.stored_size * self.stored_size
     }
 
     /// Image `i`.
     ///
     /// # Shapes
-    /// - returns: `[channels, size, size]`, flattened
+    /// - returns: `[channels, stored_size, stored_size]`, flattened
     ///
     /// # Panics
     /// If `i >= self.len()` (indices come from [`EpochSampler`], never from user input).
@@ -74,9 +80,37 @@ impl Dataset {
     /// # Panics
     /// If an index is out of range.
     pub fn batch(&self, indices: &[usize], device: &Device) -> Tensor<4> {
-        let mut data = Vec::with_capacity(indices.len() * self.image_len());
-        for &i in indices {
-            data.extend_from_slice(self.image(i));
+        self.batch_with(indices, Augment::default(), |_| None, device)
+    }
+
+    /// Gathers the images at `indices` as a training batch: each cropped and flipped per
+    /// `augment`, image `k` of the batch with the seed `seed_of(k)` (`None` = the centre, no
+    /// flip).
+    ///
+    /// # Shapes
+    /// - `indices`: `[B]`
+    /// - returns: `[B, channels, size, size]`
+    ///
+    /// # Panics
+    /// If an index is out of range.
+    pub fn batch_with(
+        &self,
+        indices: &[usize],
+        augment: Augment,
+        seed_of: impl Fn(usize) -> Option<u64>,
+        device: &Device,
+    ) -> Tensor<4> {
+        let mut data = Vec::with_capacity(indices.len() * self.channels * self.size * self.size);
+        for (k, &i) in indices.iter().enumerate() {
+            crop_into(
+                self.image(i),
+                self.channels,
+                self.stored_size,
+                self.size,
+                augment,
+                seed_of(k),
+                &mut data,
+            );
         }
         let shape = [indices.len(), self.channels, self.size, self.size];
         Tensor::<4>::from_data(TensorData::new(data, shape), device)
@@ -110,6 +144,7 @@ impl Dataset {
             class_names: self.class_names.clone(),
             channels: self.channels,
             size: self.size,
+            stored_size: self.stored_size,
             skipped: self.skipped.clone(),
         }
     }
@@ -161,7 +196,22 @@ pub fn load_dataset_for_run(
 ) -> Result<Dataset, DataError> {
     config.validate()?;
     check_model_layout(config, size, channels)?;
+    let stored = config.stored_side(size)?;
+    let filter = config.resize_filter.filter_type();
+    let mut data = load_stored(config, stored, channels, seed, filter)?;
+    data.size = size;
+    data.stored_size = stored;
+    Ok(data)
+}
 
+/// The source converted to `channels` planes of `size`×`size` (the stored side).
+fn load_stored(
+    config: &DataConfig,
+    size: usize,
+    channels: usize,
+    seed: u64,
+    filter: FilterType,
+) -> Result<Dataset, DataError> {
     match config.source {
         DataSource::Digits => {
             let (raw, labels) = load_digits()?;
@@ -170,7 +220,13 @@ pub fn load_dataset_for_run(
             for img in raw.chunks_exact(plane) {
                 // Back to [0, 1] so the resize clamps to the true range, then out to [-1, 1].
                 let unit: Vec<f32> = img.iter().map(|v| (v + 1.0) * 0.5).collect();
-                images.extend(gray_plane_to_chw(&unit, DIGITS_SIZE, size, channels));
+                images.extend(gray_plane_to_chw(
+                    &unit,
+                    DIGITS_SIZE,
+                    size,
+                    channels,
+                    filter,
+                ));
             }
             let keys = index_keys(labels.len());
             Ok(Dataset {
@@ -181,6 +237,7 @@ pub fn load_dataset_for_run(
                 class_names: (0..DIGITS_CLASSES).map(|d| d.to_string()).collect(),
                 channels,
                 size,
+                stored_size: size,
                 skipped: Vec::new(),
             })
         }
@@ -193,7 +250,7 @@ pub fn load_dataset_for_run(
                 max_pixels: config.max_pixels,
                 background: config.background,
             };
-            let loaded = load_folder(root, size, channels, &options)?;
+            let loaded = load_folder(root, size, channels, &options, filter)?;
             if config.on_error == ErrorPolicy::Fail
                 && let Some((path, reason)) = loaded.skipped.first()
             {
@@ -215,6 +272,7 @@ pub fn load_dataset_for_run(
                 class_names: loaded.class_names,
                 channels,
                 size,
+                stored_size: size,
                 skipped: loaded.skipped,
                 keys: loaded.keys,
             })
@@ -226,13 +284,20 @@ pub fn load_dataset_for_run(
             let set = read_idx_images(images, config.labels.as_deref())?;
             let num_classes = set.labels.iter().max().map_or(1, |&m| m + 1);
             let class_names = (0..num_classes).map(|c| c.to_string()).collect();
-            idx_dataset(config, set, num_classes, class_names, size, channels)
+            idx_dataset(
+                config,
+                set,
+                (num_classes, class_names),
+                size,
+                channels,
+                filter,
+            )
         }
         DataSource::Npy => {
             let Some(path) = config.path.as_deref() else {
                 return Err(DataError::invalid("path", "missing"));
             };
-            npy_dataset(config, path, size, channels, seed)
+            npy_dataset(config, path, size, channels, seed, filter)
         }
         DataSource::FashionMnist => {
             let dir = config.fashion_mnist_dir();
@@ -265,14 +330,8 @@ pub fn load_dataset_for_run(
                 .iter()
                 .map(|c| c.to_string())
                 .collect();
-            idx_dataset(
-                config,
-                set,
-                FASHION_MNIST_CLASSES.len(),
-                names,
-                size,
-                channels,
-            )
+            let classes = (FASHION_MNIST_CLASSES.len(), names);
+            idx_dataset(config, set, classes, size, channels, filter)
         }
     }
 }
@@ -282,10 +341,10 @@ pub fn load_dataset_for_run(
 fn idx_dataset(
     config: &DataConfig,
     set: IdxImages,
-    num_classes: usize,
-    class_names: Vec<String>,
+    (num_classes, class_names): (usize, Vec<String>),
     size: usize,
     channels: usize,
+    filter: FilterType,
 ) -> Result<Dataset, DataError> {
     if set.count == 0 {
         return Err(DataError::Empty {
@@ -302,6 +361,7 @@ fn idx_dataset(
             &image::DynamicImage::ImageLuma8(gray),
             size,
             channels,
+            filter,
         ));
     }
     Ok(Dataset {
@@ -312,6 +372,7 @@ fn idx_dataset(
         class_names,
         channels,
         size,
+        stored_size: size,
         skipped: Vec::new(),
     })
 }
@@ -325,6 +386,7 @@ fn npy_dataset(
     size: usize,
     channels: usize,
     seed: u64,
+    filter: FilterType,
 ) -> Result<Dataset, DataError> {
     let array = npy_images(read_npy(path)?, config.layout, path)?;
     let all_keys = index_keys(array.count);
@@ -338,6 +400,7 @@ fn npy_dataset(
         class_names: vec!["0".into()],
         channels,
         size,
+        stored_size: size,
         skipped: Vec::new(),
     };
     let fill_from = split_for(config, &whole, seed)?.train;
@@ -376,7 +439,7 @@ fn npy_dataset(
                 image::Rgb([at(0), at(1), at(2)])
             },
         ));
-        images.extend(dynamic_to_chw(&img, size, channels));
+        images.extend(dynamic_to_chw(&img, size, channels, filter));
     }
     Ok(Dataset {
         images,
@@ -386,6 +449,7 @@ fn npy_dataset(
         class_names: vec!["0".into()],
         channels,
         size,
+        stored_size: size,
         skipped,
     })
 }

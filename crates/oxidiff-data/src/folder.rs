@@ -17,6 +17,8 @@ use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
+use image::imageops::FilterType;
+
 use crate::DataError;
 use crate::decode::{DecodeOptions, decode_image};
 use crate::transform::dynamic_to_chw;
@@ -134,6 +136,7 @@ pub fn load_folder(
     size: usize,
     channels: usize,
     options: &DecodeOptions,
+    filter: FilterType,
 ) -> Result<FolderImages, DataError> {
     let FolderScan {
         entries,
@@ -141,7 +144,7 @@ pub fn load_folder(
         mut skipped,
     } = scan_folder(root)?;
 
-    let decoded = decode_all(&entries, size, channels, options);
+    let decoded = decode_all(&entries, size, channels, options, filter);
     let mut images = Vec::with_capacity(entries.len() * channels * size * size);
     let mut labels = Vec::with_capacity(entries.len());
     let mut keys = Vec::with_capacity(entries.len());
@@ -186,12 +189,15 @@ pub fn load_image(
     size: usize,
     channels: usize,
     options: &DecodeOptions,
+    filter: FilterType,
 ) -> Result<Vec<f32>, String> {
     let img = decode_image(path, options).map_err(|reason| reason.0)?;
     // `image` decoders are meant never to panic, but this runs on arbitrary files from disk, and
     // one hostile file must cost one skipped image, not the training run.
-    catch_unwind(AssertUnwindSafe(|| dynamic_to_chw(&img, size, channels)))
-        .map_err(|_| "image conversion panicked".to_string())
+    catch_unwind(AssertUnwindSafe(|| {
+        dynamic_to_chw(&img, size, channels, filter)
+    }))
+    .map_err(|_| "image conversion panicked".to_string())
 }
 
 /// Decodes `entries` in parallel, keeping their order.
@@ -200,6 +206,7 @@ fn decode_all(
     size: usize,
     channels: usize,
     options: &DecodeOptions,
+    filter: FilterType,
 ) -> Vec<Result<Vec<f32>, String>> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -208,7 +215,7 @@ fn decode_all(
     if threads <= 1 {
         return entries
             .iter()
-            .map(|e| load_image(&e.path, size, channels, options))
+            .map(|e| load_image(&e.path, size, channels, options, filter))
             .collect();
     }
     let chunk = entries.len().div_ceil(threads);
@@ -218,7 +225,7 @@ fn decode_all(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|e| load_image(&e.path, size, channels, options))
+                        .map(|e| load_image(&e.path, size, channels, options, filter))
                         .collect::<Vec<_>>()
                 })
             })

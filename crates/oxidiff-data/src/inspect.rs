@@ -83,7 +83,7 @@ fn by_count(counts: BTreeMap<String, usize>) -> Vec<(String, usize)> {
 /// Mean and standard deviation of each channel over all images, in [0, 1] (the loaded values are
 /// in [-1, 1]); accumulated in f64 so that millions of pixels do not lose precision.
 pub fn channel_stats(data: &Dataset) -> (Vec<f64>, Vec<f64>) {
-    let plane = data.size * data.size;
+    let plane = data.stored_size * data.stored_size;
     let mut sum = vec![0.0f64; data.channels];
     let mut sum_sq = vec![0.0f64; data.channels];
     for image in data.images.chunks_exact(data.image_len().max(1)) {

@@ -12,6 +12,7 @@
 //! # Ok::<(), oxidiff_data::DataError>(())
 //! ```
 
+pub mod augment;
 pub mod config;
 pub mod dataset;
 pub mod decode;
@@ -26,6 +27,7 @@ pub mod report;
 pub mod split;
 mod transform;
 
+pub use augment::{Augment, CropMode};
 pub use config::{ColorMode, DataConfig, DataSource, ErrorPolicy};
 pub use dataset::{Dataset, EpochSampler, load_dataset, load_dataset_for_run};
 pub use digits::load_digits;

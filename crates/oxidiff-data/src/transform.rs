@@ -4,13 +4,14 @@
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, ImageBuffer, Luma, Pixel};
 
-/// The one filter used for every resize.
+/// The default filter for every resize (`data.resize_filter = "triangle"`).
 ///
 /// `image`'s resampler widens the kernel by the downscale ratio, so when shrinking, the triangle
 /// filter becomes a tent over each output pixel's whole footprint — an area-like, anti-aliased
 /// average — and when enlarging it is plain bilinear interpolation. Lanczos3 would be sharper but
 /// overshoots at edges; the overshoot is clipped at the ends of [0, 1], which piles mass onto
 /// exactly -1 and 1 and skews the distribution the model learns.
+#[allow(dead_code)]
 pub(crate) const RESIZE_FILTER: FilterType = FilterType::Triangle;
 
 /// The centred square of side min(width, height): the model wants square images, and cropping
@@ -28,6 +29,7 @@ pub(crate) fn center_square(img: &DynamicImage) -> DynamicImage {
 pub(crate) fn resize_square<P>(
     buf: ImageBuffer<P, Vec<P::Subpixel>>,
     size: u32,
+    filter: FilterType,
 ) -> ImageBuffer<P, Vec<P::Subpixel>>
 where
     P: Pixel + 'static,
@@ -36,7 +38,7 @@ where
     if buf.width() == size && buf.height() == size {
         buf
     } else {
-        imageops::resize(&buf, size, size, RESIZE_FILTER)
+        imageops::resize(&buf, size, size, filter)
     }
 }
 
@@ -51,7 +53,12 @@ pub(crate) fn to_signed(v: f32) -> f32 {
 ///
 /// # Shapes
 /// - returns: `[channels, size, size]`, flattened row-major (channel planes one after another)
-pub(crate) fn dynamic_to_chw(img: &DynamicImage, size: usize, channels: usize) -> Vec<f32> {
+pub(crate) fn dynamic_to_chw(
+    img: &DynamicImage,
+    size: usize,
+    channels: usize,
+    filter: FilterType,
+) -> Vec<f32> {
     let square = center_square(img);
     let side = size as u32;
     // Resizing in the source's own pixel type first keeps a 12-megapixel photo from being blown
@@ -59,7 +66,7 @@ pub(crate) fn dynamic_to_chw(img: &DynamicImage, size: usize, channels: usize) -
     let small = if square.width() == side {
         square
     } else {
-        square.resize_exact(side, side, RESIZE_FILTER)
+        square.resize_exact(side, side, filter)
     };
     let plane = size * size;
     let mut out = vec![0.0f32; channels * plane];
@@ -89,6 +96,7 @@ pub(crate) fn gray_plane_to_chw(
     side: usize,
     size: usize,
     channels: usize,
+    filter: FilterType,
 ) -> Vec<f32> {
     let resized: Vec<f32> = if side == size {
         plane.to_vec()
@@ -96,7 +104,7 @@ pub(crate) fn gray_plane_to_chw(
         let buf: ImageBuffer<Luma<f32>, Vec<f32>> =
             ImageBuffer::from_raw(side as u32, side as u32, plane.to_vec())
                 .expect("plane length is side*side by construction");
-        resize_square(buf, size as u32).into_raw()
+        resize_square(buf, size as u32, filter).into_raw()
     };
     let mut out = Vec::with_capacity(channels * size * size);
     for _ in 0..channels {

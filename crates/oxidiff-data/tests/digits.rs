@@ -82,3 +82,47 @@ fn batch_is_a_tensor_of_the_chosen_images() {
     );
     assert_eq!(data.class_counts().iter().sum::<usize>(), DIGITS_LEN);
 }
+
+#[test]
+fn stored_images_are_larger_and_batches_are_crops_of_them() {
+    use burn::tensor::Device;
+    use oxidiff_data::{CropMode, DataConfig, load_dataset};
+    let config = DataConfig {
+        resize: Some(12),
+        crop: CropMode::Random,
+        flip: true,
+        ..Default::default()
+    };
+    let data = load_dataset(&config, 8, 1).unwrap();
+    assert_eq!(
+        (data.size, data.stored_size, data.image_len()),
+        (8, 12, 144)
+    );
+    let device = Device::flex();
+    let centre = data.batch(&[0, 1], &device);
+    assert_eq!(centre.dims(), [2, 1, 8, 8]);
+    let values = |seed: u64| {
+        data.batch_with(&[0], config.augment(), |_| Some(seed), &device)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap()
+    };
+    let crops: std::collections::HashSet<Vec<u32>> = (0..20)
+        .map(|s| values(s).iter().map(|v| v.to_bits()).collect())
+        .collect();
+    assert!(
+        crops.len() > 5,
+        "random crops and flips differ: {}",
+        crops.len()
+    );
+    assert_eq!(values(3), values(3), "the same seed gives the same crop");
+    for v in values(7) {
+        assert!((-1.0..=1.0).contains(&v));
+    }
+    let too_small = DataConfig {
+        resize: Some(6),
+        ..Default::default()
+    };
+    let err = load_dataset(&too_small, 8, 1).unwrap_err().to_string();
+    assert!(err.starts_with("data.resize"), "{err}");
+}

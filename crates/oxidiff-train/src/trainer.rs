@@ -106,6 +106,9 @@ fn resume_split(run_dir: &Path, all: &Dataset) -> Result<(Dataset, Dataset), Tra
     Ok((all.subset(&split.train), all.subset(&split.validation)))
 }
 
+/// Keeps the augmentation draws apart from the other streams derived from the run seed.
+const AUGMENT_STREAM: u64 = 0xA5A5_0000_0000_0001;
+
 /// Mixes the run seed with a counter so every step has its own reproducible stream.
 fn derive_seed(seed: u64, counter: u64) -> u64 {
     // SplitMix64 finaliser: consecutive counters give unrelated seeds.
@@ -243,10 +246,23 @@ impl Trainer {
         })
     }
 
-    /// The loss of one micro-batch and its gradients.
-    fn micro_step(&mut self, indices: &[usize]) -> (f64, GradientsParams) {
+    /// The loss of one micro-batch and its gradients. `first` is the position of its first image
+    /// within the step's batch: with the step, it seeds each image's crop and flip.
+    fn micro_step(&mut self, indices: &[usize], first: usize) -> (f64, GradientsParams) {
         let batch = indices.len();
-        let x_start = self.dataset.batch(indices, &self.device);
+        let per_step = (self.config.train.batch_size * self.config.train.grad_accum_steps) as u64;
+        let (seed, step) = (self.config.seed, self.step);
+        let x_start = self.dataset.batch_with(
+            indices,
+            self.config.data.augment(),
+            |k| {
+                Some(derive_seed(
+                    seed ^ AUGMENT_STREAM,
+                    step * per_step + (first + k) as u64,
+                ))
+            },
+            &self.device,
+        );
         let [_, c, h, w] = x_start.dims();
         let t = sample_timesteps(&mut self.rng, batch, self.diffusion.num_timesteps());
         let noise = training_noise(
@@ -285,13 +301,13 @@ impl Trainer {
         let accum = train.grad_accum_steps;
         let mut loss_sum = 0.0;
         let mut grads = if accum == 1 {
-            let (loss, grads) = self.micro_step(&indices);
+            let (loss, grads) = self.micro_step(&indices, 0);
             loss_sum += loss;
             grads
         } else {
             let mut accumulator = GradientsAccumulator::new();
-            for chunk in indices.chunks(train.batch_size) {
-                let (loss, grads) = self.micro_step(chunk);
+            for (k, chunk) in indices.chunks(train.batch_size).enumerate() {
+                let (loss, grads) = self.micro_step(chunk, k * train.batch_size);
                 loss_sum += loss;
                 accumulator.accumulate(&self.model, grads);
             }

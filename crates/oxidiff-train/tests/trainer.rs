@@ -125,6 +125,10 @@ fn resume_continues_exactly() {
         "model.dropout=0.1",
         "diffusion.offset_noise=0.1",
         "train.grad_accum_steps=2",
+        // Batch-time augmentation must repeat exactly on resume too.
+        "data.resize=10",
+        "data.crop=\"random\"",
+        "data.flip=true",
     ];
     let device = Device::flex();
 

@@ -62,9 +62,9 @@ pub fn inspect_command(args: InspectArgs) -> Result<()> {
         &data.images[..n * data.image_len()],
         n,
         data.channels,
-        data.size,
+        data.stored_size,
         nrow,
-        (64 / data.size.max(1)).max(1) as u32,
+        (64 / data.stored_size.max(1)).max(1) as u32,
     )?;
     println!("preview: {} (the first {n} images)", args.preview.display());
     Ok(())
@@ -74,11 +74,13 @@ fn print_inspection(config: &RunConfig, report: &Inspection) {
     let data = &report.dataset;
     println!("source: {}", config.data.describe_source());
     println!(
-        "images: {} usable of {} found, {} skipped; loaded as {}×{}×{} (model preset {})",
+        "images: {} usable of {} found, {} skipped; stored as {}×{}×{} for the model's {}×{} (preset {})",
         data.len(),
         report.found,
         data.skipped.len(),
         data.channels,
+        data.stored_size,
+        data.stored_size,
         data.size,
         data.size,
         config.model.preset
