@@ -104,7 +104,7 @@ fn stored_images_are_larger_and_batches_are_crops_of_them() {
     let values = |seed: u64| {
         data.batch_with(&[0], config.augment(), |_| Some(seed), &device)
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap()
     };
     let crops: std::collections::HashSet<Vec<u32>> = (0..20)
