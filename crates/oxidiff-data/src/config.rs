@@ -25,9 +25,36 @@ pub enum DataSource {
     /// `path`, by default where `apt-get install dataset-fashion-mnist` puts it; `subset`
     /// chooses the training or the test files.
     FashionMnist,
+    /// A CSV manifest named by `path`: rows `path,label` (an optional header row `path,label`),
+    /// image paths relative to the manifest's directory (or absolute), labels as class names.
+    Manifest,
     /// A NumPy `.npy` array named by `path`: u8 (0–255) or f32/f64 (in [0, 1]), shaped
     /// `[N, H, W]`, or `[N, H, W, C]` / `[N, C, H, W]` per `layout`; every image is class 0.
     Npy,
+}
+
+/// Where a folder's class labels come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FolderLabels {
+    /// Each first-level sub-folder is a class (sorted names → 0, 1, …); files directly in the
+    /// folder belong to no class and are skipped.
+    #[default]
+    Subfolders,
+    /// No classes: every image under the folder, at any depth, is class 0.
+    None,
+}
+
+/// How pixel values are scaled for the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Standardize {
+    /// [0, 1] → [-1, 1] (DDPM's convention).
+    #[default]
+    MinusOneOne,
+    /// Per channel, `(v − mean) / std` with mean and std of the training split (in [0, 1]),
+    /// saved with the run as `standardization.json` and inverted when images are written.
+    PerChannel,
 }
 
 /// The resampling filter of every resize.
@@ -108,8 +135,9 @@ impl ColorMode {
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
     pub source: DataSource,
-    /// The image folder (`folder`), the IDX image file (`idx`) or the directory of the
-    /// Fashion-MNIST files (`fashion-mnist`, optional); refused for `digits`.
+    /// The image folder (`folder`), the IDX image file (`idx`), the `.npy` array (`npy`), the
+    /// CSV manifest (`manifest`) or the directory of the Fashion-MNIST files (`fashion-mnist`,
+    /// optional); refused for `digits`.
     pub path: Option<PathBuf>,
     /// The IDX label file for `source = "idx"` (optional: without it every image is class 0).
     pub labels: Option<PathBuf>,
@@ -120,6 +148,10 @@ pub struct DataConfig {
     /// NaN/±Inf in a `.npy` array: `skip` the image (default), `fill` with the channel mean over
     /// the training split, or `fail`.
     pub missing: MissingValues,
+    /// Folder sources: class labels from sub-folders (default) or none.
+    pub folder_labels: FolderLabels,
+    /// `minus-one-one` (default) or `per-channel` standardisation.
+    pub standardize: Standardize,
     /// Side the images are stored at (the shorter side resized to it, then a centred square):
     /// at least the model's size; a larger value leaves room for `crop = "random"`. Default: the
     /// model's size.
@@ -159,6 +191,8 @@ impl Default for DataConfig {
             subset: None,
             layout: NpyLayout::default(),
             missing: MissingValues::default(),
+            folder_labels: FolderLabels::default(),
+            standardize: Standardize::default(),
             resize: None,
             resize_filter: ResizeFilter::default(),
             crop: CropMode::default(),
@@ -182,6 +216,7 @@ impl DataConfig {
             DataSource::Folder => Some("the folder of images to read"),
             DataSource::Idx => Some("the IDX image file to read"),
             DataSource::Npy => Some("the .npy array to read"),
+            DataSource::Manifest => Some("the CSV manifest (path,label) to read"),
             DataSource::Digits | DataSource::FashionMnist => None,
         };
         match (needs_path, &self.path) {
@@ -265,7 +300,11 @@ impl DataConfig {
             (DataSource::Folder, Some(p)) => format!("folder {}", p.display()),
             (DataSource::Idx, Some(p)) => format!("IDX file {}", p.display()),
             (DataSource::Npy, Some(p)) => format!("NumPy array {}", p.display()),
-            (DataSource::Folder | DataSource::Idx | DataSource::Npy, None) => {
+            (DataSource::Manifest, Some(p)) => format!("manifest {}", p.display()),
+            (
+                DataSource::Folder | DataSource::Idx | DataSource::Npy | DataSource::Manifest,
+                None,
+            ) => {
                 format!("{} (no path set)", self.source.name())
             }
             (DataSource::FashionMnist, _) => format!(
@@ -318,6 +357,7 @@ impl DataSource {
             Self::Idx => "idx",
             Self::FashionMnist => "fashion-mnist",
             Self::Npy => "npy",
+            Self::Manifest => "manifest",
         }
     }
 }

@@ -39,8 +39,9 @@ pub struct Dataset {
     pub stored_size: usize,
     /// Files that were skipped, with the reason (empty for the embedded digits).
     pub skipped: Vec<(PathBuf, String)>,
-    /// `[N]`: each image's identity within its source — its path relative to the folder, or
-    /// `#index` for array sources — used by the validation split.
+    /// `[N]`: each image's identity within its source — its path relative to the folder, its
+    /// path as written in a manifest, or `#index` for array sources — used by the validation
+    /// split.
     pub keys: Vec<String>,
 }
 
@@ -246,36 +247,9 @@ fn load_stored(
             let Some(root) = config.path.as_deref() else {
                 return Err(DataError::invalid("path", "missing"));
             };
-            let options = DecodeOptions {
-                max_pixels: config.max_pixels,
-                background: config.background,
-            };
-            let loaded = load_folder(root, size, channels, &options, filter)?;
-            if config.on_error == ErrorPolicy::Fail
-                && let Some((path, reason)) = loaded.skipped.first()
-            {
-                return Err(DataError::Unusable {
-                    path: path.clone(),
-                    reason: reason.clone(),
-                });
-            }
-            if loaded.labels.is_empty() {
-                return Err(DataError::Empty {
-                    origin: config.describe_source(),
-                    note: skipped_note(&loaded.skipped),
-                });
-            }
-            Ok(Dataset {
-                images: loaded.images,
-                labels: loaded.labels,
-                num_classes: loaded.class_names.len(),
-                class_names: loaded.class_names,
-                channels,
-                size,
-                stored_size: size,
-                skipped: loaded.skipped,
-                keys: loaded.keys,
-            })
+            let options = decode_options(config);
+            let loaded = load_folder(root, config.folder_labels, size, channels, &options, filter)?;
+            files_dataset(config, loaded, size, channels)
         }
         DataSource::Idx => {
             let Some(images) = config.path.as_deref() else {
@@ -292,6 +266,15 @@ fn load_stored(
                 channels,
                 filter,
             )
+        }
+        DataSource::Manifest => {
+            // validate() guarantees the path is there.
+            let Some(manifest) = config.path.as_deref() else {
+                return Err(DataError::invalid("path", "missing"));
+            };
+            let options = decode_options(config);
+            let loaded = crate::folder::load_manifest(manifest, size, channels, &options, filter)?;
+            files_dataset(config, loaded, size, channels)
         }
         DataSource::Npy => {
             let Some(path) = config.path.as_deref() else {
@@ -681,6 +664,50 @@ fn permutation(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
         perm.swap(i, j);
     }
     perm
+}
+
+/// The decoder's limits from `[data]` (`max_pixels`, `background`), for file sources.
+fn decode_options(config: &DataConfig) -> DecodeOptions {
+    DecodeOptions {
+        max_pixels: config.max_pixels,
+        background: config.background,
+    }
+}
+
+/// The dataset of decoded image files (a folder or a manifest's), after the `on_error` policy:
+/// under `"fail"` the first skipped file stops the load, naming it; no usable image is an
+/// error naming the source and what was skipped.
+fn files_dataset(
+    config: &DataConfig,
+    loaded: crate::folder::FolderImages,
+    size: usize,
+    channels: usize,
+) -> Result<Dataset, DataError> {
+    if config.on_error == ErrorPolicy::Fail
+        && let Some((path, reason)) = loaded.skipped.first()
+    {
+        return Err(DataError::Unusable {
+            path: path.clone(),
+            reason: reason.clone(),
+        });
+    }
+    if loaded.labels.is_empty() {
+        return Err(DataError::Empty {
+            origin: config.describe_source(),
+            note: skipped_note(&loaded.skipped),
+        });
+    }
+    Ok(Dataset {
+        images: loaded.images,
+        labels: loaded.labels,
+        num_classes: loaded.class_names.len(),
+        class_names: loaded.class_names,
+        channels,
+        size,
+        stored_size: size,
+        skipped: loaded.skipped,
+        keys: loaded.keys,
+    })
 }
 
 #[cfg(test)]

@@ -1,44 +1,67 @@
-//! A folder of images (PNG, JPEG, BMP, WebP, TIFF, GIF), searched recursively.
+//! Image files on disk (PNG, JPEG, BMP, WebP, TIFF, GIF): a folder searched recursively
+//! (`source = "folder"`) or the files listed in a CSV manifest (`source = "manifest"`). Both
+//! decode the same way, so switching from one to the other never changes an image's pixels.
 //!
+//! Folders:
 //! - Files are taken in sorted path order, so the same folder always gives the same dataset.
-//! - Labels: when the folder has sub-folders, each first-level sub-folder is a class (sorted names
-//!   → indices 0, 1, …) and files directly in the folder are skipped (they belong to no class);
-//!   with no sub-folders every image has label 0.
+//! - Labels (`data.folder_labels`):
+//!   - `"subfolders"` (default): when the folder has sub-folders, each first-level sub-folder is
+//!     a class (sorted names → indices 0, 1, …) and files directly in the folder are skipped
+//!     (they belong to no class); with no sub-folders every image has label 0.
+//!   - `"none"`: every image under the folder, at any depth and directly in it, has label 0; the
+//!     one class is named after the folder. For unlabelled collections that happen to be
+//!     organised in sub-folders (by date, by source), which must not turn into classes.
 //! - Entries whose name starts with `.` are ignored (`.git`, `.ipynb_checkpoints`, … would
 //!   otherwise become classes). Files with other extensions are ignored silently (README, CSV).
+//! - Keys (an image's identity in a validation split) are paths relative to the folder,
+//!   `/`-separated.
+//!
+//! Manifests (see [`read_manifest`]):
+//! - Rows `path,label`, with an optional header row `path,label`; blank lines are ignored and
+//!   fields may be double-quoted. Image paths are relative to the manifest's folder unless
+//!   absolute. Labels are class names: sorted names → indices 0, 1, …
+//! - Images are taken in the manifest's row order; keys are the paths as written.
+//! - A malformed row or a path listed twice stops the load with an error naming the manifest
+//!   and the line: the manifest is something a person wrote, and guessing what a broken row
+//!   meant would train on the wrong labels. A listed file that is missing is skipped like a
+//!   corrupt one.
+//!
+//! Both:
 //! - A file that cannot be decoded (see [`crate::decode`]: corrupt, truncated, zero-sized, over
 //!   `data.max_pixels`) is skipped and reported with its reason; it never stops the load unless
 //!   `data.on_error = "fail"`. A folder that cannot be read does stop it, naming the folder.
 //! - Images are centre-cropped to a square, resized to `size`×`size` and converted to the wanted
 //!   channel count (see the crate docs); JPEG EXIF orientation is applied first.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use image::imageops::FilterType;
 
 use crate::DataError;
+use crate::config::FolderLabels;
 use crate::decode::{DecodeOptions, decode_image};
 use crate::transform::dynamic_to_chw;
 
 /// File extensions (lower case) read as images.
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "webp", "tif", "tiff", "gif"];
 
-/// The decoded contents of an image folder.
+/// The decoded contents of an image folder or of the files a manifest lists.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FolderImages {
     /// `[N, channels, size, size]`, flattened, values in [-1, 1].
     pub images: Vec<f32>,
     /// `[N]`, indices into `class_names`.
     pub labels: Vec<usize>,
-    /// Sorted sub-folder names; a single entry (the folder's own name) when there are none.
+    /// Sorted class names: sub-folder names or manifest labels; a single entry (the folder's own
+    /// name) for a folder without classes.
     pub class_names: Vec<String>,
     /// Files that were skipped, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
-    /// `[N]`: each image's path relative to the root folder, `/`-separated (its identity in a
-    /// validation split).
+    /// `[N]`: each image's path relative to the root folder, or as written in the manifest,
+    /// `/`-separated (its identity in a validation split).
     pub keys: Vec<String>,
 }
 
@@ -57,14 +80,37 @@ pub struct FolderScan {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
-/// Finds the image files under `root` and their labels without decoding them.
+/// Finds the image files under `root` and their labels without decoding them, labelled by
+/// first-level sub-folder (the default, `data.folder_labels = "subfolders"`).
 pub fn scan_folder(root: &Path) -> Result<FolderScan, DataError> {
+    scan_folder_with(root, FolderLabels::Subfolders)
+}
+
+/// [`scan_folder`] with the label rule `labels` (`data.folder_labels`): with
+/// [`FolderLabels::None`] every image at any depth, files directly in `root` included, is
+/// class 0, named after `root`.
+pub fn scan_folder_with(root: &Path, labels: FolderLabels) -> Result<FolderScan, DataError> {
     let meta = fs::metadata(root).map_err(|e| DataError::io(root, e))?;
     if !meta.is_dir() {
         return Err(DataError::io(
             root,
             std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
         ));
+    }
+    if labels == FolderLabels::None {
+        let mut files = Vec::new();
+        let mut skipped = Vec::new();
+        collect_images(root, &mut files, &mut HashSet::new(), &mut skipped)?;
+        files.sort();
+        skipped.sort();
+        return Ok(FolderScan {
+            entries: files
+                .into_iter()
+                .map(|path| ImageEntry { path, label: 0 })
+                .collect(),
+            class_names: vec![folder_name(root)],
+            skipped,
+        });
     }
 
     let mut class_dirs = Vec::new();
@@ -84,11 +130,7 @@ pub fn scan_folder(root: &Path) -> Result<FolderScan, DataError> {
         // Flat folder: one class. Nested folders are impossible here (there are no sub-folders).
         files.sort();
         entries.extend(files.into_iter().map(|path| ImageEntry { path, label: 0 }));
-        let name = root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| root.display().to_string());
-        class_names = vec![name];
+        class_names = vec![folder_name(root)];
     } else {
         class_names = class_dirs
             .iter()
@@ -125,7 +167,15 @@ pub fn scan_folder(root: &Path) -> Result<FolderScan, DataError> {
     })
 }
 
-/// Scans `root` and decodes every image to `[channels, size, size]` in [-1, 1].
+/// The folder's own name, the class name of a folder without classes.
+fn folder_name(root: &Path) -> String {
+    root.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| root.display().to_string())
+}
+
+/// Scans `root` with the label rule `labels` (`data.folder_labels`) and decodes every image to
+/// `[channels, size, size]` in [-1, 1].
 ///
 /// Decoding runs on all cores; the result does not depend on the thread count.
 ///
@@ -133,6 +183,7 @@ pub fn scan_folder(root: &Path) -> Result<FolderScan, DataError> {
 /// - returns `images`: `[N, channels, size, size]` flattened, `labels`: `[N]`
 pub fn load_folder(
     root: &Path,
+    labels: FolderLabels,
     size: usize,
     channels: usize,
     options: &DecodeOptions,
@@ -141,31 +192,48 @@ pub fn load_folder(
     let FolderScan {
         entries,
         class_names,
-        mut skipped,
-    } = scan_folder(root)?;
+        skipped,
+    } = scan_folder_with(root, labels)?;
 
     let decoded = decode_all(&entries, size, channels, options, filter);
-    let mut images = Vec::with_capacity(entries.len() * channels * size * size);
-    let mut labels = Vec::with_capacity(entries.len());
-    let mut keys = Vec::with_capacity(entries.len());
-    for (entry, result) in entries.into_iter().zip(decoded) {
+    let capacity = entries.len() * channels * size * size;
+    let results = entries.into_iter().zip(decoded).map(|(entry, result)| {
+        let key = relative_key(root, &entry.path);
+        (entry, key, result)
+    });
+    let mut loaded = gather(results, class_names, skipped, capacity);
+    loaded.skipped.sort();
+    Ok(loaded)
+}
+
+/// Keeps the decoded images of `results` in order, with their labels and keys; the files that
+/// failed are appended to `skipped` with their reason.
+fn gather(
+    results: impl IntoIterator<Item = (ImageEntry, String, Result<Vec<f32>, String>)>,
+    class_names: Vec<String>,
+    mut skipped: Vec<(PathBuf, String)>,
+    capacity: usize,
+) -> FolderImages {
+    let mut images = Vec::with_capacity(capacity);
+    let mut labels = Vec::new();
+    let mut keys = Vec::new();
+    for (entry, key, result) in results {
         match result {
             Ok(pixels) => {
                 images.extend_from_slice(&pixels);
                 labels.push(entry.label);
-                keys.push(relative_key(root, &entry.path));
+                keys.push(key);
             }
             Err(reason) => skipped.push((entry.path, reason)),
         }
     }
-    skipped.sort();
-    Ok(FolderImages {
+    FolderImages {
         images,
         labels,
         class_names,
         skipped,
         keys,
-    })
+    }
 }
 
 /// `path` relative to `root`, components joined by `/` whatever the platform.
@@ -305,4 +373,318 @@ fn has_image_extension(path: &Path) -> bool {
     path.extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str()))
+}
+
+/// One data row of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRow {
+    /// 1-based line of the manifest, for messages that send a person back to the row.
+    pub line: usize,
+    /// The path as written, `/`-separated: the image's key.
+    pub key: String,
+    /// The path resolved against the manifest's folder (unchanged when absolute).
+    pub path: PathBuf,
+    /// Index into [`ManifestScan::class_names`].
+    pub label: usize,
+}
+
+/// A parsed manifest, before any image is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestScan {
+    /// The data rows in manifest order (header and blank lines left out).
+    pub rows: Vec<ManifestRow>,
+    /// The distinct labels, sorted: label `i` is `class_names[i]`.
+    pub class_names: Vec<String>,
+}
+
+/// Reads the CSV manifest `manifest`: rows `path,label`, an optional first row `path,label`
+/// (any case, blanks around the names allowed) taken as a header, blank lines ignored.
+///
+/// Fields may be double-quoted (`"a, b.png",cat`; `""` is a quote inside one); blanks around
+/// unquoted fields are trimmed. Relative paths are resolved against the manifest's folder, so
+/// a dataset folder with its manifest can move as a whole. Image files are not opened here.
+///
+/// # Errors
+/// - [`DataError::Io`] when the manifest cannot be read; [`DataError::InvalidConfig`] (key
+///   `path`) when it is a folder;
+/// - [`DataError::Format`], naming the manifest and the line, for a row without exactly two
+///   fields, an empty path or label, an unclosed quote, text that is not UTF-8, or a path listed
+///   twice (naming both lines): a row's meaning is not guessed, since a wrong guess trains on
+///   wrong labels.
+pub fn read_manifest(manifest: &Path) -> Result<ManifestScan, DataError> {
+    let meta = fs::metadata(manifest).map_err(|e| DataError::io(manifest, e))?;
+    if meta.is_dir() {
+        return Err(DataError::invalid(
+            "path",
+            format!(
+                "{} is a folder; source = \"manifest\" reads a CSV file of path,label rows \
+                 (source = \"folder\" reads a folder)",
+                manifest.display()
+            ),
+        ));
+    }
+    let bytes = fs::read(manifest).map_err(|e| DataError::io(manifest, e))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        at_line(
+            manifest,
+            line,
+            "not UTF-8 text (a manifest is a CSV file of path,label rows)".into(),
+        )
+    })?;
+    // Spreadsheet programs start UTF-8 CSV files with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let base = manifest.parent().unwrap_or(Path::new(""));
+
+    // (line, key, resolved path, label name)
+    let mut parsed: Vec<(usize, String, PathBuf, String)> = Vec::new();
+    let mut first_line_of: HashMap<PathBuf, usize> = HashMap::new();
+    let mut first_row = true;
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let fields = split_csv_row(raw).map_err(|m| at_line(manifest, line, m))?;
+        if std::mem::take(&mut first_row) && is_manifest_header(&fields) {
+            continue;
+        }
+        let [path, label]: [String; 2] = fields.try_into().map_err(|f: Vec<String>| {
+            let hint = if f.len() > 2 {
+                " (a path or label containing a comma must be double-quoted)"
+            } else {
+                ""
+            };
+            at_line(
+                manifest,
+                line,
+                format!(
+                    "expected 2 fields (path,label), found {}{hint}: {}",
+                    f.len(),
+                    excerpt(raw)
+                ),
+            )
+        })?;
+        if path.trim().is_empty() {
+            return Err(at_line(manifest, line, "the path is empty".into()));
+        }
+        if label.trim().is_empty() {
+            return Err(at_line(
+                manifest,
+                line,
+                format!("the label of {path} is empty"),
+            ));
+        }
+        let resolved = base.join(&path);
+        // `a.png` and `./a.png` are one file; listing it twice would weight it twice and give
+        // the validation split two keys for it.
+        let identity: PathBuf = resolved
+            .components()
+            .filter(|c| !matches!(c, Component::CurDir))
+            .collect();
+        if let Some(&first) = first_line_of.get(&identity) {
+            return Err(at_line(
+                manifest,
+                line,
+                format!("{path} is listed again (first on line {first}); list each image once"),
+            ));
+        }
+        first_line_of.insert(identity, line);
+        let key = if std::path::MAIN_SEPARATOR == '/' {
+            path
+        } else {
+            path.replace(std::path::MAIN_SEPARATOR, "/")
+        };
+        parsed.push((line, key, resolved, label));
+    }
+
+    let class_names: Vec<String> = parsed
+        .iter()
+        .map(|(.., label)| label.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let rows = parsed
+        .into_iter()
+        .map(|(line, key, path, label)| ManifestRow {
+            line,
+            key,
+            path,
+            label: class_names
+                .binary_search(&label)
+                .expect("every label is in class_names"),
+        })
+        .collect();
+    Ok(ManifestScan { rows, class_names })
+}
+
+/// Reads the manifest `manifest` (see [`read_manifest`]) and decodes the files it lists to
+/// `[channels, size, size]` in [-1, 1], exactly as [`load_folder`] decodes a folder's.
+///
+/// Images stay in manifest order. A listed file that is missing, not a file or unusable is
+/// skipped with its reason and its manifest line, in manifest order (so under
+/// `data.on_error = "fail"` the first one reported is the first one listed).
+///
+/// # Shapes
+/// - returns `images`: `[N, channels, size, size]` flattened, `labels`: `[N]`
+pub fn load_manifest(
+    manifest: &Path,
+    size: usize,
+    channels: usize,
+    options: &DecodeOptions,
+    filter: FilterType,
+) -> Result<FolderImages, DataError> {
+    let ManifestScan { rows, class_names } = read_manifest(manifest)?;
+    // Files that cannot even be opened get a clearer reason than the decoder's "cannot read".
+    let early: Vec<Option<String>> = rows
+        .iter()
+        .map(|row| match fs::metadata(&row.path) {
+            Ok(m) if m.is_file() => None,
+            Ok(_) => Some("not a file".to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Some("missing: no such file".to_string())
+            }
+            Err(e) => Some(format!("cannot read: {e}")),
+        })
+        .collect();
+    let entries: Vec<ImageEntry> = rows
+        .iter()
+        .zip(&early)
+        .filter(|(_, early)| early.is_none())
+        .map(|(row, _)| ImageEntry {
+            path: row.path.clone(),
+            label: row.label,
+        })
+        .collect();
+    let capacity = entries.len() * channels * size * size;
+    let mut decoded = decode_all(&entries, size, channels, options, filter).into_iter();
+    let results = rows.into_iter().zip(early).map(|(row, early)| {
+        let result = match early {
+            Some(reason) => Err(reason),
+            None => decoded
+                .next()
+                .unwrap_or_else(|| Err("not decoded".to_string())),
+        };
+        let result = result.map_err(|reason| format!("{reason} (manifest line {})", row.line));
+        let entry = ImageEntry {
+            path: row.path,
+            label: row.label,
+        };
+        (entry, row.key, result)
+    });
+    Ok(gather(results, class_names, Vec::new(), capacity))
+}
+
+/// A manifest error at `line`, naming the manifest.
+fn at_line(manifest: &Path, line: usize, message: String) -> DataError {
+    DataError::format(manifest, format!("line {line}: {message}"))
+}
+
+/// Whether `fields` is the optional header row `path,label`.
+fn is_manifest_header(fields: &[String]) -> bool {
+    matches!(fields, [p, l] if p.trim().eq_ignore_ascii_case("path")
+        && l.trim().eq_ignore_ascii_case("label"))
+}
+
+/// The start of a row, for a message.
+fn excerpt(row: &str) -> String {
+    const MAX: usize = 80;
+    match row.char_indices().nth(MAX) {
+        None => format!("{row:?}"),
+        Some((at, _)) => format!("{:?}…", &row[..at]),
+    }
+}
+
+/// Splits one CSV row into fields: separated by `,`; a field may be enclosed in `"` (then it
+/// may hold `,`, and `""` stands for one `"`); blanks around a field outside quotes are dropped.
+/// A quoted field cannot span lines (image paths and labels have no line breaks).
+fn split_csv_row(row: &str) -> Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    let mut chars = row.chars().peekable();
+    loop {
+        while chars.next_if(|c| matches!(c, ' ' | '\t')).is_some() {}
+        let mut field = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            loop {
+                match chars.next() {
+                    None => {
+                        return Err(
+                            "a quoted field is not closed (a field cannot span lines)".into()
+                        );
+                    }
+                    Some('"') if chars.next_if_eq(&'"').is_some() => field.push('"'),
+                    Some('"') => break,
+                    Some(c) => field.push(c),
+                }
+            }
+            while chars.next_if(|c| matches!(c, ' ' | '\t')).is_some() {}
+            fields.push(field);
+            match chars.next() {
+                None => return Ok(fields),
+                Some(',') => {}
+                Some(c) => {
+                    return Err(format!(
+                        "unexpected {c:?} after a closing quote (inside a quoted field, write a \
+                         quote as \"\")"
+                    ));
+                }
+            }
+        } else {
+            loop {
+                match chars.next() {
+                    None => {
+                        fields.push(field.trim_end().to_string());
+                        return Ok(fields);
+                    }
+                    Some(',') => {
+                        fields.push(field.trim_end().to_string());
+                        break;
+                    }
+                    Some(c) => field.push(c),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(row: &str) -> Vec<String> {
+        split_csv_row(row).unwrap()
+    }
+
+    #[test]
+    fn csv_fields() {
+        assert_eq!(split("a.png,cat"), ["a.png", "cat"]);
+        assert_eq!(split(" a.png , cat "), ["a.png", "cat"]);
+        assert_eq!(split(r#""a, b.png",cat"#), ["a, b.png", "cat"]);
+        assert_eq!(
+            split(r#""say ""hi"".png" , "x""""#),
+            [r#"say "hi".png"#, r#"x""#]
+        );
+        assert_eq!(split(r#""",cat"#), ["", "cat"]);
+        assert_eq!(split("a.png,cat,"), ["a.png", "cat", ""]);
+        assert_eq!(split("a.png"), ["a.png"]);
+        assert!(
+            split_csv_row(r#""a.png,cat"#)
+                .unwrap_err()
+                .contains("not closed")
+        );
+        assert!(
+            split_csv_row(r#""a"b,cat"#)
+                .unwrap_err()
+                .contains("after a closing quote")
+        );
+    }
+
+    #[test]
+    fn header_detection() {
+        assert!(is_manifest_header(&split(" Path , LABEL ")));
+        assert!(is_manifest_header(&split(r#""path","label""#)));
+        assert!(!is_manifest_header(&split("path,label,extra")));
+        assert!(!is_manifest_header(&split("file,class")));
+    }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use image::ImageReader;
 
-use crate::folder::scan_folder;
+use crate::folder::scan_folder_with;
 use crate::{DataConfig, DataError, DataSource, Dataset, load_dataset};
 
 /// A summary of one source, as loaded for a model of `size`×`size`×`channels`.
@@ -37,7 +37,7 @@ pub fn inspect(config: &DataConfig, size: usize, channels: usize) -> Result<Insp
     let dataset = load_dataset(config, size, channels)?;
     let (found, sizes, color_types) = match (config.source, config.path.as_deref()) {
         (DataSource::Folder, Some(root)) => {
-            let scan = scan_folder(root)?;
+            let scan = scan_folder_with(root, config.folder_labels)?;
             let mut sizes = BTreeMap::new();
             let mut colors = BTreeMap::new();
             for entry in &scan.entries {

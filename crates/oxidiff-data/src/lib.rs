@@ -1,5 +1,5 @@
-//! Data for oxidiff: the embedded 8×8 digits, folders of PNG/JPEG images and IDX files
-//! (Fashion-MNIST), loaded into memory
+//! Data for oxidiff: the embedded 8×8 digits, folders and CSV manifests of image files, IDX files
+//! (Fashion-MNIST) and `.npy` arrays, checked and loaded into memory
 //! as `[N, C, H, W]` values in [-1, 1]; a seeded, resumable epoch order; sample-grid PNGs.
 //!
 //! ```no_run
@@ -25,10 +25,13 @@ pub mod inspect;
 pub mod npy;
 pub mod report;
 pub mod split;
+pub mod standardize;
 mod transform;
 
 pub use augment::{Augment, CropMode};
-pub use config::{ColorMode, DataConfig, DataSource, ErrorPolicy};
+pub use config::{
+    ColorMode, DataConfig, DataSource, ErrorPolicy, FolderLabels, ResizeFilter, Standardize,
+};
 pub use dataset::{Dataset, EpochSampler, load_dataset, load_dataset_for_run};
 pub use digits::load_digits;
 pub use error::DataError;
@@ -37,3 +40,4 @@ pub use idx::{IdxArray, IdxImages, Subset, read_idx, read_idx_images};
 pub use inspect::{Inspection, channel_stats, inspect};
 pub use report::DataReport;
 pub use split::{Split, SplitRecord, split_for, split_from_list, stratified_split};
+pub use standardize::ChannelStats;

@@ -2,7 +2,7 @@ use std::fs;
 use std::path::Path;
 
 use image::{GrayImage, Luma, Rgb, RgbImage};
-use oxidiff_data::{DataConfig, DataError, DataSource, load_dataset};
+use oxidiff_data::{DataConfig, DataError, DataSource, FolderLabels, load_dataset};
 
 fn folder_config(path: &Path) -> DataConfig {
     DataConfig {
@@ -237,4 +237,75 @@ fn link_cycles_do_not_loop() {
     std::os::unix::fs::symlink(root.join("c"), root.join("c/inner/loop")).unwrap();
     let d = load_dataset(&folder_config(root), 8, 1).unwrap();
     assert_eq!(d.len(), 1);
+}
+
+#[test]
+fn folder_labels_none_is_one_class_at_any_depth_with_root_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("photos");
+    fs::create_dir_all(root.join("2020/deep")).unwrap();
+    fs::create_dir_all(root.join("2021")).unwrap();
+    fs::create_dir_all(root.join(".cache")).unwrap();
+    solid_rgb(8, 8, [255, 255, 255])
+        .save(root.join("a.png"))
+        .unwrap();
+    solid_rgb(8, 8, [0, 0, 0])
+        .save(root.join("2020/b.png"))
+        .unwrap();
+    solid_rgb(8, 8, [0, 0, 0])
+        .save(root.join("2020/deep/c.png"))
+        .unwrap();
+    solid_rgb(8, 8, [0, 0, 0])
+        .save(root.join("2021/d.png"))
+        .unwrap();
+    solid_rgb(8, 8, [0, 0, 0])
+        .save(root.join(".cache/x.png"))
+        .unwrap();
+    fs::write(root.join("2021/notes.txt"), "ignored").unwrap();
+
+    let config = DataConfig {
+        folder_labels: FolderLabels::None,
+        ..folder_config(&root)
+    };
+    let d = load_dataset(&config, 8, 1).unwrap();
+    assert!(d.skipped.is_empty(), "{:?}", d.skipped);
+    assert_eq!(d.class_names, vec!["photos"]);
+    assert_eq!(d.num_classes, 1);
+    assert_eq!(d.labels, vec![0; 4]);
+    // Sorted paths, keys relative to the root: the root file sorts last ('2' < 'a').
+    assert_eq!(
+        d.keys,
+        vec!["2020/b.png", "2020/deep/c.png", "2021/d.png", "a.png"]
+    );
+    assert!(
+        d.image(3).iter().all(|&v| close(v, 1.0, 1e-5)),
+        "a.png is white"
+    );
+
+    // The default, "subfolders", is unchanged: two classes, the root file skipped.
+    let d = load_dataset(&folder_config(&root), 8, 1).unwrap();
+    assert_eq!(d.class_names, vec!["2020", "2021"]);
+    assert_eq!(d.labels, vec![0, 0, 1]);
+    assert_eq!(d.keys, vec!["2020/b.png", "2020/deep/c.png", "2021/d.png"]);
+    assert_eq!(d.skipped.len(), 1);
+    assert!(d.skipped[0].0.ends_with("a.png"));
+}
+
+#[test]
+fn folder_labels_none_on_a_folder_without_images_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("blank");
+    fs::create_dir_all(root.join("sub")).unwrap();
+    fs::write(root.join("sub/bad.png"), "not a png").unwrap();
+    let config = DataConfig {
+        folder_labels: FolderLabels::None,
+        ..folder_config(&root)
+    };
+    let e = load_dataset(&config, 8, 1).unwrap_err();
+    assert!(matches!(e, DataError::Empty { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("blank") && msg.contains("1 file skipped") && msg.contains("bad.png"),
+        "{msg}"
+    );
 }

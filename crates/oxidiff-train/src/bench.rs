@@ -69,6 +69,11 @@ pub struct BenchReport {
     pub forward_images_per_s: f64,
     /// Median DDIM step (model call + update).
     pub ddim_step_ms: f64,
+    /// Batches assembled from the in-memory dataset per second × batch: the embedded digits
+    /// stored at 9/8 of the model's size, random crop + flip, as a training step gets them.
+    pub data_images_per_s: f64,
+    /// Images decoded, resized and converted per second when the dataset is loaded.
+    pub data_load_images_per_s: f64,
     /// Peak resident set size of this process (VmHWM), bytes.
     pub peak_rss_bytes: u64,
     /// Analytic FLOPs of one forward pass of one image (multiply-add = 2).
@@ -254,6 +259,31 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
         let _ = x_prev.into_data();
     });
 
+    // The data path a training step uses, on the same batch shape.
+    let data_config = oxidiff_data::DataConfig {
+        resize: Some(unet.image_size + unet.image_size / 8),
+        crop: oxidiff_data::CropMode::Random,
+        flip: true,
+        ..Default::default()
+    };
+    let load_start = Instant::now();
+    let data = oxidiff_data::load_dataset(&data_config, unet.image_size, unet.in_channels)?;
+    let data_load_images_per_s = data.len() as f64 / load_start.elapsed().as_secs_f64();
+    let sampler = oxidiff_data::EpochSampler::new(data.len(), batch, 0);
+    let mut step = 0u64;
+    let data_ms = time_median(config.warmup, config.iters, || {
+        let indices = sampler.batch_indices(step);
+        let seed = step;
+        let x = data.batch_with(
+            &indices,
+            data_config.augment(),
+            |k| Some(seed * 1000 + k as u64),
+            device,
+        );
+        let _ = x.into_data();
+        step += 1;
+    });
+
     let train_flops_per_image = 3 * flops.total();
     let gflops =
         |flops_per_image: u64, ms: f64| flops_per_image as f64 * batch as f64 / (ms * 1e-3) / 1e9;
@@ -275,6 +305,8 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
         forward_ms,
         forward_images_per_s: batch as f64 / (forward_ms * 1e-3),
         ddim_step_ms,
+        data_images_per_s: batch as f64 / (data_ms * 1e-3),
+        data_load_images_per_s,
         peak_rss_bytes: peak_rss_bytes(),
         forward_flops_per_image: flops.total(),
         train_flops_per_image,

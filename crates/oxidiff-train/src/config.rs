@@ -208,6 +208,15 @@ impl RunConfig {
         self.diffusion
             .validate()
             .map_err(|e| format!("diffusion.{e}"))?;
+        if self.data.standardize == oxidiff_data::Standardize::PerChannel
+            && self.diffusion.clip_sample
+        {
+            return Err(
+                "data.standardize: \"per-channel\" moves the images out of [-1, 1], where \
+                        the samplers clip x̂₀; set diffusion.clip_sample = false with it"
+                    .into(),
+            );
+        }
         let t = &self.train;
         let positive_f = [("train.lr", t.lr), ("train.eps", t.eps)];
         for (key, v) in positive_f {

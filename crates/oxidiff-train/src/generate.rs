@@ -10,9 +10,12 @@ use oxidiff_models::UNet;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use oxidiff_data::{ChannelStats, Standardize};
+
 use crate::checkpoint::{self, CONFIG_FILE, EMA_FILE, MODEL_FILE};
 use crate::config::{RunConfig, SampleConfig, SamplerKind};
 use crate::error::TrainError;
+use crate::trainer::{STANDARDIZATION_FILE, read_json};
 
 /// A trained model ready to sample from.
 pub struct LoadedModel {
@@ -20,6 +23,8 @@ pub struct LoadedModel {
     pub model: UNet,
     pub diffusion: GaussianDiffusion,
     pub checkpoint: PathBuf,
+    /// How the run standardised its images, to map samples back (`None`: [-1, 1]).
+    pub standardization: Option<ChannelStats>,
 }
 
 /// Loads a checkpoint (or a run directory's newest checkpoint) for sampling: the EMA weights
@@ -35,11 +40,20 @@ pub fn load_for_sampling(
     let weights = if use_ema { EMA_FILE } else { MODEL_FILE };
     let model = checkpoint::load_weights(unet.init(device), &dir.join(weights))?;
     let diffusion = GaussianDiffusion::new(config.diffusion.clone())?;
+    let standardization = match config.data.standardize {
+        Standardize::MinusOneOne => None,
+        // The run directory holds it: <run>/checkpoints/<step>/ → <run>.
+        Standardize::PerChannel => {
+            let run_dir = dir.parent().and_then(Path::parent).unwrap_or(&dir);
+            Some(read_json(&run_dir.join(STANDARDIZATION_FILE))?)
+        }
+    };
     Ok(LoadedModel {
         config,
         model,
         diffusion,
         checkpoint: dir,
+        standardization,
     })
 }
 
@@ -47,7 +61,8 @@ pub fn load_for_sampling(
 ///
 /// # Shapes
 /// - `shape`: `[N, C, S, S]`
-/// - output: `[N, C, S, S]`, values clamped to [-1, 1]
+/// - output: `[N, C, S, S]` in the model's space ([-1, 1] for the default scaling; see
+///   [`save_image_grid`] for the way back to pixels)
 pub fn generate(
     model: &UNet,
     diffusion: &GaussianDiffusion,
@@ -71,19 +86,29 @@ pub fn generate(
             progress,
         )?,
     };
-    Ok(images.clamp(-1.0, 1.0))
+    Ok(images)
 }
 
-/// Writes images as a PNG grid (tiles upscaled so small images stay visible).
-pub fn save_image_grid(path: &Path, images: Tensor<4>) -> Result<(), TrainError> {
-    let [n, c, h, _] = images.dims();
-    let data: Vec<f32> = images
-        .into_data()
-        .try_to_vec()
-        .map_err(|e| TrainError::Checkpoint {
-            path: path.to_path_buf(),
-            message: format!("cannot read the samples back: {e:?}"),
-        })?;
+/// Writes images as a PNG grid (tiles upscaled so small images stay visible): mapped back from
+/// the run's standardisation when it had one, then clamped to [-1, 1].
+pub fn save_image_grid(
+    path: &Path,
+    images: Tensor<4>,
+    standardization: Option<&ChannelStats>,
+) -> Result<(), TrainError> {
+    let [n, c, h, w] = images.dims();
+    let mut data: Vec<f32> =
+        images
+            .into_data()
+            .try_to_vec()
+            .map_err(|e| TrainError::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!("cannot read the samples back: {e:?}"),
+            })?;
+    if let Some(stats) = standardization {
+        stats.invert(&mut data, h * w);
+    }
+    data.iter_mut().for_each(|v| *v = v.clamp(-1.0, 1.0));
     let nrow = (n as f64).sqrt().ceil() as usize;
     let scale = (64 / h).max(1) as u32;
     oxidiff_data::save_grid(path, &data, n, c, h, nrow, scale)?;

@@ -8,8 +8,8 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use oxidiff_data::{
-    DataReport, Dataset, EpochSampler, Split, SplitRecord, load_dataset_for_run, split_for,
-    split_from_list,
+    ChannelStats, DataReport, Dataset, EpochSampler, Split, SplitRecord, Standardize,
+    load_dataset_for_run, split_for, split_from_list,
 };
 use oxidiff_diffusion::GaussianDiffusion;
 use oxidiff_diffusion::noise::{sample_timesteps, training_noise};
@@ -63,6 +63,9 @@ pub struct Trainer {
     /// The held-out images (`data.validation_fraction` or `data.validation_list`; empty by
     /// default), never seen by the optimiser.
     pub validation: Dataset,
+    /// The per-channel statistics both datasets were standardised with
+    /// (`data.standardize = "per-channel"`); `None` for the default [-1, 1] scaling.
+    pub standardization: Option<ChannelStats>,
     sampler: EpochSampler,
     rng: ChaCha8Rng,
     /// Optimiser steps completed.
@@ -74,6 +77,32 @@ pub struct Trainer {
 pub const SPLIT_FILE: &str = "split.json";
 /// What the data turned out to be: counts per class and every skipped input with its reason.
 pub const DATA_REPORT_FILE: &str = "data_report.json";
+
+/// The per-channel statistics of a `data.standardize = "per-channel"` run.
+pub const STANDARDIZATION_FILE: &str = "standardization.json";
+
+/// Both datasets standardised with `stats` (unchanged without).
+fn standardized(
+    (mut train, mut validation): (Dataset, Dataset),
+    stats: Option<&ChannelStats>,
+) -> (Dataset, Dataset) {
+    if let Some(stats) = stats {
+        for data in [&mut train, &mut validation] {
+            let plane = data.stored_size * data.stored_size;
+            stats.apply(&mut data.images, plane);
+        }
+    }
+    (train, validation)
+}
+
+/// Reads a JSON file a run wrote (split, standardisation).
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("unreadable: {e}"),
+    })
+}
 
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| TrainError::Checkpoint {
@@ -142,7 +171,18 @@ impl Trainer {
             &run_dir.join(DATA_REPORT_FILE),
             &DataReport::new(&config.data, &all, &split),
         )?;
-        let dataset = (all.subset(&split.train), all.subset(&split.validation));
+        let standardization = match config.data.standardize {
+            Standardize::MinusOneOne => None,
+            Standardize::PerChannel => {
+                let stats = ChannelStats::of(&all, &split.train);
+                write_json(&run_dir.join(STANDARDIZATION_FILE), &stats)?;
+                Some(stats)
+            }
+        };
+        let dataset = standardized(
+            (all.subset(&split.train), all.subset(&split.validation)),
+            standardization.as_ref(),
+        );
         let ad_device = device.clone().autodiff();
         ad_device.seed(config.seed);
         let model = unet.init(&ad_device);
@@ -150,7 +190,17 @@ impl Trainer {
         let optimizer = build_optimizer(&config.train);
         let rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, u64::MAX));
         Self::assemble(
-            config, unet, dataset, run_dir, ad_device, model, ema, optimizer, rng, 0,
+            config,
+            unet,
+            dataset,
+            standardization,
+            run_dir,
+            ad_device,
+            model,
+            ema,
+            optimizer,
+            rng,
+            0,
         )
     }
 
@@ -191,7 +241,11 @@ impl Trainer {
         let unet = config.model.resolve()?;
         let all =
             load_dataset_for_run(&config.data, unet.image_size, unet.in_channels, config.seed)?;
-        let dataset = resume_split(&run_dir, &all)?;
+        let standardization = match config.data.standardize {
+            Standardize::MinusOneOne => None,
+            Standardize::PerChannel => Some(read_json(&run_dir.join(STANDARDIZATION_FILE))?),
+        };
+        let dataset = standardized(resume_split(&run_dir, &all)?, standardization.as_ref());
         let model = checkpoint::load_weights(unet.init(&ad_device), &dir.join(MODEL_FILE))?;
         let ema = Ema {
             model: checkpoint::load_weights(unet.init(device), &dir.join(EMA_FILE))?,
@@ -203,7 +257,16 @@ impl Trainer {
             checkpoint::load_optimizer(build_optimizer(&config.train), &dir.join(OPTIMIZER_FILE))?;
         checkpoint::write_atomic(&run_dir.join(CONFIG_FILE), config.to_toml().as_bytes())?;
         Self::assemble(
-            config, unet, dataset, &run_dir, ad_device, model, ema, optimizer, state.rng,
+            config,
+            unet,
+            dataset,
+            standardization,
+            &run_dir,
+            ad_device,
+            model,
+            ema,
+            optimizer,
+            state.rng,
             state.step,
         )
     }
@@ -213,6 +276,7 @@ impl Trainer {
         config: RunConfig,
         unet: UNetConfig,
         (dataset, validation): (Dataset, Dataset),
+        standardization: Option<ChannelStats>,
         run_dir: &Path,
         device: Device,
         model: UNet,
@@ -239,6 +303,7 @@ impl Trainer {
             diffusion,
             dataset,
             validation,
+            standardization,
             sampler,
             rng,
             step,
@@ -369,7 +434,7 @@ impl Trainer {
             &device,
             &mut |_, _| {},
         )?;
-        save_image_grid(&path, images)?;
+        save_image_grid(&path, images, self.standardization.as_ref())?;
         Ok(path)
     }
 

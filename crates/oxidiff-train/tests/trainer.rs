@@ -309,3 +309,55 @@ fn on_error_fail_stops_before_the_run_directory_is_made() {
     );
     assert!(!run.exists());
 }
+
+#[test]
+fn per_channel_standardisation_is_saved_applied_and_undone() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_images(&data, 12);
+    let extra = [
+        "train.steps=2",
+        "train.sample_every=2",
+        "data.standardize=\"per-channel\"",
+        "diffusion.clip_sample=false",
+        "data.validation_fraction=0.25",
+    ];
+    let run = tmp.path().join("run");
+    let mut trainer = Trainer::new(tiny_config(&data, &extra), &run, &Device::flex()).unwrap();
+    let stats = trainer.standardization.clone().unwrap();
+    assert!((0.0..=1.0).contains(&stats.mean[0]) && stats.std[0] > 0.0);
+    // The training images are centred by their own statistics.
+    let images = &trainer.dataset.images;
+    let mean = images.iter().map(|&v| f64::from(v)).sum::<f64>() / images.len() as f64;
+    let var = images
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / images.len() as f64;
+    assert!(
+        mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4,
+        "mean {mean}, var {var}"
+    );
+    trainer.run(None, &mut |_| {}).unwrap();
+    assert!(run.join("standardization.json").is_file());
+    assert!(run.join("samples/step-0000002.png").is_file());
+    drop(trainer);
+    let resumed = Trainer::resume(&run, &["train.steps=3".into()], &Device::flex()).unwrap();
+    // JSON keeps the statistics to within an ulp of f64 (far below f32 pixels).
+    let saved = resumed.standardization.unwrap();
+    for (a, b) in saved
+        .mean
+        .iter()
+        .chain(&saved.std)
+        .zip(stats.mean.iter().chain(&stats.std))
+    {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+
+    // The samplers clip x̂₀ to [-1, 1]: the config refuses the combination up front.
+    let err = oxidiff_train::RunConfig::default_with(&["data.standardize=\"per-channel\"".into()])
+        .err()
+        .map(|e| e.to_string());
+    assert!(err.is_some_and(|e| e.contains("clip_sample")));
+}

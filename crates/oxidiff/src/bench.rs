@@ -209,6 +209,15 @@ fn print_table(report: &BenchReport, peer: Option<&Value>) {
         ),
         ("DDIM step", format!("{:.1} ms", report.ddim_step_ms)),
         ("peak RSS", mib(report.peak_rss_bytes as f64)),
+        (
+            "data images/s",
+            format!(
+                "{:.0} per batch assembly (random crop + flip, {:.0}x the training rate); {:.0} loaded/s",
+                report.data_images_per_s,
+                report.data_images_per_s / report.train_images_per_s,
+                report.data_load_images_per_s
+            ),
+        ),
     ];
     let Some(peer) = peer else {
         for (name, value) in ours {
@@ -251,6 +260,10 @@ fn print_table(report: &BenchReport, peer: Option<&Value>) {
     );
     for (((name, ours), theirs), ratio) in ours.iter().zip(&theirs).zip(&ratio_col) {
         println!("{name:<16} {ours:>36} {theirs:>22}   {ratio}");
+    }
+    // Rows the peer does not measure.
+    for (name, ours) in &ours[theirs.len()..] {
+        println!("{name:<16} {ours}");
     }
     if let Some(peer_flops) = peer["forward_flops_per_image"].as_u64()
         && peer_flops != report.forward_flops_per_image

@@ -383,7 +383,7 @@ fn sample(
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    save_image_grid(out, images)?;
+    save_image_grid(out, images, loaded.standardization.as_ref())?;
     eprintln!("wrote {}", out.display());
     Ok(())
 }
