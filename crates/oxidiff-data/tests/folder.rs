@@ -309,3 +309,74 @@ fn folder_labels_none_on_a_folder_without_images_is_empty() {
         "{msg}"
     );
 }
+
+/// A messy folder through the whole loader: every bad file is skipped with its reason under
+/// `on_error = "skip"`, the first one stops the load under `"fail"`, and nothing panics.
+#[test]
+fn a_bad_input_corpus_is_skipped_and_reported_or_stops_per_policy() {
+    use image::{ImageBuffer, Luma};
+    use oxidiff_data::ErrorPolicy;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let good = solid_rgb(12, 12, [10, 200, 30]);
+    good.save(root.join("good.png")).unwrap();
+    ImageBuffer::<Luma<u16>, Vec<u16>>::from_pixel(8, 8, Luma([40_000]))
+        .save(root.join("sixteen-bit.png"))
+        .unwrap();
+    solid_rgb(1, 1, [255, 255, 255])
+        .save(root.join("one-pixel.png"))
+        .unwrap();
+    fs::write(root.join("zero.png"), b"").unwrap();
+    fs::write(root.join("text.png"), "hello, not a PNG").unwrap();
+    let png = fs::read(root.join("good.png")).unwrap();
+    fs::write(root.join("truncated.png"), &png[..png.len() / 2]).unwrap();
+    good.save(root.join("photo.jpg")).unwrap();
+    let jpg = fs::read(root.join("photo.jpg")).unwrap();
+    fs::write(root.join("truncated.jpg"), &jpg[..jpg.len() / 2]).unwrap();
+    solid_rgb(40, 40, [0, 0, 0])
+        .save(root.join("too-large.png"))
+        .unwrap();
+
+    let mut config = folder_config(root);
+    config.max_pixels = 1000;
+    let data = load_dataset(&config, 8, 3).unwrap();
+    assert_eq!(data.len(), 4, "good, photo, sixteen-bit, one-pixel");
+    let reasons: std::collections::HashMap<String, String> = data
+        .skipped
+        .iter()
+        .map(|(p, r)| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                r.clone(),
+            )
+        })
+        .collect();
+    for (file, want) in [
+        ("zero.png", "empty file"),
+        ("text.png", "not an image"),
+        ("truncated.png", "truncated"),
+        ("truncated.jpg", "truncated"),
+        ("too-large.png", "max_pixels"),
+    ] {
+        let reason = reasons
+            .get(file)
+            .unwrap_or_else(|| panic!("{file} not skipped"));
+        assert!(reason.contains(want), "{file}: {reason}");
+    }
+    // 16-bit gray 40000/65535 keeps its value (0.61 → 0.22 in [-1, 1]), not a rounded 8-bit one.
+    let k = data
+        .keys
+        .iter()
+        .position(|k| k == "sixteen-bit.png")
+        .unwrap();
+    assert!((data.image(k)[0] - (2.0 * 40_000.0 / 65_535.0 - 1.0)).abs() < 1e-4);
+
+    config.on_error = ErrorPolicy::Fail;
+    let err = load_dataset(&config, 8, 3).unwrap_err().to_string();
+    assert!(err.contains("on_error"), "{err}");
+    assert!(
+        reasons.keys().any(|file| err.contains(file.as_str())),
+        "{err}"
+    );
+}
