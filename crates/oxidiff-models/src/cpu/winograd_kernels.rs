@@ -704,54 +704,26 @@ mod tests {
         (17, 3, 3, 8, 8),
     ];
 
+    /// Forward, input gradient and weight gradient of both tiles against the im2col paths.
     #[test]
-    fn forward_matches_im2col() {
+    fn every_pass_matches_im2col() {
         for (b, c_in, c_out, h, w) in CASES {
             let g = ConvGeometry::new([b, c_in, h, w], [c_out, c_in, 3, 3], 1, 1).unwrap();
             let x = values(b * g.in_image(), 1);
             let weight = values(c_out * c_in * 9, 2);
             let bias = values(c_out, 3);
-            let reference = im2col_forward(&g, &x, &weight, Some(&bias));
-            for tile in [&F2, &F4] {
-                let fast = forward(tile, &g, &x, &weight, Some(&bias));
-                let what = format!("F{} forward {b}x{c_in}x{h}x{w}", tile.m);
-                assert_close(&fast, &reference, &what);
-            }
-        }
-    }
-
-    #[test]
-    fn input_gradient_matches_im2col() {
-        for (b, c_in, c_out, h, w) in CASES {
-            let g = ConvGeometry::new([b, c_in, h, w], [c_out, c_in, 3, 3], 1, 1).unwrap();
             let grad = values(b * g.out_image(), 4);
-            let weight = values(c_out * c_in * 9, 5);
-            let reference = im2col_x_backward(&g, &weight, &grad);
+            let forward_ref = im2col_forward(&g, &x, &weight, Some(&bias));
+            let dx_ref = im2col_x_backward(&g, &weight, &grad);
+            let dw_ref = im2col_weight_backward(&g, &x, &grad);
             for tile in [&F2, &F4] {
+                let case = format!("F{} {b}x{c_in}->{c_out} {h}x{w}", tile.m);
+                let fast = forward(tile, &g, &x, &weight, Some(&bias));
+                assert_close(&fast, &forward_ref, &format!("forward {case}"));
                 let fast = x_backward(tile, &g, &weight, &grad);
-                assert_close(
-                    &fast,
-                    &reference,
-                    &format!("F{} dx {b}x{c_in}x{h}x{w}", tile.m),
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn weight_gradient_matches_im2col() {
-        for (b, c_in, c_out, h, w) in CASES {
-            let g = ConvGeometry::new([b, c_in, h, w], [c_out, c_in, 3, 3], 1, 1).unwrap();
-            let x = values(b * g.in_image(), 6);
-            let grad = values(b * g.out_image(), 7);
-            let reference = im2col_weight_backward(&g, &x, &grad);
-            for tile in [&F2, &F4] {
+                assert_close(&fast, &dx_ref, &format!("dx {case}"));
                 let fast = weight_backward(tile, &g, &x, &grad);
-                assert_close(
-                    &fast,
-                    &reference,
-                    &format!("F{} dW {b}x{c_in}x{h}x{w}", tile.m),
-                );
+                assert_close(&fast, &dw_ref, &format!("dW {case}"));
             }
         }
     }
