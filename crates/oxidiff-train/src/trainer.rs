@@ -115,24 +115,29 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TrainEr
 /// The (train, validation) datasets of a resumed run: the held-out keys saved in `split.json`,
 /// so that a resumed run never trains on an image the first part held out. Runs saved before
 /// splits existed have no file and no validation images.
-fn resume_split(run_dir: &Path, all: &Dataset) -> Result<(Dataset, Dataset), TrainError> {
+fn resume_split(run_dir: &Path, all: Dataset) -> Result<(Dataset, Dataset), TrainError> {
     let path = run_dir.join(SPLIT_FILE);
-    let split = match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let record: SplitRecord =
-                serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
-                    path: path.clone(),
-                    message: format!("not a split record: {e}"),
-                })?;
-            split_from_list(&all.keys, &record.validation, &path.display().to_string())?
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Split {
+    let split = if path.is_file() {
+        let record: SplitRecord = read_json(&path)?;
+        split_from_list(&all.keys, &record.validation, &path.display().to_string())?
+    } else {
+        Split {
             train: (0..all.len()).collect(),
             validation: Vec::new(),
-        },
-        Err(e) => return Err(TrainError::io(&path, e)),
+        }
     };
-    Ok((all.subset(&split.train), all.subset(&split.validation)))
+    Ok(divide(all, &split))
+}
+
+/// The training and validation datasets of `split`. Without held-out images the whole dataset
+/// moves over uncopied (a large dataset is not held twice).
+fn divide(all: Dataset, split: &Split) -> (Dataset, Dataset) {
+    let validation = all.subset(&split.validation);
+    if split.validation.is_empty() {
+        (all, validation)
+    } else {
+        (all.subset(&split.train), validation)
+    }
 }
 
 /// Keeps the augmentation draws apart from the other streams derived from the run seed.
@@ -179,10 +184,7 @@ impl Trainer {
                 Some(stats)
             }
         };
-        let dataset = standardized(
-            (all.subset(&split.train), all.subset(&split.validation)),
-            standardization.as_ref(),
-        );
+        let dataset = standardized(divide(all, &split), standardization.as_ref());
         let ad_device = device.clone().autodiff();
         ad_device.seed(config.seed);
         let model = unet.init(&ad_device);
@@ -245,7 +247,7 @@ impl Trainer {
             Standardize::MinusOneOne => None,
             Standardize::PerChannel => Some(read_json(&run_dir.join(STANDARDIZATION_FILE))?),
         };
-        let dataset = standardized(resume_split(&run_dir, &all)?, standardization.as_ref());
+        let dataset = standardized(resume_split(&run_dir, all)?, standardization.as_ref());
         let model = checkpoint::load_weights(unet.init(&ad_device), &dir.join(MODEL_FILE))?;
         let ema = Ema {
             model: checkpoint::load_weights(unet.init(device), &dir.join(EMA_FILE))?,
