@@ -336,6 +336,31 @@ fn transform_input<const M: usize, const A: usize>(
     }
 }
 
+/// Transposes one `[C_in, H, W]` image to pixel-major in `hwc` and writes its transformed tiles
+/// into `v` at tiles `offset..` ([`transform_input`], compiled for AVX2 where the CPU has it).
+/// `buffers` = (`hwc`, `v`, `scratch`); `zeros` holds at least C_in zeros.
+fn transform_image(
+    tile: &Tile,
+    g: &ConvGeometry,
+    image: &[f32],
+    (hwc, v, scratch): (&mut [f32], &mut [f32], &mut [f32]),
+    tiles: usize,
+    offset: usize,
+    zeros: &[f32],
+) {
+    let (plane, c) = (g.height * g.width, g.c_in);
+    let image_hwc = &mut hwc[..plane * c];
+    transpose_into(image, c, plane, image_hwc);
+    let image_hwc = &*image_hwc;
+    vectorised(
+        #[inline(always)]
+        || match tile.m {
+            2 => transform_input::<2, 4>(tile, g, image_hwc, c, v, tiles, offset, zeros, scratch),
+            _ => transform_input::<4, 6>(tile, g, image_hwc, c, v, tiles, offset, zeros, scratch),
+        },
+    );
+}
+
 /// `Y = Aᵀ M A` (+ bias) for every tile of one image, from the product planes `m_planes`
 /// (`[α²][tiles_total][C_out]`) into the pixel-major output `out_hwc` (`[H·W, C_out]`); outputs
 /// past the image edge are dropped. `scratch` holds (m·α + m)·C_out floats.
@@ -432,22 +457,9 @@ pub fn forward(
             {
                 let tiles = (x_g.len() / g.in_image()) * tiles_per_image;
                 for (i, image) in x_g.chunks(g.in_image()).enumerate() {
-                    let image_hwc = &mut hwc[..plane * g.c_in];
-                    transpose_into(image, g.c_in, plane, image_hwc);
                     let offset = i * tiles_per_image;
-                    let c = g.c_in;
-                    let (v, scratch, zeros) = (&mut v[..], &mut scratch[..], &zeros[..]);
-                    vectorised(
-                        #[inline(always)]
-                        || match tile.m {
-                            2 => transform_input::<2, 4>(
-                                tile, g, image_hwc, c, v, tiles, offset, zeros, scratch,
-                            ),
-                            _ => transform_input::<4, 6>(
-                                tile, g, image_hwc, c, v, tiles, offset, zeros, scratch,
-                            ),
-                        },
-                    );
+                    let buffers = (&mut hwc[..], &mut v[..], &mut scratch[..]);
+                    transform_image(tile, g, image, buffers, tiles, offset, &zeros);
                 }
                 for xi in 0..positions {
                     let v_xi = &v[xi * tiles * g.c_in..][..tiles * g.c_in];
@@ -574,24 +586,11 @@ pub fn weight_backward(tile: &Tile, g: &ConvGeometry, x: &[f32], grad: &[f32]) -
                 let images = x_g.chunks(g.in_image()).zip(grad_g.chunks(g.out_image()));
                 for (i, (image, grad_b)) in images.enumerate() {
                     let offset = i * tiles_per_image;
-                    let image_hwc = &mut hwc[..plane * g.c_in];
-                    transpose_into(image, g.c_in, plane, image_hwc);
-                    let c = g.c_in;
-                    let (v, scratch, zeros) = (&mut v[..], &mut scratch[..], &zeros[..]);
-                    vectorised(
-                        #[inline(always)]
-                        || match tile.m {
-                            2 => transform_input::<2, 4>(
-                                tile, g, image_hwc, c, v, tiles, offset, zeros, scratch,
-                            ),
-                            _ => transform_input::<4, 6>(
-                                tile, g, image_hwc, c, v, tiles, offset, zeros, scratch,
-                            ),
-                        },
-                    );
+                    let buffers = (&mut hwc[..], &mut v[..], &mut scratch[..]);
+                    transform_image(tile, g, image, buffers, tiles, offset, &zeros);
                     let grad_hwc = &mut hwc[..plane * g.c_out];
                     transpose_into(grad_b, g.c_out, plane, grad_hwc);
-                    let dm = &mut dm[..];
+                    let (dm, zeros, scratch) = (&mut dm[..], &zeros[..], &mut scratch[..]);
                     vectorised(
                         #[inline(always)]
                         || match tile.m {
