@@ -63,7 +63,8 @@ pub fn inspect(config: &DataConfig, size: usize, channels: usize) -> Result<Insp
         }
         _ => (dataset.len(), Vec::new(), Vec::new()),
     };
-    let (channel_mean, channel_std) = channel_stats(&dataset);
+    let all: Vec<usize> = (0..dataset.len()).collect();
+    let (channel_mean, channel_std) = channel_stats(&dataset, &all);
     Ok(Inspection {
         dataset,
         found,
@@ -80,14 +81,18 @@ fn by_count(counts: BTreeMap<String, usize>) -> Vec<(String, usize)> {
     v
 }
 
-/// Mean and standard deviation of each channel over all images, in [0, 1] (the loaded values are
-/// in [-1, 1]); accumulated in f64 so that millions of pixels do not lose precision.
-pub fn channel_stats(data: &Dataset) -> (Vec<f64>, Vec<f64>) {
+/// Mean and standard deviation of each channel over the images at `indices`, in [0, 1] (the
+/// loaded values are in [-1, 1]); accumulated in f64 so that millions of pixels do not lose
+/// precision. Reads the images in place: no copy of a training split is made to measure it.
+///
+/// # Panics
+/// If an index is out of range.
+pub fn channel_stats(data: &Dataset, indices: &[usize]) -> (Vec<f64>, Vec<f64>) {
     let plane = data.stored_size * data.stored_size;
     let mut sum = vec![0.0f64; data.channels];
     let mut sum_sq = vec![0.0f64; data.channels];
-    for image in data.images.chunks_exact(data.image_len().max(1)) {
-        for (c, values) in image.chunks_exact(plane.max(1)).enumerate() {
+    for &i in indices {
+        for (c, values) in data.image(i).chunks_exact(plane.max(1)).enumerate() {
             for &v in values {
                 let unit = (f64::from(v) + 1.0) * 0.5;
                 sum[c] += unit;
@@ -95,7 +100,7 @@ pub fn channel_stats(data: &Dataset) -> (Vec<f64>, Vec<f64>) {
             }
         }
     }
-    let n = (data.len() * plane).max(1) as f64;
+    let n = (indices.len() * plane).max(1) as f64;
     let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
     let std = sum_sq
         .iter()

@@ -21,7 +21,7 @@ pub struct ChannelStats {
 impl ChannelStats {
     /// The statistics of the images of `data` at `indices` (the training split).
     pub fn of(data: &Dataset, indices: &[usize]) -> Self {
-        let (mean, std) = channel_stats(&data.subset(indices));
+        let (mean, std) = channel_stats(data, indices);
         let std = std
             .into_iter()
             .map(|s| if s > 1e-8 { s } else { 1.0 })
