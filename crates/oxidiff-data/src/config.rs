@@ -61,8 +61,11 @@ pub enum Standardize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ResizeFilter {
-    /// Bilinear when enlarging, an anti-aliased area-like average when shrinking; never
-    /// overshoots (the default: see `transform::RESIZE_FILTER`).
+    /// The default. `image`'s resampler widens the kernel by the downscale ratio, so when
+    /// shrinking the triangle becomes a tent over each output pixel's whole footprint — an
+    /// area-like, anti-aliased average — and when enlarging it is plain bilinear interpolation.
+    /// It never overshoots: Lanczos3's overshoot at edges is clipped at the ends of [0, 1], which
+    /// piles mass onto exactly -1 and 1 and skews the distribution the model learns.
     #[default]
     Triangle,
     /// Sharper; may ring at edges (clipped at the ends of [0, 1]).

@@ -169,9 +169,9 @@ impl Dataset {
 ///
 /// `size` and `channels` are the model's resolution and channel count; `config.image_size` and
 /// `config.channels`, when set, must agree with them. Every image is centre-cropped to a square
-/// (folder sources), resized to `size`×`size` with a triangle filter (bilinear when enlarging,
-/// an anti-aliased area-like average when shrinking; see `transform::RESIZE_FILTER` for why not
-/// Lanczos3) and converted to `channels`: 1 = luma (Rec. 709 weights), 3 = RGB, grayscale
+/// (folder sources), resized to `data.resize` (default `size`) with `data.resize_filter` (see
+/// [`crate::ResizeFilter::Triangle`], the default, for why not Lanczos3) and converted to
+/// `channels`: 1 = luma (Rec. 709 weights), 3 = RGB, grayscale
 /// replicated into all three.
 ///
 /// # Errors

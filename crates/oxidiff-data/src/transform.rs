@@ -4,16 +4,6 @@
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, ImageBuffer, Luma, Pixel};
 
-/// The default filter for every resize (`data.resize_filter = "triangle"`).
-///
-/// `image`'s resampler widens the kernel by the downscale ratio, so when shrinking, the triangle
-/// filter becomes a tent over each output pixel's whole footprint — an area-like, anti-aliased
-/// average — and when enlarging it is plain bilinear interpolation. Lanczos3 would be sharper but
-/// overshoots at edges; the overshoot is clipped at the ends of [0, 1], which piles mass onto
-/// exactly -1 and 1 and skews the distribution the model learns.
-#[allow(dead_code)]
-pub(crate) const RESIZE_FILTER: FilterType = FilterType::Triangle;
-
 /// The centred square of side min(width, height): the model wants square images, and cropping
 /// keeps the aspect ratio where a plain resize would stretch the content.
 pub(crate) fn center_square(img: &DynamicImage) -> DynamicImage {
