@@ -172,6 +172,11 @@ pub struct DataConfig {
     pub background: [u8; 3],
     /// What to do with a file that cannot be used: skip it and report it (default), or stop.
     pub on_error: ErrorPolicy,
+    /// Keep the decoded images in memory (default). `false` streams image files (`folder`,
+    /// `manifest`): every file is still decoded once at the start to find the bad ones, but the
+    /// pixels are dropped and each batch is decoded again, ahead of time on a prefetch thread —
+    /// for a collection larger than memory.
+    pub cache: bool,
     /// Fraction of every class held out for validation (0 = none, the default). The split is
     /// seeded by the run seed and saved with the run as `split.json`.
     pub validation_fraction: f64,
@@ -203,6 +208,7 @@ impl Default for DataConfig {
             max_pixels: decode.max_pixels,
             background: decode.background,
             on_error: ErrorPolicy::default(),
+            cache: true,
             validation_fraction: 0.0,
             validation_list: None,
             image_size: None,
@@ -277,6 +283,16 @@ impl DataConfig {
             return Err(DataError::invalid(
                 "validation_list",
                 "is set together with validation_fraction; choose one way to hold images out",
+            ));
+        }
+        if !self.cache && !matches!(self.source, DataSource::Folder | DataSource::Manifest) {
+            return Err(DataError::invalid(
+                "cache",
+                format!(
+                    "= false streams image files (source = \"folder\" or \"manifest\"); \
+                     source = \"{}\" is read as one array and held in memory",
+                    self.source.name()
+                ),
             ));
         }
         if self.max_pixels == 0 {

@@ -1,5 +1,6 @@
 //! The in-memory dataset handed to the trainer, and the order it is visited in.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -9,10 +10,12 @@ use image::imageops::FilterType;
 
 use crate::DataError;
 use crate::augment::{Augment, crop_into};
-use crate::config::{ColorMode, DataConfig, DataSource, ErrorPolicy};
+use crate::config::{ColorMode, DataConfig, DataSource, ErrorPolicy, ResizeFilter};
 use crate::decode::DecodeOptions;
 use crate::digits::{DIGITS_CLASSES, DIGITS_SIZE, load_digits};
-use crate::folder::load_folder;
+use crate::folder::{load_folder, load_image};
+use crate::parallel::parallel_map;
+use crate::standardize::ChannelStats;
 use crate::idx::{
     FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, IdxImages, fashion_mnist_files, read_idx_images,
 };
@@ -20,11 +23,72 @@ use crate::npy::{MissingValues, apply_missing_values, non_finite_samples, npy_im
 use crate::split::split_for;
 use crate::transform::{dynamic_to_chw, gray_plane_to_chw};
 
-/// Images held in memory in the model's layout, with their labels.
+/// Where a dataset's pixels are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Images {
+    /// Decoded once at load (`data.cache = true`, the default):
+    /// `[N, channels, stored_size, stored_size]` flattened, values in [-1, 1] (or standardised,
+    /// see [`Dataset::standardize`]).
+    Cached(Vec<f32>),
+    /// Decoded from the files again whenever a batch needs them (`data.cache = false`).
+    Streamed(FileStream),
+}
+
+/// The image files of a streamed dataset and how to turn each into the model's layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileStream {
+    /// `[N]`: the file of each image.
+    pub paths: Vec<PathBuf>,
+    pub options: DecodeOptions,
+    pub filter: ResizeFilter,
+    /// A file that fails at batch time (deleted or rewritten since the load checked it): skip
+    /// it, using another image of the same batch in its place, or stop.
+    pub on_error: ErrorPolicy,
+    /// Applied to each image after decoding.
+    pub standardization: Option<ChannelStats>,
+}
+
+/// The images of one batch on the host, ready to become a tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// `[B, channels, size, size]` flattened.
+    pub pixels: Vec<f32>,
+    /// `[B, channels, size, size]`.
+    pub shape: [usize; 4],
+    /// `[B]`: the label of each image actually in the batch (a skipped file's stand-in brings
+    /// its own label).
+    pub labels: Vec<usize>,
+    /// Files of a streamed dataset that could not be read for this batch, with the reason;
+    /// always empty for a cached one.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+impl Batch {
+    /// The batch as a tensor on `device`.
+    ///
+    /// # Shapes
+    /// - returns: `[B, channels, size, size]`
+    pub fn to_tensor(&self, device: &Device) -> Tensor<4> {
+        Tensor::<4>::from_data(TensorData::new(self.pixels.clone(), self.shape), device)
+    }
+
+    /// Images `range` of the batch (a micro-batch of it), as a tensor on `device`.
+    ///
+    /// # Shapes
+    /// - returns: `[range.len(), channels, size, size]`
+    pub fn slice_tensor(&self, range: std::ops::Range<usize>, device: &Device) -> Tensor<4> {
+        let [_, c, h, w] = self.shape;
+        let per = c * h * w;
+        let pixels = self.pixels[range.start * per..range.end * per].to_vec();
+        Tensor::<4>::from_data(TensorData::new(pixels, [range.len(), c, h, w]), device)
+    }
+}
+
+/// A dataset in the model's layout, with its labels: images held in memory, or (with
+/// `data.cache = false`) the files to decode them from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
-    /// `[N, channels, stored_size, stored_size]`, flattened row-major, values in [-1, 1].
-    pub images: Vec<f32>,
+    pub images: Images,
     /// `[N]`, each in `0..num_classes`.
     pub labels: Vec<usize>,
     /// Number of classes; 1 for a source without classes.
@@ -60,61 +124,194 @@ impl Dataset {
         self.channels * self.stored_size * self.stored_size
     }
 
-    /// Image `i`.
+    /// The decoded images when they are held in memory; `None` when streamed.
+    ///
+    /// # Shapes
+    /// - returns: `[N, channels, stored_size, stored_size]`, flattened
+    pub fn cached(&self) -> Option<&[f32]> {
+        match &self.images {
+            Images::Cached(values) => Some(values),
+            Images::Streamed(_) => None,
+        }
+    }
+
+    /// Image `i` of a cached dataset.
     ///
     /// # Shapes
     /// - returns: `[channels, stored_size, stored_size]`, flattened
     ///
     /// # Panics
-    /// If `i >= self.len()` (indices come from [`EpochSampler`], never from user input).
+    /// If `i >= self.len()` or the dataset is streamed: code that may meet either kind uses
+    /// [`Dataset::load`].
     pub fn image(&self, i: usize) -> &[f32] {
         let n = self.image_len();
-        &self.images[i * n..(i + 1) * n]
+        let values = self
+            .cached()
+            .expect("Dataset::image on a streamed dataset; use Dataset::load");
+        &values[i * n..(i + 1) * n]
     }
 
-    /// Gathers the images at `indices` into one tensor on `device`.
+    /// Image `i`, borrowed from memory or decoded from its file.
+    ///
+    /// # Shapes
+    /// - returns: `[channels, stored_size, stored_size]`, flattened
+    ///
+    /// # Errors
+    /// The file and the reason it cannot be used (streamed datasets only: a file deleted,
+    /// truncated or replaced since the load checked it).
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    pub fn load(&self, i: usize) -> Result<Cow<'_, [f32]>, (PathBuf, String)> {
+        match &self.images {
+            Images::Cached(_) => Ok(Cow::Borrowed(self.image(i))),
+            Images::Streamed(stream) => {
+                let path = &stream.paths[i];
+                let mut pixels = load_image(
+                    path,
+                    self.stored_size,
+                    self.channels,
+                    &stream.options,
+                    stream.filter.filter_type(),
+                )
+                .map_err(|reason| (path.clone(), reason))?;
+                if let Some(stats) = &stream.standardization {
+                    stats.apply(&mut pixels, self.stored_size * self.stored_size);
+                }
+                Ok(Cow::Owned(pixels))
+            }
+        }
+    }
+
+    /// Standardises every image with `stats` from now on: in place when cached, after each
+    /// decode when streamed.
+    pub fn standardize(&mut self, stats: &ChannelStats) {
+        let plane = self.stored_size * self.stored_size;
+        match &mut self.images {
+            Images::Cached(values) => stats.apply(values, plane),
+            Images::Streamed(stream) => stream.standardization = Some(stats.clone()),
+        }
+    }
+
+    /// Gathers the images at `indices` into one tensor on `device` (centre crops, no flips).
     ///
     /// # Shapes
     /// - `indices`: `[B]`
     /// - returns: `[B, channels, size, size]`
     ///
+    /// # Errors
+    /// As [`Dataset::assemble`].
+    ///
     /// # Panics
     /// If an index is out of range.
-    pub fn batch(&self, indices: &[usize], device: &Device) -> Tensor<4> {
+    pub fn batch(&self, indices: &[usize], device: &Device) -> Result<Tensor<4>, DataError> {
         self.batch_with(indices, Augment::default(), |_| None, device)
     }
 
-    /// Gathers the images at `indices` as a training batch: each cropped and flipped per
-    /// `augment`, image `k` of the batch with the seed `seed_of(k)` (`None` = the centre, no
-    /// flip).
+    /// [`Dataset::assemble`] as a tensor on `device`.
     ///
     /// # Shapes
     /// - `indices`: `[B]`
     /// - returns: `[B, channels, size, size]`
-    ///
-    /// # Panics
-    /// If an index is out of range.
     pub fn batch_with(
         &self,
         indices: &[usize],
         augment: Augment,
         seed_of: impl Fn(usize) -> Option<u64>,
         device: &Device,
-    ) -> Tensor<4> {
-        let mut data = Vec::with_capacity(indices.len() * self.channels * self.size * self.size);
-        for (k, &i) in indices.iter().enumerate() {
+    ) -> Result<Tensor<4>, DataError> {
+        Ok(self.assemble(indices, augment, seed_of)?.to_tensor(device))
+    }
+
+    /// Gathers the images at `indices` as a training batch: each cropped and flipped per
+    /// `augment`, image `k` of the batch with the seed `seed_of(k)` (`None` = the centre, no
+    /// flip). A streamed dataset decodes the files on all cores.
+    ///
+    /// A streamed file that fails is reported in [`Batch::failed`] and, under
+    /// `on_error = "skip"`, replaced by the next image of the same batch that loaded (with its
+    /// label and its own crop), so the batch keeps its size and one bad file never stops a run.
+    ///
+    /// # Shapes
+    /// - `indices`: `[B]`
+    /// - returns: pixels `[B, channels, size, size]`, labels `[B]`
+    ///
+    /// # Errors
+    /// - [`DataError::Unusable`] for a failed file under `on_error = "fail"`;
+    /// - [`DataError::Empty`] when every file of the batch failed.
+    ///
+    /// # Panics
+    /// If an index is out of range.
+    pub fn assemble(
+        &self,
+        indices: &[usize],
+        augment: Augment,
+        seed_of: impl Fn(usize) -> Option<u64>,
+    ) -> Result<Batch, DataError> {
+        let per_image = self.channels * self.size * self.size;
+        let mut pixels = Vec::with_capacity(indices.len() * per_image);
+        let shape = [indices.len(), self.channels, self.size, self.size];
+        let crop = |image: &[f32], k: usize, out: &mut Vec<f32>| {
             crop_into(
-                self.image(i),
+                image,
                 self.channels,
                 self.stored_size,
                 self.size,
                 augment,
                 seed_of(k),
-                &mut data,
-            );
+                out,
+            )
+        };
+        let Images::Streamed(stream) = &self.images else {
+            for (k, &i) in indices.iter().enumerate() {
+                crop(self.image(i), k, &mut pixels);
+            }
+            return Ok(Batch {
+                pixels,
+                shape,
+                labels: self.labels_of(indices),
+                failed: Vec::new(),
+            });
+        };
+        let loaded = parallel_map(
+            indices,
+            |&i| self.load(i).map(Cow::into_owned),
+            || Err((PathBuf::new(), "decoding thread panicked".to_string())),
+        );
+        let failed: Vec<(PathBuf, String)> =
+            loaded.iter().filter_map(|r| r.as_ref().err().cloned()).collect();
+        if let (ErrorPolicy::Fail, Some((path, reason))) = (stream.on_error, failed.first()) {
+            return Err(DataError::Unusable {
+                path: path.clone(),
+                reason: format!("{reason} (at batch time, after the load had checked it)"),
+            });
         }
-        let shape = [indices.len(), self.channels, self.size, self.size];
-        Tensor::<4>::from_data(TensorData::new(data, shape), device)
+        let mut labels = Vec::with_capacity(indices.len());
+        for k in 0..indices.len() {
+            // The first image at or after k (cyclically) that loaded stands in for k.
+            let Some(j) = (0..indices.len())
+                .map(|d| (k + d) % indices.len())
+                .find(|&j| loaded[j].is_ok())
+            else {
+                let (path, reason) = &failed[0];
+                return Err(DataError::Empty {
+                    origin: format!("a batch of {} streamed images", indices.len()),
+                    note: format!(
+                        " (every file failed at batch time; first: {}: {reason})",
+                        path.display()
+                    ),
+                });
+            };
+            if let Ok(image) = &loaded[j] {
+                crop(image, k, &mut pixels);
+            }
+            labels.push(self.labels[indices[j]]);
+        }
+        Ok(Batch {
+            pixels,
+            shape,
+            labels,
+            failed,
+        })
     }
 
     /// The labels at `indices`.
@@ -128,15 +325,25 @@ impl Dataset {
         indices.iter().map(|&i| self.labels[i]).collect()
     }
 
-    /// The images at `indices`, in that order, as a dataset of their own (class names kept).
+    /// The images at `indices`, in that order, as a dataset of their own (class names kept;
+    /// a streamed dataset's subset streams the same files).
     ///
     /// # Panics
     /// If an index is out of range.
     pub fn subset(&self, indices: &[usize]) -> Dataset {
-        let mut images = Vec::with_capacity(indices.len() * self.image_len());
-        for &i in indices {
-            images.extend_from_slice(self.image(i));
-        }
+        let images = match &self.images {
+            Images::Cached(_) => {
+                let mut values = Vec::with_capacity(indices.len() * self.image_len());
+                for &i in indices {
+                    values.extend_from_slice(self.image(i));
+                }
+                Images::Cached(values)
+            }
+            Images::Streamed(stream) => Images::Streamed(FileStream {
+                paths: indices.iter().map(|&i| stream.paths[i].clone()).collect(),
+                ..stream.clone()
+            }),
+        };
         Dataset {
             images,
             labels: self.labels_of(indices),
@@ -231,7 +438,7 @@ fn load_stored(
             }
             let keys = index_keys(labels.len());
             Ok(Dataset {
-                images,
+                images: Images::Cached(images),
                 labels,
                 keys,
                 num_classes: DIGITS_CLASSES,
@@ -248,7 +455,15 @@ fn load_stored(
                 return Err(DataError::invalid("path", "missing"));
             };
             let options = decode_options(config);
-            let loaded = load_folder(root, config.folder_labels, size, channels, &options, filter)?;
+            let loaded = load_folder(
+                root,
+                config.folder_labels,
+                size,
+                channels,
+                &options,
+                filter,
+                config.cache,
+            )?;
             files_dataset(config, loaded, size, channels)
         }
         DataSource::Idx => {
@@ -273,7 +488,14 @@ fn load_stored(
                 return Err(DataError::invalid("path", "missing"));
             };
             let options = decode_options(config);
-            let loaded = crate::folder::load_manifest(manifest, size, channels, &options, filter)?;
+            let loaded = crate::folder::load_manifest(
+                manifest,
+                size,
+                channels,
+                &options,
+                filter,
+                config.cache,
+            )?;
             files_dataset(config, loaded, size, channels)
         }
         DataSource::Npy => {
@@ -348,7 +570,7 @@ fn idx_dataset(
         ));
     }
     Ok(Dataset {
-        images,
+        images: Images::Cached(images),
         keys: index_keys(set.count),
         labels: set.labels,
         num_classes,
@@ -376,7 +598,7 @@ fn npy_dataset(
     // The split of the whole array, so `fill` uses only training images' values; the trainer
     // computes the same split again from the same keys.
     let whole = Dataset {
-        images: Vec::new(),
+        images: Images::Cached(Vec::new()),
         labels: vec![0; array.count],
         keys: all_keys.clone(),
         num_classes: 1,
@@ -425,7 +647,7 @@ fn npy_dataset(
         images.extend(dynamic_to_chw(&img, size, channels, filter));
     }
     Ok(Dataset {
-        images,
+        images: Images::Cached(images),
         labels: vec![0; array.count],
         keys,
         num_classes: 1,
@@ -697,8 +919,19 @@ fn files_dataset(
             note: skipped_note(&loaded.skipped),
         });
     }
+    let images = if config.cache {
+        Images::Cached(loaded.images)
+    } else {
+        Images::Streamed(FileStream {
+            paths: loaded.paths,
+            options: decode_options(config),
+            filter: config.resize_filter,
+            on_error: config.on_error,
+            standardization: None,
+        })
+    };
     Ok(Dataset {
-        images: loaded.images,
+        images,
         labels: loaded.labels,
         num_classes: loaded.class_names.len(),
         class_names: loaded.class_names,

@@ -43,6 +43,7 @@ use image::imageops::FilterType;
 use crate::DataError;
 use crate::config::FolderLabels;
 use crate::decode::{DecodeOptions, decode_image};
+use crate::parallel::parallel_map;
 use crate::transform::dynamic_to_chw;
 
 /// File extensions (lower case) read as images.
@@ -63,6 +64,8 @@ pub struct FolderImages {
     /// `[N]`: each image's path relative to the root folder, or as written in the manifest,
     /// `/`-separated (its identity in a validation split).
     pub keys: Vec<String>,
+    /// `[N]`: each image's file.
+    pub paths: Vec<PathBuf>,
 }
 
 /// An image file found in the folder, before decoding.
@@ -177,10 +180,13 @@ fn folder_name(root: &Path) -> String {
 /// Scans `root` with the label rule `labels` (`data.folder_labels`) and decodes every image to
 /// `[channels, size, size]` in [-1, 1].
 ///
-/// Decoding runs on all cores; the result does not depend on the thread count.
+/// Decoding runs on all cores; the result does not depend on the thread count. With
+/// `keep_pixels = false` every file is still decoded (to find the unusable ones) but `images`
+/// stays empty: the caller streams the files listed in `paths`.
 ///
 /// # Shapes
-/// - returns `images`: `[N, channels, size, size]` flattened, `labels`: `[N]`
+/// - returns `images`: `[N, channels, size, size]` flattened (or empty), `labels`, `keys`,
+///   `paths`: `[N]`
 pub fn load_folder(
     root: &Path,
     labels: FolderLabels,
@@ -188,6 +194,7 @@ pub fn load_folder(
     channels: usize,
     options: &DecodeOptions,
     filter: FilterType,
+    keep_pixels: bool,
 ) -> Result<FolderImages, DataError> {
     let FolderScan {
         entries,
@@ -195,8 +202,8 @@ pub fn load_folder(
         skipped,
     } = scan_folder_with(root, labels)?;
 
-    let decoded = decode_all(&entries, size, channels, options, filter);
-    let capacity = entries.len() * channels * size * size;
+    let decoded = decode_all(&entries, size, channels, options, filter, keep_pixels);
+    let capacity = if keep_pixels { entries.len() * channels * size * size } else { 0 };
     let results = entries.into_iter().zip(decoded).map(|(entry, result)| {
         let key = relative_key(root, &entry.path);
         (entry, key, result)
@@ -217,12 +224,14 @@ fn gather(
     let mut images = Vec::with_capacity(capacity);
     let mut labels = Vec::new();
     let mut keys = Vec::new();
+    let mut paths = Vec::new();
     for (entry, key, result) in results {
         match result {
             Ok(pixels) => {
                 images.extend_from_slice(&pixels);
                 labels.push(entry.label);
                 keys.push(key);
+                paths.push(entry.path);
             }
             Err(reason) => skipped.push((entry.path, reason)),
         }
@@ -233,6 +242,7 @@ fn gather(
         class_names,
         skipped,
         keys,
+        paths,
     }
 }
 
@@ -268,47 +278,25 @@ pub fn load_image(
     .map_err(|_| "image conversion panicked".to_string())
 }
 
-/// Decodes `entries` in parallel, keeping their order.
+/// Decodes `entries` in parallel, keeping their order. With `keep_pixels = false` only the
+/// outcome is kept (an empty vector for a usable file), so checking a collection larger than
+/// memory holds one image per thread at a time.
 fn decode_all(
     entries: &[ImageEntry],
     size: usize,
     channels: usize,
     options: &DecodeOptions,
     filter: FilterType,
+    keep_pixels: bool,
 ) -> Vec<Result<Vec<f32>, String>> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(entries.len().max(1));
-    if threads <= 1 {
-        return entries
-            .iter()
-            .map(|e| load_image(&e.path, size, channels, options, filter))
-            .collect();
-    }
-    let chunk = entries.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = entries
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|e| load_image(&e.path, size, channels, options, filter))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .zip(entries.chunks(chunk))
-            .flat_map(|(h, part)| match h.join() {
-                Ok(results) => results,
-                // Unreachable in practice (load_image catches panics), but a lost worker must
-                // still cost only its files.
-                Err(_) => vec![Err("decoding thread panicked".to_string()); part.len()],
-            })
-            .collect()
-    })
+    parallel_map(
+        entries,
+        |e| {
+            load_image(&e.path, size, channels, options, filter)
+                .map(|pixels| if keep_pixels { pixels } else { Vec::new() })
+        },
+        || Err("decoding thread panicked".to_string()),
+    )
 }
 
 enum EntryKind {
@@ -526,14 +514,18 @@ pub fn read_manifest(manifest: &Path) -> Result<ManifestScan, DataError> {
 /// skipped with its reason and its manifest line, in manifest order (so under
 /// `data.on_error = "fail"` the first one reported is the first one listed).
 ///
+/// `keep_pixels` as for [`load_folder`].
+///
 /// # Shapes
-/// - returns `images`: `[N, channels, size, size]` flattened, `labels`: `[N]`
+/// - returns `images`: `[N, channels, size, size]` flattened (or empty), `labels`, `keys`,
+///   `paths`: `[N]`
 pub fn load_manifest(
     manifest: &Path,
     size: usize,
     channels: usize,
     options: &DecodeOptions,
     filter: FilterType,
+    keep_pixels: bool,
 ) -> Result<FolderImages, DataError> {
     let ManifestScan { rows, class_names } = read_manifest(manifest)?;
     // Files that cannot even be opened get a clearer reason than the decoder's "cannot read".
@@ -557,8 +549,9 @@ pub fn load_manifest(
             label: row.label,
         })
         .collect();
-    let capacity = entries.len() * channels * size * size;
-    let mut decoded = decode_all(&entries, size, channels, options, filter).into_iter();
+    let capacity = if keep_pixels { entries.len() * channels * size * size } else { 0 };
+    let mut decoded =
+        decode_all(&entries, size, channels, options, filter, keep_pixels).into_iter();
     let results = rows.into_iter().zip(early).map(|(row, early)| {
         let result = match early {
             Some(reason) => Err(reason),

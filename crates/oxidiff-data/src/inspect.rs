@@ -83,7 +83,9 @@ fn by_count(counts: BTreeMap<String, usize>) -> Vec<(String, usize)> {
 
 /// Mean and standard deviation of each channel over the images at `indices`, in [0, 1] (the
 /// loaded values are in [-1, 1]); accumulated in f64 so that millions of pixels do not lose
-/// precision. Reads the images in place: no copy of a training split is made to measure it.
+/// precision. Reads cached images in place (no copy of a training split is made to measure it)
+/// and decodes streamed ones one at a time; a streamed file that fails is left out of the
+/// statistics (training reports it when it meets it).
 ///
 /// # Panics
 /// If an index is out of range.
@@ -91,8 +93,11 @@ pub fn channel_stats(data: &Dataset, indices: &[usize]) -> (Vec<f64>, Vec<f64>) 
     let plane = data.stored_size * data.stored_size;
     let mut sum = vec![0.0f64; data.channels];
     let mut sum_sq = vec![0.0f64; data.channels];
+    let mut counted = 0usize;
     for &i in indices {
-        for (c, values) in data.image(i).chunks_exact(plane.max(1)).enumerate() {
+        let Ok(image) = data.load(i) else { continue };
+        counted += 1;
+        for (c, values) in image.chunks_exact(plane.max(1)).enumerate() {
             for &v in values {
                 let unit = (f64::from(v) + 1.0) * 0.5;
                 sum[c] += unit;
@@ -100,7 +105,7 @@ pub fn channel_stats(data: &Dataset, indices: &[usize]) -> (Vec<f64>, Vec<f64>) 
             }
         }
     }
-    let n = (indices.len() * plane).max(1) as f64;
+    let n = (counted * plane).max(1) as f64;
     let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
     let std = sum_sq
         .iter()

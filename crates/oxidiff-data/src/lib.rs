@@ -1,6 +1,7 @@
 //! Data for oxidiff: the embedded 8×8 digits, folders and CSV manifests of image files, IDX files
-//! (Fashion-MNIST) and `.npy` arrays, checked and loaded into memory
-//! as `[N, C, H, W]` values in [-1, 1]; a seeded, resumable epoch order; sample-grid PNGs.
+//! (Fashion-MNIST) and `.npy` arrays, checked and loaded into memory as `[N, C, H, W]` values in
+//! [-1, 1] (image files can instead be streamed, with prefetching); a seeded, resumable epoch
+//! order; sample-grid PNGs.
 //!
 //! ```no_run
 //! use oxidiff_data::{DataConfig, EpochSampler, load_dataset};
@@ -8,7 +9,7 @@
 //!
 //! let data = load_dataset(&DataConfig::default(), 8, 1)?; // the digits, 8×8 grayscale
 //! let sampler = EpochSampler::new(data.len(), 64, 42);
-//! let batch = data.batch(&sampler.batch_indices(0), &Device::flex()); // [64, 1, 8, 8]
+//! let batch = data.batch(&sampler.batch_indices(0), &Device::flex())?; // [64, 1, 8, 8]
 //! # Ok::<(), oxidiff_data::DataError>(())
 //! ```
 
@@ -23,6 +24,8 @@ pub mod grid;
 pub mod idx;
 pub mod inspect;
 pub mod npy;
+mod parallel;
+pub mod prefetch;
 pub mod report;
 pub mod split;
 pub mod standardize;
@@ -32,12 +35,15 @@ pub use augment::{Augment, CropMode};
 pub use config::{
     ColorMode, DataConfig, DataSource, ErrorPolicy, FolderLabels, ResizeFilter, Standardize,
 };
-pub use dataset::{Dataset, EpochSampler, load_dataset, load_dataset_for_run};
+pub use dataset::{
+    Batch, Dataset, EpochSampler, FileStream, Images, load_dataset, load_dataset_for_run,
+};
+pub use prefetch::Prefetcher;
 pub use digits::load_digits;
 pub use error::DataError;
 pub use grid::{save_grid, tensor_to_grid_image};
 pub use idx::{IdxArray, IdxImages, Subset, read_idx, read_idx_images};
 pub use inspect::{Inspection, channel_stats, inspect};
-pub use report::DataReport;
+pub use report::{DataReport, LateSkip};
 pub use split::{Split, SplitRecord, split_for, split_from_list, stratified_split};
 pub use standardize::ChannelStats;

@@ -4,12 +4,12 @@
 //! the reasons (truncated, zero-sized, over the pixel limit, …) are what a user needs to clean
 //! the folder; the report sits next to the checkpoints, so the run stays explainable later.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{DataConfig, Dataset, Split};
 
 /// One class and its image counts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClassCount {
     pub name: String,
     pub train: usize,
@@ -17,14 +17,14 @@ pub struct ClassCount {
 }
 
 /// One input left out, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkippedInput {
     pub path: String,
     pub reason: String,
 }
 
 /// The content of `data_report.json`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataReport {
     /// The source in words ("folder /data/cats", "Fashion-MNIST (train files in …)").
     pub source: String,
@@ -36,6 +36,20 @@ pub struct DataReport {
     pub shape: [usize; 3],
     pub classes: Vec<ClassCount>,
     pub skipped: Vec<SkippedInput>,
+    /// Streamed files (`data.cache = false`) that failed after the load had checked them —
+    /// deleted, truncated or replaced while the run was going — each listed once, with the step
+    /// it was first met at. The trainer rewrites the report when one is added.
+    #[serde(default)]
+    pub skipped_during_training: Vec<LateSkip>,
+}
+
+/// A streamed file that failed during training.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateSkip {
+    pub path: String,
+    pub reason: String,
+    /// The optimiser step whose batch met it first (1-based, as in `metrics.jsonl`).
+    pub step: u64,
 }
 
 impl DataReport {
@@ -74,6 +88,27 @@ impl DataReport {
                     reason: reason.clone(),
                 })
                 .collect(),
+            skipped_during_training: Vec::new(),
         }
+    }
+
+    /// Adds the files of `failed` not listed yet, as first met at `step`; returns those added.
+    pub fn add_late_skips(&mut self, failed: &[(std::path::PathBuf, String)], step: u64) -> Vec<LateSkip> {
+        let mut added = Vec::new();
+        for (path, reason) in failed {
+            let path = path.display().to_string();
+            if self.skipped_during_training.iter().any(|s| s.path == path)
+                || added.iter().any(|s: &LateSkip| s.path == path)
+            {
+                continue;
+            }
+            added.push(LateSkip {
+                path,
+                reason: reason.clone(),
+                step,
+            });
+        }
+        self.skipped_during_training.extend(added.iter().cloned());
+        added
     }
 }

@@ -38,15 +38,15 @@ fn digits_dataset_native_and_resized() {
     );
     assert_eq!(native.class_names[3], "3");
     assert_eq!(
-        native.images, raw,
+        native.cached().unwrap(), raw,
         "8×8 grayscale must be the data untouched"
     );
     assert_eq!(native.labels, labels);
     assert!(native.skipped.is_empty());
 
     let rgb16 = load_dataset(&DataConfig::default(), 16, 3).unwrap();
-    assert_eq!(rgb16.images.len(), DIGITS_LEN * 3 * 16 * 16);
-    assert!(rgb16.images.iter().all(|v| (-1.0..=1.0).contains(v)));
+    assert_eq!(rgb16.cached().unwrap().len(), DIGITS_LEN * 3 * 16 * 16);
+    assert!(rgb16.cached().unwrap().iter().all(|v| (-1.0..=1.0).contains(v)));
     let img = rgb16.image(5);
     let plane = 16 * 16;
     assert_eq!(
@@ -63,7 +63,7 @@ fn digits_dataset_native_and_resized() {
 
     let small = load_dataset(&DataConfig::default(), 4, 1).unwrap();
     assert_eq!(small.image(0).len(), 16);
-    assert!(small.images.iter().all(|v| (-1.0..=1.0).contains(v)));
+    assert!(small.cached().unwrap().iter().all(|v| (-1.0..=1.0).contains(v)));
 }
 
 #[test]
@@ -71,7 +71,7 @@ fn batch_is_a_tensor_of_the_chosen_images() {
     use burn::tensor::Device;
     let data = load_dataset(&DataConfig::default(), 8, 1).unwrap();
     let idx = [3usize, 0, 1796];
-    let t = data.batch(&idx, &Device::flex());
+    let t = data.batch(&idx, &Device::flex()).unwrap();
     assert_eq!(t.dims(), [3, 1, 8, 8]);
     let values = t.into_data().try_to_vec::<f32>().unwrap();
     let expected: Vec<f32> = idx.iter().flat_map(|&i| data.image(i).to_vec()).collect();
@@ -99,10 +99,11 @@ fn stored_images_are_larger_and_batches_are_crops_of_them() {
         (8, 12, 144)
     );
     let device = Device::flex();
-    let centre = data.batch(&[0, 1], &device);
+    let centre = data.batch(&[0, 1], &device).unwrap();
     assert_eq!(centre.dims(), [2, 1, 8, 8]);
     let values = |seed: u64| {
         data.batch_with(&[0], config.augment(), |_| Some(seed), &device)
+            .unwrap()
             .into_data()
             .try_to_vec::<f32>()
             .unwrap()

@@ -65,8 +65,8 @@ fn labels_from_sub_folders_and_layouts() {
         assert_eq!(d.num_classes, 2);
         // Sorted paths: cats/a.png, cats/sub/b.jpg, dogs/c.png, dogs/d.jpeg.
         assert_eq!(d.labels, vec![0, 0, 1, 1]);
-        assert_eq!(d.images.len(), 4 * channels * size * size);
-        assert!(d.images.iter().all(|v| (-1.0..=1.0).contains(v)));
+        assert_eq!(d.cached().unwrap().len(), 4 * channels * size * size);
+        assert!(d.cached().unwrap().iter().all(|v| (-1.0..=1.0).contains(v)));
 
         let plane = size * size;
         let (red, grey, white, blue) = (d.image(0), d.image(1), d.image(2), d.image(3));

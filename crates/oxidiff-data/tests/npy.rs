@@ -516,7 +516,7 @@ fn an_npy_source_applies_the_missing_values_policy_when_loading() {
 
     let filled = oxidiff_data::load_dataset(&npy_config(&path, MissingValues::Fill), 2, 1).unwrap();
     assert_eq!(filled.len(), 4);
-    assert!(filled.images.iter().all(|v| v.is_finite()));
+    assert!(filled.cached().unwrap().iter().all(|v| v.is_finite()));
     // Without a validation split every image is training data: the channel mean of the finite
     // values is (4·0.1 + 4·0.2 + 3·0.3 + 4·0.4) / 15, in [-1, 1] as 2·mean − 1.
     let mean = (0.4 + 0.8 + 0.9 + 1.6) / 15.0;

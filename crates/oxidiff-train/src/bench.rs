@@ -74,6 +74,10 @@ pub struct BenchReport {
     pub data_images_per_s: f64,
     /// Images decoded, resized and converted per second when the dataset is loaded.
     pub data_load_images_per_s: f64,
+    /// Batches assembled per second × batch when streaming (`data.cache = false`): the same
+    /// images written as PNG files, decoded again for every batch (all cores), random crop +
+    /// flip. In training this runs on the prefetch thread, beside the model.
+    pub data_stream_images_per_s: f64,
     /// Peak resident set size of this process (VmHWM), bytes.
     pub peak_rss_bytes: u64,
     /// Analytic FLOPs of one forward pass of one image (multiply-add = 2).
@@ -274,15 +278,18 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
     let data_ms = time_median(config.warmup, config.iters, || {
         let indices = sampler.batch_indices(step);
         let seed = step;
-        let x = data.batch_with(
+        // Cached images cannot fail to load.
+        if let Ok(x) = data.batch_with(
             &indices,
             data_config.augment(),
             |k| Some(seed * 1000 + k as u64),
             device,
-        );
-        let _ = x.into_data();
+        ) {
+            let _ = x.into_data();
+        }
         step += 1;
     });
+    let stream_ms = streamed_batch_ms(&data, &data_config, batch, config)?;
 
     let train_flops_per_image = 3 * flops.total();
     let gflops =
@@ -307,6 +314,7 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
         ddim_step_ms,
         data_images_per_s: batch as f64 / (data_ms * 1e-3),
         data_load_images_per_s,
+        data_stream_images_per_s: batch as f64 / (stream_ms * 1e-3),
         peak_rss_bytes: peak_rss_bytes(),
         forward_flops_per_image: flops.total(),
         train_flops_per_image,
@@ -320,4 +328,57 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
         threads,
         device: format!("{device:?}"),
     })
+}
+
+/// Median milliseconds to assemble a streamed batch: the first 256 images of `data` written as
+/// PNG files to a temporary folder, loaded with `cache = false`, a batch decoded per call.
+fn streamed_batch_ms(
+    data: &oxidiff_data::Dataset,
+    data_config: &oxidiff_data::DataConfig,
+    batch: usize,
+    config: &BenchConfig,
+) -> Result<f64, TrainError> {
+    let dir = std::env::temp_dir().join(format!("oxidiff-bench-stream-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+    let result = (|| {
+        let n = data.len().min(256);
+        for i in 0..n {
+            let path = dir.join(format!("{i:04}.png"));
+            oxidiff_data::save_grid(
+                &path,
+                data.image(i),
+                1,
+                data.channels,
+                data.stored_size,
+                1,
+                1,
+            )?;
+        }
+        let stream_config = oxidiff_data::DataConfig {
+            source: oxidiff_data::DataSource::Folder,
+            path: Some(dir.clone()),
+            cache: false,
+            ..data_config.clone()
+        };
+        let files = oxidiff_data::load_dataset(&stream_config, data.size, data.channels)?;
+        let sampler = oxidiff_data::EpochSampler::new(files.len(), batch, 0);
+        let mut step = 0u64;
+        let mut failed = None;
+        let ms = time_median(config.warmup, config.iters, || {
+            let indices = sampler.batch_indices(step);
+            let seed = step;
+            if let Err(e) =
+                files.assemble(&indices, data_config.augment(), |k| Some(seed * 1000 + k as u64))
+            {
+                failed = Some(e);
+            }
+            step += 1;
+        });
+        match failed {
+            Some(e) => Err(TrainError::from(e)),
+            None => Ok(ms),
+        }
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }

@@ -2,14 +2,15 @@
 //! the weights, and writes metrics, sample grids and checkpoints.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use oxidiff_data::{
-    ChannelStats, DataReport, Dataset, EpochSampler, Split, SplitRecord, Standardize,
-    load_dataset_for_run, split_for, split_from_list,
+    Batch, ChannelStats, DataReport, Dataset, EpochSampler, LateSkip, Prefetcher, Split,
+    SplitRecord, Standardize, load_dataset_for_run, split_for, split_from_list,
 };
 use oxidiff_diffusion::GaussianDiffusion;
 use oxidiff_diffusion::noise::{sample_timesteps, training_noise};
@@ -43,6 +44,9 @@ pub enum TrainEvent<'a> {
         total_steps: u64,
     },
     Step(&'a StepStats),
+    /// A streamed file failed during training and was left out (`data.on_error = "skip"`);
+    /// it is also added to `data_report.json`.
+    Skipped(&'a LateSkip),
     SampleGrid(&'a Path),
     Checkpoint(&'a Path),
 }
@@ -58,8 +62,9 @@ pub struct Trainer {
     pub ema: Ema,
     optimizer: ModuleOptimizer,
     pub diffusion: GaussianDiffusion,
-    /// The images trained on: the whole source minus the validation split.
-    pub dataset: Dataset,
+    /// The images trained on: the whole source minus the validation split (shared with the
+    /// prefetch thread when streamed).
+    pub dataset: Arc<Dataset>,
     /// The held-out images (`data.validation_fraction` or `data.validation_list`; empty by
     /// default), never seen by the optimiser.
     pub validation: Dataset,
@@ -67,11 +72,29 @@ pub struct Trainer {
     /// (`data.standardize = "per-channel"`); `None` for the default [-1, 1] scaling.
     pub standardization: Option<ChannelStats>,
     sampler: EpochSampler,
+    feed: Feed,
+    /// `data_report.json`, kept to add the files that fail during training.
+    data_report: DataReport,
+    /// Files that failed since the driver last looked (see [`TrainEvent::Skipped`]).
+    new_skips: Vec<LateSkip>,
     rng: ChaCha8Rng,
     /// Optimiser steps completed.
     pub step: u64,
     metrics: MetricsLog,
 }
+
+/// How a step's images reach it.
+enum Feed {
+    /// Cached images: assembled when the step needs them (microseconds per batch).
+    Inline,
+    /// Streamed files: decoded ahead of time on a background thread, `next` being the first
+    /// step not yet requested.
+    Prefetch { loader: Prefetcher, next: u64 },
+}
+
+/// Steps whose batches a streamed dataset prepares ahead: enough to hide a slow file behind
+/// the steps before it, few enough to hold only a few batches.
+const PREFETCH_STEPS: u64 = 3;
 
 /// The validation split of a run, by the keys of its held-out images.
 pub const SPLIT_FILE: &str = "split.json";
@@ -87,10 +110,8 @@ fn standardized(
     stats: Option<&ChannelStats>,
 ) -> (Dataset, Dataset) {
     if let Some(stats) = stats {
-        for data in [&mut train, &mut validation] {
-            let plane = data.stored_size * data.stored_size;
-            stats.apply(&mut data.images, plane);
-        }
+        train.standardize(stats);
+        validation.standardize(stats);
     }
     (train, validation)
 }
@@ -112,21 +133,24 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TrainEr
     checkpoint::write_atomic(path, text.as_bytes())
 }
 
-/// The (train, validation) datasets of a resumed run: the held-out keys saved in `split.json`,
-/// so that a resumed run never trains on an image the first part held out. Runs saved before
-/// splits existed have no file and no validation images.
-fn resume_split(run_dir: &Path, all: Dataset) -> Result<(Dataset, Dataset), TrainError> {
+/// The split of a resumed run: the held-out keys saved in `split.json`, so that a resumed run
+/// never trains on an image the first part held out. Runs saved before splits existed have no
+/// file and no validation images.
+fn resume_split(run_dir: &Path, all: &Dataset) -> Result<Split, TrainError> {
     let path = run_dir.join(SPLIT_FILE);
-    let split = if path.is_file() {
+    if path.is_file() {
         let record: SplitRecord = read_json(&path)?;
-        split_from_list(&all.keys, &record.validation, &path.display().to_string())?
+        Ok(split_from_list(
+            &all.keys,
+            &record.validation,
+            &path.display().to_string(),
+        )?)
     } else {
-        Split {
+        Ok(Split {
             train: (0..all.len()).collect(),
             validation: Vec::new(),
-        }
-    };
-    Ok(divide(all, &split))
+        })
+    }
 }
 
 /// The training and validation datasets of `split`. Without held-out images the whole dataset
@@ -142,6 +166,20 @@ fn divide(all: Dataset, split: &Split) -> (Dataset, Dataset) {
 
 /// Keeps the augmentation draws apart from the other streams derived from the run seed.
 const AUGMENT_STREAM: u64 = 0xA5A5_0000_0000_0001;
+
+/// The augmentation seed of every image of step `step` (`per_step` images): a function of the
+/// run seed and the image's position in the whole run, so a resumed or prefetched run crops
+/// and flips exactly as an uninterrupted one.
+fn augment_seeds(seed: u64, step: u64, per_step: usize) -> Vec<Option<u64>> {
+    (0..per_step as u64)
+        .map(|pos| {
+            Some(derive_seed(
+                seed ^ AUGMENT_STREAM,
+                step * per_step as u64 + pos,
+            ))
+        })
+        .collect()
+}
 
 /// Mixes the run seed with a counter so every step has its own reproducible stream.
 fn derive_seed(seed: u64, counter: u64) -> u64 {
@@ -172,10 +210,8 @@ impl Trainer {
         checkpoint::write_atomic(&run_dir.join(CONFIG_FILE), config.to_toml().as_bytes())?;
         let record = split.record(&all.keys, config.data.validation_fraction, config.seed);
         write_json(&run_dir.join(SPLIT_FILE), &record)?;
-        write_json(
-            &run_dir.join(DATA_REPORT_FILE),
-            &DataReport::new(&config.data, &all, &split),
-        )?;
+        let data_report = DataReport::new(&config.data, &all, &split);
+        write_json(&run_dir.join(DATA_REPORT_FILE), &data_report)?;
         let standardization = match config.data.standardize {
             Standardize::MinusOneOne => None,
             Standardize::PerChannel => {
@@ -194,7 +230,7 @@ impl Trainer {
         Self::assemble(
             config,
             unet,
-            dataset,
+            (dataset, data_report),
             standardization,
             run_dir,
             ad_device,
@@ -247,7 +283,14 @@ impl Trainer {
             Standardize::MinusOneOne => None,
             Standardize::PerChannel => Some(read_json(&run_dir.join(STANDARDIZATION_FILE))?),
         };
-        let dataset = standardized(resume_split(&run_dir, all)?, standardization.as_ref());
+        let split = resume_split(&run_dir, &all)?;
+        // Runs saved before the report existed (or with it deleted) get a fresh one.
+        let report_path = run_dir.join(DATA_REPORT_FILE);
+        let data_report = match read_json(&report_path) {
+            Ok(report) => report,
+            Err(_) => DataReport::new(&config.data, &all, &split),
+        };
+        let dataset = standardized(divide(all, &split), standardization.as_ref());
         let model = checkpoint::load_weights(unet.init(&ad_device), &dir.join(MODEL_FILE))?;
         let ema = Ema {
             model: checkpoint::load_weights(unet.init(device), &dir.join(EMA_FILE))?,
@@ -261,7 +304,7 @@ impl Trainer {
         Self::assemble(
             config,
             unet,
-            dataset,
+            (dataset, data_report),
             standardization,
             &run_dir,
             ad_device,
@@ -277,7 +320,7 @@ impl Trainer {
     fn assemble(
         config: RunConfig,
         unet: UNetConfig,
-        (dataset, validation): (Dataset, Dataset),
+        ((dataset, validation), data_report): ((Dataset, Dataset), DataReport),
         standardization: Option<ChannelStats>,
         run_dir: &Path,
         device: Device,
@@ -294,6 +337,15 @@ impl Trainer {
         );
         let diffusion = GaussianDiffusion::new(config.diffusion.clone())?;
         let metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"), step)?;
+        let dataset = Arc::new(dataset);
+        let feed = if dataset.cached().is_some() {
+            Feed::Inline
+        } else {
+            Feed::Prefetch {
+                loader: Prefetcher::new(Arc::clone(&dataset), config.data.augment()),
+                next: step,
+            }
+        };
         Ok(Self {
             config,
             unet,
@@ -307,29 +359,64 @@ impl Trainer {
             validation,
             standardization,
             sampler,
+            feed,
+            data_report,
+            new_skips: Vec::new(),
             rng,
             step,
             metrics,
         })
     }
 
-    /// The loss of one micro-batch and its gradients. `first` is the position of its first image
-    /// within the step's batch: with the step, it seeds each image's crop and flip.
-    fn micro_step(&mut self, indices: &[usize], first: usize) -> (f64, GradientsParams) {
-        let batch = indices.len();
-        let per_step = (self.config.train.batch_size * self.config.train.grad_accum_steps) as u64;
-        let (seed, step) = (self.config.seed, self.step);
-        let x_start = self.dataset.batch_with(
-            indices,
-            self.config.data.augment(),
-            |k| {
-                Some(derive_seed(
-                    seed ^ AUGMENT_STREAM,
-                    step * per_step + (first + k) as u64,
-                ))
-            },
-            &self.device,
-        );
+    /// The images of the current step (`batch_size × grad_accum_steps` of them), augmented.
+    /// Files that failed are recorded in `data_report.json` and queued for the driver.
+    fn step_batch(&mut self) -> Result<Batch, TrainError> {
+        let per_step = self.config.train.batch_size * self.config.train.grad_accum_steps;
+        let seed = self.config.seed;
+        let batch = match &mut self.feed {
+            Feed::Inline => {
+                let seeds = augment_seeds(seed, self.step, per_step);
+                self.dataset.assemble(
+                    &self.sampler.batch_indices(self.step),
+                    self.config.data.augment(),
+                    |k| seeds[k],
+                )?
+            }
+            Feed::Prefetch { loader, next } => {
+                // `next` trails the step only if a batch was lost to an error; start again here.
+                if *next <= self.step || loader.pending() == 0 {
+                    *next = self.step;
+                }
+                while *next < self.step + PREFETCH_STEPS {
+                    let s = *next;
+                    loader.request(
+                        s,
+                        self.sampler.batch_indices(s),
+                        augment_seeds(seed, s, per_step),
+                    );
+                    *next += 1;
+                }
+                loader.receive(self.step)?
+            }
+        };
+        if !batch.failed.is_empty() {
+            let added = self.data_report.add_late_skips(&batch.failed, self.step + 1);
+            if !added.is_empty() {
+                write_json(&self.run_dir.join(DATA_REPORT_FILE), &self.data_report)?;
+                self.new_skips.extend(added);
+            }
+        }
+        Ok(batch)
+    }
+
+    /// The loss of one micro-batch (images `range` of the step's batch) and its gradients.
+    fn micro_step(
+        &mut self,
+        step_batch: &Batch,
+        range: std::ops::Range<usize>,
+    ) -> (f64, GradientsParams) {
+        let batch = range.len();
+        let x_start = step_batch.slice_tensor(range.clone(), &self.device);
         let [_, c, h, w] = x_start.dims();
         let t = sample_timesteps(&mut self.rng, batch, self.diffusion.num_timesteps());
         let noise = training_noise(
@@ -342,11 +429,9 @@ impl Trainer {
         let t_float: Vec<f32> = t.iter().map(|&v| v as f32).collect();
         let timesteps = Tensor::<1>::from_data(TensorData::new(t_float, [batch]), &self.device);
         let labels = self.unet.num_classes.map(|_| {
-            let labels: Vec<i64> = self
-                .dataset
-                .labels_of(indices)
-                .into_iter()
-                .map(|l| l as i64)
+            let labels: Vec<i64> = step_batch.labels[range]
+                .iter()
+                .map(|&l| l as i64)
                 .collect();
             Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &self.device)
         });
@@ -364,17 +449,18 @@ impl Trainer {
         // Dropout draws from the backend generator: reseed it per step so a resumed run repeats
         // exactly what an uninterrupted one would have drawn.
         self.device.seed(derive_seed(self.config.seed, self.step));
-        let indices = self.sampler.batch_indices(self.step);
+        let batch = self.step_batch()?;
         let accum = train.grad_accum_steps;
         let mut loss_sum = 0.0;
         let mut grads = if accum == 1 {
-            let (loss, grads) = self.micro_step(&indices, 0);
+            let (loss, grads) = self.micro_step(&batch, 0..train.batch_size);
             loss_sum += loss;
             grads
         } else {
             let mut accumulator = GradientsAccumulator::new();
-            for (k, chunk) in indices.chunks(train.batch_size).enumerate() {
-                let (loss, grads) = self.micro_step(chunk, k * train.batch_size);
+            for k in 0..accum {
+                let range = k * train.batch_size..(k + 1) * train.batch_size;
+                let (loss, grads) = self.micro_step(&batch, range);
                 loss_sum += loss;
                 accumulator.accumulate(&self.model, grads);
             }
@@ -483,6 +569,9 @@ impl Trainer {
         });
         while self.step < end {
             let stats = self.train_step()?;
+            for skip in std::mem::take(&mut self.new_skips) {
+                observer(TrainEvent::Skipped(&skip));
+            }
             observer(TrainEvent::Step(&stats));
             let last = self.step == end;
             if self.step.is_multiple_of(self.config.train.sample_every)

@@ -6,7 +6,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use oxidiff_models::UNet;
 use oxidiff_train::checkpoint::{self, load_weights};
-use oxidiff_train::{Trainer, read_metrics};
+use oxidiff_train::{TrainEvent, Trainer, read_metrics};
 
 use common::{fixed_eval_loss, tiny_config, write_images};
 
@@ -328,7 +328,7 @@ fn per_channel_standardisation_is_saved_applied_and_undone() {
     let stats = trainer.standardization.clone().unwrap();
     assert!((0.0..=1.0).contains(&stats.mean[0]) && stats.std[0] > 0.0);
     // The training images are centred by their own statistics.
-    let images = &trainer.dataset.images;
+    let images = trainer.dataset.cached().unwrap();
     let mean = images.iter().map(|&v| f64::from(v)).sum::<f64>() / images.len() as f64;
     let var = images
         .iter()
@@ -360,4 +360,71 @@ fn per_channel_standardisation_is_saved_applied_and_undone() {
         .err()
         .map(|e| e.to_string());
     assert!(err.is_some_and(|e| e.contains("clip_sample")));
+}
+
+#[test]
+fn streamed_data_trains_exactly_like_cached_and_survives_a_vanished_file() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_images(&data, 16);
+    let extra = |cache: bool| {
+        vec![
+            "train.steps=6".to_string(),
+            "train.batch_size=8".into(),
+            "train.grad_accum_steps=2".into(),
+            "data.resize=10".into(),
+            "data.crop=\"random\"".into(),
+            "data.flip=true".into(),
+            format!("data.cache={cache}"),
+        ]
+    };
+    let config = |cache: bool, more: &[&str]| {
+        let mut all = extra(cache);
+        all.extend(more.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        tiny_config(&data, &refs)
+    };
+    let device = Device::flex();
+    let mut cached = Trainer::new(config(true, &[]), &tmp.path().join("a"), &device).unwrap();
+    cached.run(None, &mut |_| {}).unwrap();
+    let mut streamed = Trainer::new(config(false, &[]), &tmp.path().join("b"), &device).unwrap();
+    assert!(streamed.dataset.cached().is_none());
+    streamed.run(None, &mut |_| {}).unwrap();
+    // Same batches (decoded per step, prefetched ahead) → the same run.
+    let diff = max_abs_diff(&weights(&cached.model), &weights(&streamed.model));
+    assert!(diff <= 1e-6, "weights differ by {diff}");
+
+    // A file deleted mid-run: the run finishes, the file is reported once with its step.
+    let mut run = Trainer::new(config(false, &[]), &tmp.path().join("c"), &device).unwrap();
+    run.run(Some(2), &mut |_| {}).unwrap();
+    std::fs::remove_file(data.join("img-05.png")).unwrap();
+    let mut seen = Vec::new();
+    run.run(None, &mut |event| {
+        if let TrainEvent::Skipped(skip) = event {
+            seen.push(skip.clone());
+        }
+    })
+    .unwrap();
+    assert_eq!(run.step, 6);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].path.ends_with("img-05.png") && seen[0].step > 2, "{seen:?}");
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("c/data_report.json")).unwrap(),
+    )
+    .unwrap();
+    let late = report["skipped_during_training"].as_array().unwrap();
+    assert_eq!(late.len(), 1);
+    assert!(late[0]["path"].as_str().unwrap().ends_with("img-05.png"));
+
+    // Under on_error = "fail" the same thing stops the run with an error naming the file.
+    let mut strict = Trainer::new(
+        config(false, &["data.on_error=\"fail\""]),
+        &tmp.path().join("d"),
+        &device,
+    )
+    .unwrap();
+    std::fs::remove_file(data.join("img-06.png")).unwrap();
+    let err = strict.run(None, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("img-06.png") && err.contains("batch time"), "{err}");
 }

@@ -55,11 +55,16 @@ pub fn inspect_command(args: InspectArgs) -> Result<()> {
         .with_context(|| format!("inspecting {}", config.data.describe_source()))?;
     print_inspection(&config, &report);
     let data = &report.dataset;
-    let n = data.len().min(64);
+    // Streamed datasets decode again here; a file that broke since the load is left out.
+    let images: Vec<f32> = (0..data.len().min(64))
+        .filter_map(|i| data.load(i).ok())
+        .flat_map(|image| image.into_owned())
+        .collect();
+    let n = images.len() / data.image_len().max(1);
     let nrow = (n as f64).sqrt().ceil().max(1.0) as usize;
     save_grid(
         &args.preview,
-        &data.images[..n * data.image_len()],
+        &images,
         n,
         data.channels,
         data.stored_size,

@@ -48,11 +48,16 @@ impl Progress {
                 self.total = total_steps;
                 self.started = Instant::now();
                 eprintln!(
-                    "data: {} images ({}×{}×{}) for training, {validation} held out, {} skipped; model: {parameters} parameters; steps {start_step} → {total_steps}",
+                    "data: {} images ({}×{}×{}) for training{}, {validation} held out, {} skipped; model: {parameters} parameters; steps {start_step} → {total_steps}",
                     dataset.len(),
                     dataset.channels,
                     dataset.size,
                     dataset.size,
+                    if dataset.cached().is_some() {
+                        ""
+                    } else {
+                        " (streamed from their files)"
+                    },
                     dataset.skipped.len()
                 );
                 for (path, reason) in dataset.skipped.iter().take(10) {
@@ -73,6 +78,10 @@ impl Progress {
                 }
             }
             TrainEvent::Step(stats) => self.on_step(stats),
+            TrainEvent::Skipped(skip) => self.say(format!(
+                "skipped at step {}: {}: {} (added to data_report.json)",
+                skip.step, skip.path, skip.reason
+            )),
             TrainEvent::SampleGrid(path) => self.say(format!("samples: {}", path.display())),
             TrainEvent::Checkpoint(path) => self.say(format!("checkpoint: {}", path.display())),
         }

@@ -55,7 +55,7 @@ pub fn fixed_eval_loss(trainer: &Trainer) -> f64 {
         .load_record(trainer.model.valid().into_record());
     let n = trainer.dataset.len();
     let indices: Vec<usize> = (0..n).collect();
-    let x0 = trainer.dataset.batch(&indices, &device);
+    let x0 = trainer.dataset.batch(&indices, &device).unwrap();
     let [_, c, h, w] = x0.dims();
     let noise = randn(&mut ChaCha8Rng::seed_from_u64(1234), [n, c, h, w], &device);
     let t: Vec<usize> = (0..n).map(|i| 50 + i * 900 / n).collect();
