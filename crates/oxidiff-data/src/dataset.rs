@@ -14,13 +14,13 @@ use crate::config::{ColorMode, DataConfig, DataSource, ErrorPolicy, ResizeFilter
 use crate::decode::DecodeOptions;
 use crate::digits::{DIGITS_CLASSES, DIGITS_SIZE, load_digits};
 use crate::folder::{load_folder, load_image};
-use crate::parallel::parallel_map;
-use crate::standardize::ChannelStats;
 use crate::idx::{
     FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, IdxImages, fashion_mnist_files, read_idx_images,
 };
 use crate::npy::{MissingValues, apply_missing_values, non_finite_samples, npy_images, read_npy};
+use crate::parallel::parallel_map;
 use crate::split::split_for;
+use crate::standardize::ChannelStats;
 use crate::transform::{dynamic_to_chw, gray_plane_to_chw};
 
 /// Where a dataset's pixels are.
@@ -277,8 +277,10 @@ impl Dataset {
             |&i| self.load(i).map(Cow::into_owned),
             || Err((PathBuf::new(), "decoding thread panicked".to_string())),
         );
-        let failed: Vec<(PathBuf, String)> =
-            loaded.iter().filter_map(|r| r.as_ref().err().cloned()).collect();
+        let failed: Vec<(PathBuf, String)> = loaded
+            .iter()
+            .filter_map(|r| r.as_ref().err().cloned())
+            .collect();
         if let (ErrorPolicy::Fail, Some((path, reason))) = (stream.on_error, failed.first()) {
             return Err(DataError::Unusable {
                 path: path.clone(),

@@ -203,7 +203,11 @@ pub fn load_folder(
     } = scan_folder_with(root, labels)?;
 
     let decoded = decode_all(&entries, size, channels, options, filter, keep_pixels);
-    let capacity = if keep_pixels { entries.len() * channels * size * size } else { 0 };
+    let capacity = if keep_pixels {
+        entries.len() * channels * size * size
+    } else {
+        0
+    };
     let results = entries.into_iter().zip(decoded).map(|(entry, result)| {
         let key = relative_key(root, &entry.path);
         (entry, key, result)
@@ -549,7 +553,11 @@ pub fn load_manifest(
             label: row.label,
         })
         .collect();
-    let capacity = if keep_pixels { entries.len() * channels * size * size } else { 0 };
+    let capacity = if keep_pixels {
+        entries.len() * channels * size * size
+    } else {
+        0
+    };
     let mut decoded =
         decode_all(&entries, size, channels, options, filter, keep_pixels).into_iter();
     let results = rows.into_iter().zip(early).map(|(row, early)| {

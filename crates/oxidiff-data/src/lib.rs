@@ -38,12 +38,12 @@ pub use config::{
 pub use dataset::{
     Batch, Dataset, EpochSampler, FileStream, Images, load_dataset, load_dataset_for_run,
 };
-pub use prefetch::Prefetcher;
 pub use digits::load_digits;
 pub use error::DataError;
 pub use grid::{save_grid, tensor_to_grid_image};
 pub use idx::{IdxArray, IdxImages, Subset, read_idx, read_idx_images};
 pub use inspect::{Inspection, channel_stats, inspect};
+pub use prefetch::Prefetcher;
 pub use report::{DataReport, LateSkip};
 pub use split::{Split, SplitRecord, split_for, split_from_list, stratified_split};
 pub use standardize::ChannelStats;

@@ -48,7 +48,10 @@ mod tests {
     #[test]
     fn keeps_order_and_survives_a_panicking_share() {
         let items: Vec<usize> = (0..37).collect();
-        assert_eq!(parallel_map(&items, |&i| i * 2, || 0), (0..37).map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(
+            parallel_map(&items, |&i| i * 2, || 0),
+            (0..37).map(|i| i * 2).collect::<Vec<_>>()
+        );
         let out = parallel_map(
             &items,
             |&i| {

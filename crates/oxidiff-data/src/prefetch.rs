@@ -42,8 +42,7 @@ impl Prefetcher {
             .name("oxidiff-prefetch".into())
             .spawn(move || {
                 for request in inbox {
-                    let batch =
-                        dataset.assemble(&request.indices, augment, |k| request.seeds[k]);
+                    let batch = dataset.assemble(&request.indices, augment, |k| request.seeds[k]);
                     if outbox.send((request.id, batch)).is_err() {
                         break;
                     }

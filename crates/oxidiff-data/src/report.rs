@@ -93,7 +93,11 @@ impl DataReport {
     }
 
     /// Adds the files of `failed` not listed yet, as first met at `step`; returns those added.
-    pub fn add_late_skips(&mut self, failed: &[(std::path::PathBuf, String)], step: u64) -> Vec<LateSkip> {
+    pub fn add_late_skips(
+        &mut self,
+        failed: &[(std::path::PathBuf, String)],
+        step: u64,
+    ) -> Vec<LateSkip> {
         let mut added = Vec::new();
         for (path, reason) in failed {
             let path = path.display().to_string();

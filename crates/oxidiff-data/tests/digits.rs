@@ -38,7 +38,8 @@ fn digits_dataset_native_and_resized() {
     );
     assert_eq!(native.class_names[3], "3");
     assert_eq!(
-        native.cached().unwrap(), raw,
+        native.cached().unwrap(),
+        raw,
         "8×8 grayscale must be the data untouched"
     );
     assert_eq!(native.labels, labels);
@@ -46,7 +47,13 @@ fn digits_dataset_native_and_resized() {
 
     let rgb16 = load_dataset(&DataConfig::default(), 16, 3).unwrap();
     assert_eq!(rgb16.cached().unwrap().len(), DIGITS_LEN * 3 * 16 * 16);
-    assert!(rgb16.cached().unwrap().iter().all(|v| (-1.0..=1.0).contains(v)));
+    assert!(
+        rgb16
+            .cached()
+            .unwrap()
+            .iter()
+            .all(|v| (-1.0..=1.0).contains(v))
+    );
     let img = rgb16.image(5);
     let plane = 16 * 16;
     assert_eq!(
@@ -63,7 +70,13 @@ fn digits_dataset_native_and_resized() {
 
     let small = load_dataset(&DataConfig::default(), 4, 1).unwrap();
     assert_eq!(small.image(0).len(), 16);
-    assert!(small.cached().unwrap().iter().all(|v| (-1.0..=1.0).contains(v)));
+    assert!(
+        small
+            .cached()
+            .unwrap()
+            .iter()
+            .all(|v| (-1.0..=1.0).contains(v))
+    );
 }
 
 #[test]

@@ -183,6 +183,12 @@ fn fashion_mnist_test_set_loads_from_the_debian_package() {
     assert_eq!(data.class_names[9], "Ankle boot");
     // Mostly black backgrounds: the mean pixel of Fashion-MNIST is about 0.286 in [0, 1]
     // (-0.43 in [-1, 1]) for both subsets, the usual normalisation constant.
-    let mean = data.cached().unwrap().iter().map(|&v| f64::from(v)).sum::<f64>() / data.cached().unwrap().len() as f64;
+    let mean = data
+        .cached()
+        .unwrap()
+        .iter()
+        .map(|&v| f64::from(v))
+        .sum::<f64>()
+        / data.cached().unwrap().len() as f64;
     assert!((mean - (2.0 * 0.2860 - 1.0)).abs() < 0.01, "mean {mean}");
 }

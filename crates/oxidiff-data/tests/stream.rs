@@ -72,7 +72,10 @@ fn streamed_batches_equal_cached_ones() {
     assert!(sub.cached().is_none());
     assert_eq!(
         sub.assemble(&[0, 1], augment, seeds).unwrap(),
-        cached.subset(&[7, 0]).assemble(&[0, 1], augment, seeds).unwrap()
+        cached
+            .subset(&[7, 0])
+            .assemble(&[0, 1], augment, seeds)
+            .unwrap()
     );
 }
 
@@ -115,14 +118,27 @@ fn a_file_that_breaks_after_the_load_is_replaced_and_reported() {
     assert_eq!(data.keys[i_gone], "a/01.png");
     assert_eq!(data.keys[i_trunc], "b/02.png");
 
-    let batch = data.assemble(&[i_gone, 6, i_trunc, 3], augment, seeds).unwrap();
+    let batch = data
+        .assemble(&[i_gone, 6, i_trunc, 3], augment, seeds)
+        .unwrap();
     assert_eq!(batch.shape, [4, 3, 8, 8]);
     let failed: Vec<_> = batch.failed.iter().map(|(p, _)| p.clone()).collect();
     assert_eq!(failed, [gone.clone(), truncated.clone()]);
-    assert!(batch.failed[0].1.contains("missing") || batch.failed[0].1.contains("No such file"),
-        "{}", batch.failed[0].1);
+    assert!(
+        batch.failed[0].1.contains("missing") || batch.failed[0].1.contains("No such file"),
+        "{}",
+        batch.failed[0].1
+    );
     // Each stand-in is the next image of the batch that loaded, with its label.
-    assert_eq!(batch.labels, [data.labels[6], data.labels[6], data.labels[3], data.labels[3]]);
+    assert_eq!(
+        batch.labels,
+        [
+            data.labels[6],
+            data.labels[6],
+            data.labels[3],
+            data.labels[3]
+        ]
+    );
     assert!(batch.pixels.iter().all(|v| (-1.0..=1.0).contains(v)));
 
     // Every file of the batch gone: an error naming one, not an empty or garbage batch.
@@ -149,7 +165,10 @@ fn a_file_that_breaks_after_the_load_is_replaced_and_reported() {
     match data_fail.assemble(&[6, i_gone], augment, seeds) {
         Err(e @ DataError::Unusable { .. }) => {
             let message = e.to_string();
-            assert!(message.contains("01.png") && message.contains("batch time"), "{message}");
+            assert!(
+                message.contains("01.png") && message.contains("batch time"),
+                "{message}"
+            );
         }
         other => panic!("expected Unusable, got {other:?}"),
     }
@@ -169,6 +188,9 @@ fn cache_false_is_refused_for_array_sources() {
         )
         .unwrap_err();
         let message = err.to_string();
-        assert!(message.contains("data.cache") && message.contains("folder"), "{message}");
+        assert!(
+            message.contains("data.cache") && message.contains("folder"),
+            "{message}"
+        );
     }
 }

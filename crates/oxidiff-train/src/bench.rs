@@ -367,9 +367,9 @@ fn streamed_batch_ms(
         let ms = time_median(config.warmup, config.iters, || {
             let indices = sampler.batch_indices(step);
             let seed = step;
-            if let Err(e) =
-                files.assemble(&indices, data_config.augment(), |k| Some(seed * 1000 + k as u64))
-            {
+            if let Err(e) = files.assemble(&indices, data_config.augment(), |k| {
+                Some(seed * 1000 + k as u64)
+            }) {
                 failed = Some(e);
             }
             step += 1;

@@ -400,7 +400,9 @@ impl Trainer {
             }
         };
         if !batch.failed.is_empty() {
-            let added = self.data_report.add_late_skips(&batch.failed, self.step + 1);
+            let added = self
+                .data_report
+                .add_late_skips(&batch.failed, self.step + 1);
             if !added.is_empty() {
                 write_json(&self.run_dir.join(DATA_REPORT_FILE), &self.data_report)?;
                 self.new_skips.extend(added);
@@ -429,10 +431,7 @@ impl Trainer {
         let t_float: Vec<f32> = t.iter().map(|&v| v as f32).collect();
         let timesteps = Tensor::<1>::from_data(TensorData::new(t_float, [batch]), &self.device);
         let labels = self.unet.num_classes.map(|_| {
-            let labels: Vec<i64> = step_batch.labels[range]
-                .iter()
-                .map(|&l| l as i64)
-                .collect();
+            let labels: Vec<i64> = step_batch.labels[range].iter().map(|&l| l as i64).collect();
             Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &self.device)
         });
         let output = self.model.forward(x_t, timesteps, labels);

@@ -408,7 +408,10 @@ fn streamed_data_trains_exactly_like_cached_and_survives_a_vanished_file() {
     .unwrap();
     assert_eq!(run.step, 6);
     assert_eq!(seen.len(), 1, "{seen:?}");
-    assert!(seen[0].path.ends_with("img-05.png") && seen[0].step > 2, "{seen:?}");
+    assert!(
+        seen[0].path.ends_with("img-05.png") && seen[0].step > 2,
+        "{seen:?}"
+    );
     let report: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(tmp.path().join("c/data_report.json")).unwrap(),
     )
@@ -426,5 +429,8 @@ fn streamed_data_trains_exactly_like_cached_and_survives_a_vanished_file() {
     .unwrap();
     std::fs::remove_file(data.join("img-06.png")).unwrap();
     let err = strict.run(None, &mut |_| {}).unwrap_err().to_string();
-    assert!(err.contains("img-06.png") && err.contains("batch time"), "{err}");
+    assert!(
+        err.contains("img-06.png") && err.contains("batch time"),
+        "{err}"
+    );
 }
