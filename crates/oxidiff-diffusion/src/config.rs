@@ -49,6 +49,35 @@ pub enum DdpmVariance {
     FixedLarge,
 }
 
+/// Whether the network also predicts the variance of the reverse step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum VarianceType {
+    /// σ²_t fixed by `ddpm_variance`; the network outputs C channels.
+    #[default]
+    Fixed,
+    /// The network outputs 2C channels: the mean target, then v ∈ [−1, 1] per pixel that
+    /// interpolates log σ²_t between log β̃_t (v = −1) and log β_t (v = 1)
+    /// (Nichol & Dhariwal 2021, eq. 15). Needs a loss that trains it: `hybrid` or `vlb`.
+    Learned,
+}
+
+/// What the training loss measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    /// L_simple: the MSE of the network's target (Ho et al. 2020, eq. 14), optionally
+    /// min-SNR weighted.
+    #[default]
+    Simple,
+    /// L_simple + λ·L_vlb with the mean frozen inside L_vlb, so the bound trains only the
+    /// variance (Nichol & Dhariwal 2021, §3.1); needs `variance_type = "learned"`.
+    Hybrid,
+    /// The variational bound alone (Ho et al. 2020, eq. 5), in bits per dimension: trains mean
+    /// and (when learned) variance for likelihood.
+    Vlb,
+}
+
 /// How a shorter inference schedule picks its timesteps out of the training ones; the same three
 /// strategies as diffusers' `timestep_spacing` (Lin et al. 2023, Table 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -92,6 +121,12 @@ pub struct DiffusionConfig {
     /// Offset noise strength (Guttenberg 2023): training noise gets `offset_noise` · N(0, 1)
     /// added per (sample, channel).
     pub offset_noise: f64,
+    /// Fixed or learned reverse-step variance.
+    pub variance_type: VarianceType,
+    /// `simple`, `hybrid` or `vlb`.
+    pub loss: LossKind,
+    /// λ of the hybrid loss (Nichol & Dhariwal 2021 use 0.001).
+    pub vlb_weight: f64,
 }
 
 impl Default for DiffusionConfig {
@@ -108,6 +143,9 @@ impl Default for DiffusionConfig {
             clip_sample: true,
             min_snr_gamma: None,
             offset_noise: 0.0,
+            variance_type: VarianceType::Fixed,
+            loss: LossKind::Simple,
+            vlb_weight: 0.001,
         }
     }
 }
@@ -169,6 +207,28 @@ impl DiffusionConfig {
             return Err(DiffusionError::config(
                 "min_snr_gamma",
                 format!("must be a positive number, got {gamma}"),
+            ));
+        }
+        match (self.variance_type, self.loss) {
+            (VarianceType::Learned, LossKind::Simple) => {
+                return Err(DiffusionError::config(
+                    "variance_type",
+                    "= \"learned\" needs loss = \"hybrid\" or \"vlb\": L_simple gives the variance channels no gradient",
+                ));
+            }
+            (VarianceType::Fixed, LossKind::Hybrid) => {
+                return Err(DiffusionError::config(
+                    "loss",
+                    "= \"hybrid\" needs variance_type = \"learned\": its bound term trains only the variance (the mean is frozen in it)",
+                ));
+            }
+            _ => {}
+        }
+        let weight = self.vlb_weight;
+        if !(weight.is_finite() && weight > 0.0) {
+            return Err(DiffusionError::config(
+                "vlb_weight",
+                format!("must be a positive number, got {weight}"),
             ));
         }
         let offset = self.offset_noise;

@@ -22,14 +22,19 @@
 pub mod config;
 pub mod denoiser;
 mod error;
+pub mod likelihood;
 pub mod loss;
 pub mod noise;
 pub mod process;
 pub mod respace;
 pub mod sample;
 pub mod schedule;
+pub mod timesteps;
 
-pub use config::{BetaSchedule, DdpmVariance, DiffusionConfig, Prediction, TimestepSpacing};
+pub use config::{
+    BetaSchedule, DdpmVariance, DiffusionConfig, LossKind, Prediction, TimestepSpacing,
+    VarianceType,
+};
 pub use denoiser::Denoiser;
 pub use error::DiffusionError;
 pub use process::GaussianDiffusion;

@@ -17,7 +17,8 @@ use crate::{Denoiser, DiffusionError, GaussianDiffusion, noise::randn, respace_t
 ///
 /// # Shapes
 ///
-/// - `model_output`, `x_t`, `noise`: `[B, C, H, W]`
+/// - `model_output`: `[B, C·factor, H, W]` (factor 2 with a learned variance; only the mean part is used)
+/// - `x_t`, `noise`: `[B, C, H, W]`
 /// - returns `[B, C, H, W]`
 ///
 /// # Panics
@@ -35,6 +36,8 @@ pub fn ddim_step(
     let ac = &diffusion.schedule.alphas_cumprod;
     let (alpha_t, alpha_prev) = (ac[t], prev_t.map_or(1.0, |p| ac[p]));
     let ts = vec![t; x_t.dims()[0]];
+    // DDIM's update has its own σ_t(η); a learned variance is not used.
+    let (model_output, _) = diffusion.split_output(model_output);
     let (x_start, eps) = diffusion.predict_start_and_noise(model_output, x_t.clone(), &ts);
     let (x_start, eps) = if diffusion.config.clip_sample {
         let x_start = x_start.clamp(-1.0, 1.0);

@@ -8,12 +8,13 @@ use crate::{Denoiser, GaussianDiffusion, noise::randn};
 
 /// One ancestral step x_t → x_{t−1}: recover x̂₀ from the model output, clamp it to [−1, 1] when
 /// `config.clip_sample`, take the posterior mean μ̃_t(x_t, x̂₀) and add σ_t · `noise` with σ²_t
-/// per `config.ddpm_variance`. No noise is added at t = 0, nor when `noise` is `None` (which
+/// per `config.ddpm_variance`, or the network's own σ²_θ with a learned variance. No noise is added at t = 0, nor when `noise` is `None` (which
 /// gives the mean, handy for tests).
 ///
 /// # Shapes
 ///
-/// - `model_output`, `x_t`, `noise`: `[B, C, H, W]`
+/// - `model_output`: `[B, C·factor, H, W]` (factor 2 with a learned variance)
+/// - `x_t`, `noise`: `[B, C, H, W]`
 /// - returns `[B, C, H, W]`
 ///
 /// # Panics
@@ -27,22 +28,22 @@ pub fn ddpm_step(
     noise: Option<Tensor<4>>,
 ) -> Tensor<4> {
     let ts = vec![t; x_t.dims()[0]];
-    let (x_start, _) = diffusion.predict_start_and_noise(model_output, x_t.clone(), &ts);
-    let x_start = if diffusion.config.clip_sample {
-        x_start.clamp(-1.0, 1.0)
-    } else {
-        x_start
-    };
-    let mean = diffusion.q_posterior_mean(x_start, x_t, &ts);
+    let (mean_part, v) = diffusion.split_output(model_output);
+    let learned = v.is_some();
+    let step = diffusion.reverse_step(mean_part, v, x_t, &ts, diffusion.config.clip_sample);
     match noise {
+        Some(noise) if t > 0 && learned => {
+            // Nichol & Dhariwal 2021, eq. 15: σ_θ = exp(½ log Σ_θ), per pixel
+            step.mean + noise * step.log_variance.mul_scalar(0.5).exp()
+        }
         Some(noise) if t > 0 => {
             let variance = diffusion
                 .schedule
                 .ddpm_variance(diffusion.config.ddpm_variance, t);
             // Ho et al. 2020, Algorithm 2: x_{t−1} = μ_θ(x_t, t) + σ_t z
-            mean + noise.mul_scalar(variance.sqrt() as f32)
+            step.mean + noise.mul_scalar(variance.sqrt() as f32)
         }
-        _ => mean,
+        _ => step.mean,
     }
 }
 

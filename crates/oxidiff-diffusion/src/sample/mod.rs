@@ -17,6 +17,6 @@ use burn::tensor::{Device, Tensor, TensorData};
 /// # Shapes
 ///
 /// - returns `[batch]`
-fn timestep_tensor(t: usize, batch: usize, device: &Device) -> Tensor<1> {
+pub(crate) fn timestep_tensor(t: usize, batch: usize, device: &Device) -> Tensor<1> {
     Tensor::from_data(TensorData::new(vec![t as f32; batch], [batch]), device)
 }
