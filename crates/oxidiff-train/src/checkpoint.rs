@@ -13,6 +13,7 @@ use burn::optim::ModuleOptimizer;
 use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
 use oxidiff_models::UNet;
+use oxidiff_diffusion::timesteps::LossHistory;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,10 @@ pub struct TrainState {
     pub ema_updates: u64,
     /// The trainer's generator (timesteps and noise), mid-stream.
     pub rng: ChaCha8Rng,
+    /// Recent losses per timestep (`train.timestep_sampler = "loss-second-moment"`); absent in
+    /// runs without it and in checkpoints from before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_history: Option<LossHistory>,
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,

@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use oxidiff_data::DataConfig;
-use oxidiff_diffusion::DiffusionConfig;
-use oxidiff_models::ModelConfig;
+use oxidiff_diffusion::timesteps::TimestepSampling;
+use oxidiff_diffusion::{DiffusionConfig, LossKind, VarianceType};
+use oxidiff_models::{ModelConfig, UNetConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
@@ -82,6 +83,16 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     pub keep_checkpoints: usize,
     pub sample_every: u64,
+    /// How t is drawn: uniformly, or importance-sampled by the loss's second moment.
+    pub timestep_sampler: TimestepSampling,
+    /// Steps between per-band MSEs on the held-out images (0 = never).
+    pub eval_every: u64,
+    /// Held-out images the in-training evaluation uses (the first ones of the split).
+    pub eval_images: usize,
+    /// Steps between held-out bits/dim (0 = never).
+    pub bpd_every: u64,
+    /// Stride of the bits/dim estimate (see `oxidiff_diffusion::likelihood::bound_timesteps`).
+    pub bpd_stride: usize,
 }
 
 impl Default for TrainConfig {
@@ -108,6 +119,11 @@ impl Default for TrainConfig {
             checkpoint_every: 500,
             keep_checkpoints: 2,
             sample_every: 500,
+            timestep_sampler: TimestepSampling::Uniform,
+            eval_every: 0,
+            eval_images: 64,
+            bpd_every: 0,
+            bpd_stride: 20,
         }
     }
 }
@@ -201,6 +217,17 @@ impl RunConfig {
         toml::to_string(self).expect("a RunConfig always serialises")
     }
 
+    /// The network this run trains: the model section resolved, with twice the output channels
+    /// when the diffusion learns its variance.
+    pub fn unet(&self) -> Result<UNetConfig, TrainError> {
+        let mut unet = self.model.resolve()?;
+        unet.out_channels *= match self.diffusion.variance_type {
+            VarianceType::Fixed => 1,
+            VarianceType::Learned => 2,
+        };
+        Ok(unet)
+    }
+
     /// Checks values that parse but cannot work; the message starts with the key.
     pub fn validate(&self) -> Result<(), String> {
         self.data.validate().map_err(|e| format!("data.{e}"))?;
@@ -208,6 +235,16 @@ impl RunConfig {
         self.diffusion
             .validate()
             .map_err(|e| format!("diffusion.{e}"))?;
+        if self.data.standardize == oxidiff_data::Standardize::PerChannel
+            && (self.diffusion.loss != LossKind::Simple || self.train.bpd_every > 0)
+        {
+            return Err(
+                "data.standardize: \"per-channel\" is not 8-bit data in [-1, 1], which the \
+                 bound's discretised decoder (diffusion.loss = \"hybrid\" | \"vlb\", \
+                 train.bpd_every) assumes; use \"minus-one-one\" with them"
+                    .into(),
+            );
+        }
         if self.data.standardize == oxidiff_data::Standardize::PerChannel
             && self.diffusion.clip_sample
         {
@@ -259,6 +296,8 @@ impl RunConfig {
             ("train.checkpoint_every", t.checkpoint_every),
             ("train.keep_checkpoints", t.keep_checkpoints as u64),
             ("train.sample_every", t.sample_every),
+            ("train.eval_images", t.eval_images as u64),
+            ("train.bpd_stride", t.bpd_stride as u64),
             ("sample.steps", self.sample.steps as u64),
             ("sample.num", self.sample.num as u64),
         ];

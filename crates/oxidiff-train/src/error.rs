@@ -25,6 +25,9 @@ pub enum TrainError {
     Diffusion(#[from] oxidiff_diffusion::DiffusionError),
     #[error("training diverged at step {step}: the loss is {loss}")]
     Diverged { step: u64, loss: f64 },
+    /// An evaluation could not be computed (too few images, non-finite features).
+    #[error("evaluation: {message}")]
+    Eval { message: String },
 }
 
 impl TrainError {

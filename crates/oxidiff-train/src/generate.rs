@@ -36,7 +36,7 @@ pub fn load_for_sampling(
 ) -> Result<LoadedModel, TrainError> {
     let dir = checkpoint::resolve_checkpoint(path)?;
     let config = RunConfig::load(&dir.join(CONFIG_FILE), &[])?;
-    let unet = config.model.resolve()?;
+    let unet = config.unet()?;
     let weights = if use_ema { EMA_FILE } else { MODEL_FILE };
     let model = checkpoint::load_weights(unet.init(device), &dir.join(weights))?;
     let diffusion = GaussianDiffusion::new(config.diffusion.clone())?;

@@ -6,9 +6,13 @@ pub mod checkpoint;
 pub mod config;
 pub mod ema;
 mod error;
+pub mod eval;
 pub mod generate;
 pub mod metrics;
 pub mod optim;
+pub mod plots;
+pub mod report_html;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use bench::{BenchConfig, BenchReport, run_bench};

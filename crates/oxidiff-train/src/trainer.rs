@@ -13,7 +13,8 @@ use oxidiff_data::{
     SplitRecord, Standardize, load_dataset_for_run, split_for, split_from_list,
 };
 use oxidiff_diffusion::GaussianDiffusion;
-use oxidiff_diffusion::noise::{sample_timesteps, training_noise};
+use oxidiff_diffusion::noise::training_noise;
+use oxidiff_diffusion::timesteps::{LossHistory, TimestepSampling, draw_timesteps};
 use oxidiff_models::{UNet, UNetConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -78,6 +79,8 @@ pub struct Trainer {
     /// Files that failed since the driver last looked (see [`TrainEvent::Skipped`]).
     new_skips: Vec<LateSkip>,
     rng: ChaCha8Rng,
+    /// Recent losses per t, for `train.timestep_sampler = "loss-second-moment"`.
+    loss_history: Option<LossHistory>,
     /// Optimiser steps completed.
     pub step: u64,
     metrics: MetricsLog,
@@ -133,10 +136,10 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TrainEr
     checkpoint::write_atomic(path, text.as_bytes())
 }
 
-/// The split of a resumed run: the held-out keys saved in `split.json`, so that a resumed run
-/// never trains on an image the first part held out. Runs saved before splits existed have no
+/// The split saved with a run: the held-out keys in `split.json`, so that a resumed run never
+/// trains on an image the first part held out, and evaluation uses exactly those images. Runs saved before splits existed have no
 /// file and no validation images.
-fn resume_split(run_dir: &Path, all: &Dataset) -> Result<Split, TrainError> {
+pub(crate) fn saved_split(run_dir: &Path, all: &Dataset) -> Result<Split, TrainError> {
     let path = run_dir.join(SPLIT_FILE);
     if path.is_file() {
         let record: SplitRecord = read_json(&path)?;
@@ -201,7 +204,7 @@ impl Trainer {
                         .into(),
             });
         }
-        let unet = config.model.resolve()?;
+        let unet = config.unet()?;
         // Load the data before touching the run directory: bad data must not leave a half-made run.
         let all =
             load_dataset_for_run(&config.data, unet.image_size, unet.in_channels, config.seed)?;
@@ -237,7 +240,7 @@ impl Trainer {
             model,
             ema,
             optimizer,
-            rng,
+            (rng, None),
             0,
         )
     }
@@ -276,14 +279,14 @@ impl Trainer {
         }
         let state = checkpoint::load_state(&dir.join(STATE_FILE))?;
         let ad_device = device.clone().autodiff();
-        let unet = config.model.resolve()?;
+        let unet = config.unet()?;
         let all =
             load_dataset_for_run(&config.data, unet.image_size, unet.in_channels, config.seed)?;
         let standardization = match config.data.standardize {
             Standardize::MinusOneOne => None,
             Standardize::PerChannel => Some(read_json(&run_dir.join(STANDARDIZATION_FILE))?),
         };
-        let split = resume_split(&run_dir, &all)?;
+        let split = saved_split(&run_dir, &all)?;
         // Runs saved before the report existed (or with it deleted) get a fresh one.
         let report_path = run_dir.join(DATA_REPORT_FILE);
         let data_report = match read_json(&report_path) {
@@ -311,7 +314,7 @@ impl Trainer {
             model,
             ema,
             optimizer,
-            state.rng,
+            (state.rng, state.loss_history),
             state.step,
         )
     }
@@ -327,7 +330,7 @@ impl Trainer {
         model: UNet,
         ema: Ema,
         optimizer: ModuleOptimizer,
-        rng: ChaCha8Rng,
+        (rng, loss_history): (ChaCha8Rng, Option<LossHistory>),
         step: u64,
     ) -> Result<Self, TrainError> {
         let sampler = EpochSampler::new(
@@ -336,6 +339,12 @@ impl Trainer {
             config.seed,
         );
         let diffusion = GaussianDiffusion::new(config.diffusion.clone())?;
+        let loss_history = match config.train.timestep_sampler {
+            TimestepSampling::Uniform => None,
+            TimestepSampling::LossSecondMoment => {
+                Some(loss_history.unwrap_or_else(|| LossHistory::new(diffusion.num_timesteps())))
+            }
+        };
         let metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"), step)?;
         let dataset = Arc::new(dataset);
         let feed = if dataset.cached().is_some() {
@@ -363,6 +372,7 @@ impl Trainer {
             data_report,
             new_skips: Vec::new(),
             rng,
+            loss_history,
             step,
             metrics,
         })
@@ -420,7 +430,14 @@ impl Trainer {
         let batch = range.len();
         let x_start = step_batch.slice_tensor(range.clone(), &self.device);
         let [_, c, h, w] = x_start.dims();
-        let t = sample_timesteps(&mut self.rng, batch, self.diffusion.num_timesteps());
+        let draw = draw_timesteps(
+            self.config.train.timestep_sampler,
+            self.loss_history.as_ref(),
+            &mut self.rng,
+            batch,
+            self.diffusion.num_timesteps(),
+        );
+        let t = draw.t;
         let noise = training_noise(
             &mut self.rng,
             [batch, c, h, w],
@@ -435,7 +452,20 @@ impl Trainer {
             Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &self.device)
         });
         let output = self.model.forward(x_t, timesteps, labels);
-        let loss = self.diffusion.training_loss(output, x_start, noise, &t);
+        let importance = self.loss_history.is_some().then_some(&draw.weights[..]);
+        let losses = self
+            .diffusion
+            .training_losses(output, x_start, noise, &t, importance);
+        if let Some(history) = &mut self.loss_history {
+            let per_sample: Vec<f64> = losses
+                .per_sample
+                .into_data()
+                .convert::<f64>()
+                .try_to_vec::<f64>()
+                .unwrap_or_default();
+            history.update(&t, &per_sample);
+        }
+        let loss = losses.loss;
         let loss_value = loss.clone().into_scalar::<f64>();
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         (loss_value, grads)
@@ -532,6 +562,7 @@ impl Trainer {
             step: self.step,
             ema_updates: self.ema.updates,
             rng: self.rng.clone(),
+            loss_history: self.loss_history.clone(),
         };
         checkpoint::save_checkpoint(
             &self.run_dir,

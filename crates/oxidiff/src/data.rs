@@ -16,7 +16,7 @@ pub struct InspectArgs {
 
 /// `--set data.source=… --set data.path=…` for a bare PATH: a directory is a folder source, a
 /// `.npy` file an array, anything else is read as IDX (whose header is checked when loading).
-fn source_overrides(path: &Path) -> Result<Vec<String>> {
+pub(crate) fn source_overrides(path: &Path) -> Result<Vec<String>> {
     let source = if path.is_dir() {
         "folder"
     } else if path

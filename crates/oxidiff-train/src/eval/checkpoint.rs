@@ -1,0 +1,271 @@
+//! `oxidiff eval`: a checkpoint evaluated on the held-out images of its run (or the test set,
+//! or any source of the same kind), as the library call behind the command.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor};
+use oxidiff_data::{DataSource, Dataset, Standardize, load_dataset_for_run};
+use serde::{Deserialize, Serialize};
+
+use super::features::{
+    FeatureNetConfig, SampleDistance, cache_dir, features_of, load_or_train, sample_distance,
+};
+use super::{BandMse, NllReport, band_mse, nll};
+use crate::config::RunConfig;
+use crate::generate::{generate, load_for_sampling};
+use crate::trainer::saved_split;
+use crate::TrainError;
+
+/// Which images a checkpoint is evaluated on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvalSplit {
+    /// The run's held-out images (`split.json`).
+    Val,
+    /// A test set: Fashion-MNIST's test files for a Fashion-MNIST run, otherwise every image
+    /// of the source given by the data overrides.
+    Test,
+    /// The run's training images (to compare against held-out numbers).
+    Train,
+}
+
+/// What to measure and how.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub split: EvalSplit,
+    /// `data.key=value` assignments applied to the run's `[data]` section for the evaluated
+    /// images (e.g. another folder for `--split test`).
+    pub data_overrides: Vec<String>,
+    /// Evaluate at most this many images (the first of the split).
+    pub max_images: Option<usize>,
+    /// Bits/dim stride (1 = exact bound); `None` skips bits/dim.
+    pub bpd_stride: Option<usize>,
+    pub batch_size: usize,
+    /// Seeds the evaluation noise (timesteps, ε, generated samples).
+    pub seed: u64,
+    /// Generate this many samples and compute FD-oxidiff against the evaluated images
+    /// (`None` skips it).
+    pub fd_samples: Option<usize>,
+    pub use_ema: bool,
+}
+
+/// The numbers of one evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalResult {
+    pub checkpoint: PathBuf,
+    pub step: u64,
+    pub split: EvalSplit,
+    /// The evaluated source, in words.
+    pub source: String,
+    pub images: usize,
+    pub band_mse: BandMse,
+    pub nll: Option<NllReport>,
+    pub distance: Option<SampleDistance>,
+    /// How the generated samples were drawn (`"ddim, 50 steps"`).
+    pub sampler: String,
+}
+
+/// What [`evaluate_checkpoint`] is busy with, for a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalPhase {
+    Nll,
+    FeatureNet,
+    Sampling,
+}
+
+/// The run directory of a checkpoint directory (`<run>/checkpoints/step-N` → `<run>`).
+fn run_dir_of(checkpoint: &Path) -> PathBuf {
+    checkpoint
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(checkpoint)
+        .to_path_buf()
+}
+
+/// Evaluates the checkpoint at `path` (or a run directory's newest): ε-MSE per band of t,
+/// bits/dim and FD-oxidiff as `options` ask, on `device` (no autodiff).
+///
+/// # Errors
+/// - the checkpoint or its run files cannot be read;
+/// - the run standardised per channel and bits/dim is asked (the bound's decoder needs 8-bit
+///   data in [-1, 1]);
+/// - the split is empty (no held-out images, or `--split test` without a test source);
+/// - a data or evaluation error.
+pub fn evaluate_checkpoint(
+    path: &Path,
+    options: &EvalOptions,
+    device: &Device,
+    progress: &mut dyn FnMut(EvalPhase, usize, usize),
+) -> Result<EvalResult, TrainError> {
+    let loaded = load_for_sampling(path, options.use_ema, device)?;
+    let config = &loaded.config;
+    let run_dir = run_dir_of(&loaded.checkpoint);
+    let state = crate::checkpoint::load_state(&loaded.checkpoint.join(crate::checkpoint::STATE_FILE))?;
+    if options.bpd_stride.is_some() && config.data.standardize == Standardize::PerChannel {
+        return Err(TrainError::Eval {
+            message: "bits/dim needs 8-bit images in [-1, 1], and this run standardised per \
+                      channel (data.standardize = \"per-channel\"); leave bits/dim out"
+                .into(),
+        });
+    }
+    let unet = config.unet()?;
+    let (size, channels) = (unet.image_size, unet.in_channels);
+
+    // The training data of the run (for the split, and to train the feature network on).
+    let train_all = load_dataset_for_run(&config.data, size, channels, config.seed)?;
+    let split = saved_split(&run_dir, &train_all)?;
+
+    let mut eval_data_config = config.data.clone();
+    let evaluated: (Dataset, Vec<usize>, String) = match options.split {
+        EvalSplit::Val | EvalSplit::Train if !options.data_overrides.is_empty() => {
+            return Err(TrainError::Eval {
+                message: "data overrides choose a test source; use them with --split test".into(),
+            });
+        }
+        EvalSplit::Val => {
+            if split.validation.is_empty() {
+                return Err(TrainError::Eval {
+                    message: format!(
+                        "the run in {} held no images out (data.validation_fraction = 0); \
+                         evaluate --split test, or train with a validation split",
+                        run_dir.display()
+                    ),
+                });
+            }
+            let source = format!("{} (held-out split)", config.data.describe_source());
+            (train_all.clone(), split.validation.clone(), source)
+        }
+        EvalSplit::Train => {
+            let source = format!("{} (training split)", config.data.describe_source());
+            (train_all.clone(), split.train.clone(), source)
+        }
+        EvalSplit::Test => {
+            if options.data_overrides.is_empty() {
+                if config.data.source != DataSource::FashionMnist {
+                    return Err(TrainError::Eval {
+                        message: format!(
+                            "--split test needs a test source for {} (e.g. --data PATH); \
+                             Fashion-MNIST runs use its test files by themselves",
+                            config.data.describe_source()
+                        ),
+                    });
+                }
+                eval_data_config.subset = Some(oxidiff_data::Subset::Test);
+            } else {
+                let text = toml::to_string(&eval_data_config).map_err(|e| TrainError::Eval {
+                    message: format!("cannot re-read the run's [data] section: {e}"),
+                })?;
+                let with_section = format!("[data]\n{text}");
+                eval_data_config = RunConfig::from_toml_str(
+                    &with_section,
+                    "the run's [data] section",
+                    &options.data_overrides,
+                )?
+                .data;
+            }
+            // A test source is used whole: no split of it is held out.
+            eval_data_config.validation_fraction = 0.0;
+            eval_data_config.validation_list = None;
+            let data = load_dataset_for_run(&eval_data_config, size, channels, config.seed)?;
+            let all = (0..data.len()).collect();
+            let source = eval_data_config.describe_source();
+            (data, all, source)
+        }
+    };
+    let (data, mut indices, source) = evaluated;
+    if let Some(max) = options.max_images {
+        indices.truncate(max);
+    }
+    if indices.is_empty() {
+        return Err(TrainError::Eval {
+            message: format!("no images to evaluate in {source}"),
+        });
+    }
+    let mut data = data;
+    if let Some(stats) = &loaded.standardization {
+        data.standardize(stats);
+    }
+
+    let model = &loaded.model;
+    let diffusion = &loaded.diffusion;
+    let batch = options.batch_size.max(1);
+    let band_mse: BandMse = band_mse(model, diffusion, &data, &indices, batch, options.seed, device)?;
+    let nll: Option<NllReport> = match options.bpd_stride {
+        Some(stride) => Some(nll(
+            model,
+            diffusion,
+            &data,
+            &indices,
+            batch,
+            stride,
+            options.seed,
+            device,
+            &mut |done, total| progress(EvalPhase::Nll, done, total),
+        )?),
+        None => None,
+    };
+
+    let sampler = match config.sample.sampler {
+        crate::SamplerKind::Ddpm => format!("ddpm, {} steps", diffusion.num_timesteps()),
+        crate::SamplerKind::Ddim => format!("ddim, {} steps", config.sample.steps),
+    };
+    let distance = match options.fd_samples {
+        None => None,
+        Some(count) => {
+            let mut train_data = train_all;
+            if let Some(stats) = &loaded.standardization {
+                train_data.standardize(stats);
+            }
+            let net_config = FeatureNetConfig::for_data(
+                &train_data,
+                split.train.len(),
+                config.data.describe_source(),
+                config.seed,
+            );
+            let (net, _cached) = load_or_train(
+                &cache_dir(&run_dir),
+                &net_config,
+                &train_data,
+                &split.train,
+                device,
+                &mut |done, total| progress(EvalPhase::FeatureNet, done, total),
+            )?;
+            let real = features_of(
+                &net,
+                data.assemble(&indices, oxidiff_data::Augment::default(), |_| None)?
+                    .to_tensor(device),
+                batch,
+            );
+            let mut generated = Vec::with_capacity(count * super::features::FEATURE_DIM);
+            let mut made = 0;
+            while made < count {
+                let n = batch.min(count - made);
+                let images: Tensor<4> = generate(
+                    model,
+                    diffusion,
+                    &config.sample,
+                    [n, channels, size, size],
+                    options.seed.wrapping_add(made as u64 + 1),
+                    device,
+                    &mut |_, _| {},
+                )?
+                .clamp(-1.0, 1.0);
+                generated.extend(features_of(&net, images, batch));
+                made += n;
+                progress(EvalPhase::Sampling, made, count);
+            }
+            Some(sample_distance(&real, &generated)?)
+        }
+    };
+    Ok(EvalResult {
+        checkpoint: loaded.checkpoint.clone(),
+        step: state.step,
+        split: options.split,
+        source,
+        images: indices.len(),
+        band_mse,
+        nll,
+        distance,
+        sampler,
+    })
+}

@@ -1,0 +1,53 @@
+//! `eval.jsonl`: one line per in-training evaluation (and per `oxidiff eval` with `--log`), so
+//! the plots and the report can be redrawn from the run directory alone.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::features::SampleDistance;
+use super::{BandMse, NllReport};
+use crate::TrainError;
+
+/// File name inside the run directory.
+pub const EVAL_LOG_FILE: &str = "eval.jsonl";
+
+/// One evaluation at one step; absent parts were not measured at that step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    pub step: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band_mse: Option<BandMse>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nll: Option<NllReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance: Option<SampleDistance>,
+}
+
+/// Appends `record` as one line (flushed: a crash loses at most the line being written).
+pub fn append_eval(path: &Path, record: &EvalRecord) -> Result<(), TrainError> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| TrainError::io(path, e))?;
+    let line = serde_json::to_string(record).expect("EvalRecord serialises");
+    writeln!(file, "{line}").map_err(|e| TrainError::io(path, e))?;
+    file.flush().map_err(|e| TrainError::io(path, e))
+}
+
+/// Reads every complete line; a torn last line (a crash mid-write) is ignored, and records
+/// past `up_to` (left by a run that crashed before its next checkpoint) are dropped.
+pub fn read_eval(path: &Path, up_to: Option<u64>) -> Result<Vec<EvalRecord>, TrainError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(TrainError::io(path, e)),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<EvalRecord>(line).ok())
+        .filter(|r| up_to.is_none_or(|s| r.step <= s))
+        .collect())
+}
