@@ -9,6 +9,7 @@ mod error;
 pub mod eval;
 pub mod generate;
 pub mod metrics;
+pub mod monitor;
 pub mod optim;
 pub mod plots;
 pub mod report_html;

@@ -27,7 +27,12 @@ use crate::config::RunConfig;
 use crate::ema::Ema;
 use crate::error::TrainError;
 use crate::generate::{generate, save_image_grid};
+use crate::eval::{
+    self,
+    log::{EVAL_LOG_FILE, EvalRecord, append_eval},
+};
 use crate::metrics::{MetricsLog, StepStats};
+use crate::monitor::Monitor;
 use crate::optim::{build_optimizer, clip_grad_norm, learning_rate};
 
 /// Something the loop reports to whoever drives it (the CLI's progress bar, a test).
@@ -48,6 +53,8 @@ pub enum TrainEvent<'a> {
     /// A streamed file failed during training and was left out (`data.on_error = "skip"`);
     /// it is also added to `data_report.json`.
     Skipped(&'a LateSkip),
+    /// Held-out numbers (`train.eval_every`, `train.bpd_every`), also in `eval.jsonl`.
+    Evaluated(&'a EvalRecord),
     SampleGrid(&'a Path),
     Checkpoint(&'a Path),
 }
@@ -84,6 +91,7 @@ pub struct Trainer {
     /// Optimiser steps completed.
     pub step: u64,
     metrics: MetricsLog,
+    monitor: Monitor,
 }
 
 /// How a step's images reach it.
@@ -167,6 +175,20 @@ fn divide(all: Dataset, split: &Split) -> (Dataset, Dataset) {
     }
 }
 
+/// Refuses in-training evaluation without held-out images to evaluate on, before any work.
+fn check_evaluation_images(config: &RunConfig, split: &Split) -> Result<(), TrainError> {
+    let t = &config.train;
+    if (t.eval_every > 0 || t.bpd_every > 0) && split.validation.is_empty() {
+        return Err(TrainError::Config {
+            origin: "train.eval_every / train.bpd_every".into(),
+            message: "evaluation during training needs held-out images: set \
+                      data.validation_fraction (e.g. 0.05) or data.validation_list"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 /// Keeps the augmentation draws apart from the other streams derived from the run seed.
 const AUGMENT_STREAM: u64 = 0xA5A5_0000_0000_0001;
 
@@ -209,6 +231,7 @@ impl Trainer {
         let all =
             load_dataset_for_run(&config.data, unet.image_size, unet.in_channels, config.seed)?;
         let split = split_for(&config.data, &all, config.seed)?;
+        check_evaluation_images(&config, &split)?;
         std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
         checkpoint::write_atomic(&run_dir.join(CONFIG_FILE), config.to_toml().as_bytes())?;
         let record = split.record(&all.keys, config.data.validation_fraction, config.seed);
@@ -287,6 +310,7 @@ impl Trainer {
             Standardize::PerChannel => Some(read_json(&run_dir.join(STANDARDIZATION_FILE))?),
         };
         let split = saved_split(&run_dir, &all)?;
+        check_evaluation_images(&config, &split)?;
         // Runs saved before the report existed (or with it deleted) get a fresh one.
         let report_path = run_dir.join(DATA_REPORT_FILE);
         let data_report = match read_json(&report_path) {
@@ -346,6 +370,7 @@ impl Trainer {
             }
         };
         let metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"), step)?;
+        let monitor = Monitor::open(run_dir, step)?;
         let dataset = Arc::new(dataset);
         let feed = if dataset.cached().is_some() {
             Feed::Inline
@@ -375,6 +400,7 @@ impl Trainer {
             loss_history,
             step,
             metrics,
+            monitor,
         })
     }
 
@@ -555,6 +581,67 @@ impl Trainer {
         Ok(path)
     }
 
+    /// The held-out evaluations due at this step (`train.eval_every`, `train.bpd_every`, and
+    /// both at the run's last step), on the first `train.eval_images` held-out images with the
+    /// weights samples come from; appended to `eval.jsonl`.
+    pub fn evaluate_if_due(&mut self) -> Result<Option<EvalRecord>, TrainError> {
+        let t = &self.config.train;
+        let due = |every: u64| {
+            every > 0 && (self.step.is_multiple_of(every) || self.step == t.steps)
+        };
+        let (mse_due, bpd_due) = (due(t.eval_every), due(t.bpd_every));
+        if !(mse_due || bpd_due) || self.validation.is_empty() {
+            return Ok(None);
+        }
+        let device = self.device.clone().without_autodiff();
+        let online;
+        let model = if self.config.sample.use_ema {
+            &self.ema.model
+        } else {
+            online = self.model.valid();
+            &online
+        };
+        let indices: Vec<usize> = (0..t.eval_images.min(self.validation.len())).collect();
+        let batch = t.batch_size;
+        let band_mse = if mse_due {
+            Some(eval::band_mse(
+                model,
+                &self.diffusion,
+                &self.validation,
+                &indices,
+                batch,
+                self.config.seed,
+                &device,
+            )?)
+        } else {
+            None
+        };
+        let nll = if bpd_due {
+            Some(eval::nll(
+                model,
+                &self.diffusion,
+                &self.validation,
+                &indices,
+                batch,
+                t.bpd_stride,
+                self.config.seed,
+                &device,
+                &mut |_, _| {},
+            )?)
+        } else {
+            None
+        };
+        let record = EvalRecord {
+            step: self.step,
+            band_mse,
+            nll,
+            distance: None,
+        };
+        append_eval(&self.run_dir.join(EVAL_LOG_FILE), &record)?;
+        self.monitor.on_eval(&record)?;
+        Ok(Some(record))
+    }
+
     /// Writes a checkpoint of the current state.
     pub fn save_checkpoint(&mut self) -> Result<PathBuf, TrainError> {
         self.metrics.flush()?;
@@ -599,20 +686,33 @@ impl Trainer {
         });
         while self.step < end {
             let stats = self.train_step()?;
+            self.monitor.on_step(&stats)?;
             for skip in std::mem::take(&mut self.new_skips) {
                 observer(TrainEvent::Skipped(&skip));
             }
             observer(TrainEvent::Step(&stats));
             let last = self.step == end;
+            let mut refresh = false;
+            if let Some(record) = self.evaluate_if_due()? {
+                observer(TrainEvent::Evaluated(&record));
+                refresh = true;
+            }
             if self.step.is_multiple_of(self.config.train.sample_every)
                 || (last && self.step == total)
             {
                 let path = self.save_sample_grid()?;
+                self.monitor.on_grid(self.step, &path)?;
                 observer(TrainEvent::SampleGrid(&path));
+                refresh = true;
             }
             if self.step.is_multiple_of(self.config.train.checkpoint_every) || last {
                 let path = self.save_checkpoint()?;
                 observer(TrainEvent::Checkpoint(&path));
+                refresh = true;
+            }
+            if refresh {
+                self.metrics.flush()?;
+                self.monitor.refresh(&self.config, self.step)?;
             }
         }
         self.metrics.flush()

@@ -82,6 +82,7 @@ impl Progress {
                 "skipped at step {}: {}: {} (added to data_report.json)",
                 skip.step, skip.path, skip.reason
             )),
+            TrainEvent::Evaluated(record) => self.say(describe_eval(record)),
             TrainEvent::SampleGrid(path) => self.say(format!("samples: {}", path.display())),
             TrainEvent::Checkpoint(path) => self.say(format!("checkpoint: {}", path.display())),
         }
@@ -113,4 +114,25 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// One line for an in-training evaluation.
+fn describe_eval(record: &oxidiff_train::eval::log::EvalRecord) -> String {
+    let mut parts = vec![format!("eval at step {}:", record.step)];
+    if let Some(n) = &record.nll {
+        parts.push(format!(
+            "held-out {:.4} ± {:.4} bits/dim (stride {}, {} images);",
+            n.bpd, n.bpd_stderr, n.stride, n.images
+        ));
+    }
+    if let Some(b) = &record.band_mse {
+        let bands: Vec<String> = b
+            .bands
+            .iter()
+            .zip(&b.mse)
+            .map(|((lo, hi), m)| format!("[{lo},{hi}) {m:.4}"))
+            .collect();
+        parts.push(format!("ε-MSE by t band {}", bands.join(" ")));
+    }
+    parts.join(" ")
 }

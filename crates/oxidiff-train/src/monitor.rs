@@ -1,0 +1,352 @@
+//! What a run shows while it trains, besides the progress line: TensorBoard event files
+//! (`DIR/tensorboard/`), PNG plots (`DIR/plots/`) and one self-contained page `DIR/report.html`,
+//! all redrawn from the run directory's own logs so that they survive a resume unchanged.
+
+use std::path::{Path, PathBuf};
+
+use crate::TrainError;
+use crate::config::RunConfig;
+use crate::eval::log::{EVAL_LOG_FILE, EvalRecord, read_eval};
+use crate::metrics::{StepStats, read_metrics};
+use crate::plots::{PlotSpec, Series, YScale, draw_line_plot};
+use crate::report_html::{ReportPage, write_report};
+use crate::tensorboard::TensorBoardWriter;
+use crate::trainer::DATA_REPORT_FILE;
+
+/// Where the pieces go inside a run directory.
+pub const TENSORBOARD_DIR: &str = "tensorboard";
+pub const PLOTS_DIR: &str = "plots";
+pub const REPORT_FILE: &str = "report.html";
+
+/// Plots keep at most this many points per series: a browser or PNG cannot show more anyway.
+const MAX_POINTS: usize = 2000;
+
+/// The TensorBoard writer of a run and the redrawing of its plots and report.
+pub struct Monitor {
+    run_dir: PathBuf,
+    tensorboard: TensorBoardWriter,
+}
+
+impl Monitor {
+    /// Opens a new TensorBoard event file in `DIR/tensorboard` (TensorBoard merges the files of
+    /// a resumed run) and drops `eval.jsonl` records past `step` (an interrupted run's evaluations
+    /// after its last checkpoint), like the metrics log.
+    pub fn open(run_dir: &Path, step: u64) -> Result<Self, TrainError> {
+        let eval_log = run_dir.join(EVAL_LOG_FILE);
+        if eval_log.is_file() {
+            let kept = read_eval(&eval_log, Some(step))?;
+            let mut text = String::new();
+            for record in &kept {
+                text.push_str(&serde_json::to_string(record).expect("EvalRecord serialises"));
+                text.push('\n');
+            }
+            crate::checkpoint::write_atomic(&eval_log, text.as_bytes())?;
+        }
+        let dir = run_dir.join(TENSORBOARD_DIR);
+        let tensorboard = TensorBoardWriter::create(&dir).map_err(|e| TrainError::io(&dir, e))?;
+        Ok(Self {
+            run_dir: run_dir.to_path_buf(),
+            tensorboard,
+        })
+    }
+
+    fn tb_error(&self, e: std::io::Error) -> TrainError {
+        TrainError::io(self.tensorboard.path(), e)
+    }
+
+    /// Training scalars of one step.
+    pub fn on_step(&mut self, stats: &StepStats) -> Result<(), TrainError> {
+        for (tag, value) in [
+            ("train/loss", stats.loss),
+            ("train/lr", stats.lr),
+            ("train/grad_norm", stats.grad_norm),
+            ("train/images_per_sec", stats.images_per_sec),
+        ] {
+            self.tensorboard
+                .scalar(tag, stats.step, value)
+                .map_err(|e| self.tb_error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Held-out scalars of one evaluation.
+    pub fn on_eval(&mut self, record: &EvalRecord) -> Result<(), TrainError> {
+        let mut scalars = Vec::new();
+        if let Some(bands) = &record.band_mse {
+            for ((lo, hi), mse) in bands.bands.iter().zip(&bands.mse) {
+                scalars.push((format!("val/eps_mse_t{lo}-{hi}"), *mse));
+            }
+        }
+        if let Some(nll) = &record.nll {
+            scalars.push(("val/bits_per_dim".into(), nll.bpd));
+        }
+        if let Some(d) = &record.distance {
+            scalars.push(("val/fd_oxidiff".into(), d.fd_oxidiff));
+        }
+        for (tag, value) in scalars {
+            self.tensorboard
+                .scalar(&tag, record.step, value)
+                .map_err(|e| self.tb_error(e))?;
+        }
+        self.tensorboard.flush().map_err(|e| self.tb_error(e))
+    }
+
+    /// A sample grid PNG as a TensorBoard image.
+    pub fn on_grid(&mut self, step: u64, path: &Path) -> Result<(), TrainError> {
+        let png = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+        let (width, height, channels) = png_header(&png).ok_or_else(|| TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            message: "not a PNG this program wrote".into(),
+        })?;
+        self.tensorboard
+            .image("samples", step, &png, width, height, channels)
+            .map_err(|e| self.tb_error(e))?;
+        self.tensorboard.flush().map_err(|e| self.tb_error(e))
+    }
+
+    /// Redraws the plots and `report.html` from the logs, up to `step`.
+    ///
+    /// # Errors
+    /// A log that cannot be read or a plot or page that cannot be written.
+    pub fn refresh(&mut self, config: &RunConfig, step: u64) -> Result<PathBuf, TrainError> {
+        self.tensorboard.flush().map_err(|e| self.tb_error(e))?;
+        let metrics_path = self.run_dir.join("metrics.jsonl");
+        let metrics = if metrics_path.is_file() {
+            read_metrics(&metrics_path)?
+        } else {
+            Vec::new()
+        };
+        let evals = read_eval(&self.run_dir.join(EVAL_LOG_FILE), Some(step))?;
+        let plots = self.draw_plots(&metrics, &evals)?;
+        let grids = sample_grids(&self.run_dir.join("samples"));
+        let summary = vec![
+            ("run".to_string(), self.run_dir.display().to_string()),
+            ("step".to_string(), format!("{step} of {}", config.train.steps)),
+            ("data".to_string(), config.data.describe_source()),
+            (
+                "objective".to_string(),
+                format!(
+                    "{:?} loss, {:?} variance, {:?} prediction, T = {}",
+                    config.diffusion.loss,
+                    config.diffusion.variance_type,
+                    config.diffusion.prediction,
+                    config.diffusion.num_train_timesteps
+                ),
+            ),
+        ];
+        let metrics_table = latest_numbers(&metrics, &evals);
+        let data_report = std::fs::read_to_string(self.run_dir.join(DATA_REPORT_FILE))
+            .unwrap_or_else(|_| "(no data_report.json)".into());
+        let config_toml = config.to_toml();
+        let path = self.run_dir.join(REPORT_FILE);
+        write_report(
+            &path,
+            &ReportPage {
+                title: "oxidiff training report",
+                summary: &summary,
+                plots: &plots,
+                grids: &grids,
+                metrics: &metrics_table,
+                config_toml: &config_toml,
+                data_report_json: &data_report,
+            },
+        )
+        .map_err(|e| TrainError::io(&path, e))?;
+        Ok(path)
+    }
+
+    fn draw_plots(
+        &self,
+        metrics: &[StepStats],
+        evals: &[EvalRecord],
+    ) -> Result<Vec<(String, PathBuf)>, TrainError> {
+        let dir = self.run_dir.join(PLOTS_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+        let series = |name: &str, points: Vec<(f64, f64)>| Series {
+            name: name.to_string(),
+            points: thin(points),
+        };
+        let mut plots = Vec::new();
+        let mut draw = |file: &str, caption: &str, spec: PlotSpec<'_>| -> Result<(), TrainError> {
+            let path = dir.join(file);
+            draw_line_plot(&path, &spec, 720, 420).map_err(|e| TrainError::Checkpoint {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            plots.push((caption.to_string(), path));
+            Ok(())
+        };
+        let loss = [series(
+            "training loss",
+            metrics.iter().map(|m| (m.step as f64, m.loss)).collect(),
+        )];
+        draw(
+            "loss.png",
+            "Training loss per step",
+            PlotSpec {
+                title: "training loss",
+                x_label: "step",
+                y_label: "loss",
+                y_scale: YScale::Log,
+                series: &loss,
+            },
+        )?;
+        let lr = [series(
+            "learning rate",
+            metrics.iter().map(|m| (m.step as f64, m.lr)).collect(),
+        )];
+        draw(
+            "lr.png",
+            "Learning rate per step",
+            PlotSpec {
+                title: "learning rate",
+                x_label: "step",
+                y_label: "lr",
+                y_scale: YScale::Linear,
+                series: &lr,
+            },
+        )?;
+        let band_records: Vec<_> = evals
+            .iter()
+            .filter_map(|r| r.band_mse.as_ref().map(|b| (r.step, b)))
+            .collect();
+        if let Some((_, first)) = band_records.first() {
+            let bands: Vec<Series> = first
+                .bands
+                .iter()
+                .enumerate()
+                .map(|(k, (lo, hi))| {
+                    series(
+                        &format!("t in [{lo}, {hi})"),
+                        band_records
+                            .iter()
+                            .filter_map(|(step, b)| b.mse.get(k).map(|&v| (*step as f64, v)))
+                            .collect(),
+                    )
+                })
+                .collect();
+            draw(
+                "val_mse.png",
+                "Held-out ε-MSE per band of t (fixed noise)",
+                PlotSpec {
+                    title: "held-out ε-MSE by timestep band",
+                    x_label: "step",
+                    y_label: "ε-MSE",
+                    y_scale: YScale::Log,
+                    series: &bands,
+                },
+            )?;
+        }
+        let bpd: Vec<(f64, f64)> = evals
+            .iter()
+            .filter_map(|r| r.nll.as_ref().map(|n| (r.step as f64, n.bpd)))
+            .collect();
+        if !bpd.is_empty() {
+            let bpd = [series("held-out NLL bound", bpd)];
+            draw(
+                "bits_per_dim.png",
+                "Held-out negative log-likelihood bound, bits/dim",
+                PlotSpec {
+                    title: "held-out bits/dim",
+                    x_label: "step",
+                    y_label: "bits/dim",
+                    y_scale: YScale::Linear,
+                    series: &bpd,
+                },
+            )?;
+        }
+        Ok(plots)
+    }
+}
+
+/// Every `samples/step-NNNNNNN.png`, oldest first.
+fn sample_grids(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut grids: Vec<(u64, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step = name.strip_prefix("step-")?.strip_suffix(".png")?.parse().ok()?;
+            Some((step, e.path()))
+        })
+        .collect();
+    grids.sort();
+    grids
+}
+
+/// At most [`MAX_POINTS`] evenly chosen points, the last one always kept.
+fn thin(points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    if points.len() <= MAX_POINTS {
+        return points;
+    }
+    let every = points.len().div_ceil(MAX_POINTS);
+    let last = points.len() - 1;
+    points
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % every == 0 || *i == last)
+        .map(|(_, p)| p)
+        .collect()
+}
+
+/// The report's table: the last training step and the latest of each evaluation.
+fn latest_numbers(metrics: &[StepStats], evals: &[EvalRecord]) -> Vec<(String, String)> {
+    let mut rows = Vec::new();
+    if let Some(m) = metrics.last() {
+        rows.push((format!("training loss (step {})", m.step), format!("{:.5}", m.loss)));
+        rows.push(("images/s".into(), format!("{:.1}", m.images_per_sec)));
+    }
+    if let Some((step, b)) = evals
+        .iter()
+        .rev()
+        .find_map(|r| r.band_mse.as_ref().map(|b| (r.step, b)))
+    {
+        for ((lo, hi), mse) in b.bands.iter().zip(&b.mse) {
+            rows.push((
+                format!("held-out ε-MSE, t in [{lo}, {hi}) (step {step})"),
+                format!("{mse:.5}"),
+            ));
+        }
+    }
+    if let Some((step, n)) = evals
+        .iter()
+        .rev()
+        .find_map(|r| r.nll.as_ref().map(|n| (r.step, n)))
+    {
+        rows.push((
+            format!("held-out bits/dim, stride {} (step {step})", n.stride),
+            format!("{:.4} ± {:.4}", n.bpd, n.bpd_stderr),
+        ));
+    }
+    if let Some((step, d)) = evals
+        .iter()
+        .rev()
+        .find_map(|r| r.distance.as_ref().map(|d| (r.step, d)))
+    {
+        rows.push((
+            format!("FD-oxidiff, not FID (step {step})"),
+            format!("{:.3} (precision {:.3}, recall {:.3})", d.fd_oxidiff, d.precision, d.recall),
+        ));
+    }
+    rows
+}
+
+/// (width, height, channels) from a PNG's IHDR chunk.
+fn png_header(png: &[u8]) -> Option<(u32, u32, u32)> {
+    if png.len() < 26 || &png[..8] != b"\x89PNG\r\n\x1a\n" || &png[12..16] != b"IHDR" {
+        return None;
+    }
+    let width = u32::from_be_bytes(png[16..20].try_into().ok()?);
+    let height = u32::from_be_bytes(png[20..24].try_into().ok()?);
+    let channels = match png[25] {
+        0 => 1, // grey
+        2 => 3, // RGB
+        3 => 3, // palette, shown as RGB
+        4 => 2, // grey + alpha
+        6 => 4, // RGBA
+        _ => return None,
+    };
+    Some((width, height, channels))
+}
