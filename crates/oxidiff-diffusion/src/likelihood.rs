@@ -50,7 +50,11 @@ pub fn normal_kl(
 pub fn standard_normal_cdf(x: Tensor<4>) -> Tensor<4> {
     let upper = standard_normal_tail(x.clone().abs().neg());
     let lower_mask = x.lower_elem(0.0);
-    upper.clone().neg().add_scalar(1.0).mask_where(lower_mask, upper)
+    upper
+        .clone()
+        .neg()
+        .add_scalar(1.0)
+        .mask_where(lower_mask, upper)
 }
 
 /// Φ(x) for x ≤ 0 (the lower tail), with relative precision; see [`standard_normal_cdf`].
@@ -103,8 +107,7 @@ pub fn discretized_gaussian_log_likelihood(
         .log();
     // The bin's mass, on the side of the mean where both CDF values are small (no cancellation).
     let lower_side = standard_normal_cdf(plus_in.clone()) - standard_normal_cdf(min_in.clone());
-    let upper_side =
-        standard_normal_cdf(min_in.clone().neg()) - standard_normal_cdf(plus_in.neg());
+    let upper_side = standard_normal_cdf(min_in.clone().neg()) - standard_normal_cdf(plus_in.neg());
     let delta = lower_side.mask_where(min_in.greater_elem(0.0), upper_side);
     let log_delta = delta.clamp_min(tiny).log();
     log_delta

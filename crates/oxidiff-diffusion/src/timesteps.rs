@@ -181,7 +181,13 @@ mod tests {
             h.update(&[0, 1, 2], &[1.0, 1.0, 8.0]);
         }
         let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let draw = draw_timesteps(TimestepSampling::LossSecondMoment, Some(&h), &mut rng, 20_000, 3);
+        let draw = draw_timesteps(
+            TimestepSampling::LossSecondMoment,
+            Some(&h),
+            &mut rng,
+            20_000,
+            3,
+        );
         let p = h.probabilities();
         let share = draw.t.iter().filter(|&&t| t == 2).count() as f64 / 20_000.0;
         assert!((share - p[2]).abs() < 0.01, "{share} vs {}", p[2]);

@@ -79,7 +79,10 @@ struct Sanity {
 }
 
 fn golden() -> Golden {
-    let path = format!("{}/tests/golden/likelihood.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/golden/likelihood.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
@@ -195,13 +198,20 @@ fn bits_per_dim_of_a_trivial_model_on_uniform_levels_is_analytic_and_above_the_e
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let bpd = d.bits_per_dim(&ZeroSample, x, 1, &mut rng);
     let close = |a: f64, e: f64, what: &str| {
-        assert!((a - e).abs() <= 1e-4 * e.abs() + 1e-5, "{what}: {a} vs analytic {e}")
+        assert!(
+            (a - e).abs() <= 1e-4 * e.abs() + 1e-5,
+            "{what}: {a} vs analytic {e}"
+        )
     };
     close(bpd.prior[0], g.prior, "prior");
     close(bpd.decoder[0], g.decoder, "decoder");
     close(bpd.diffusion[0], g.diffusion, "diffusion");
     close(bpd.total[0], g.total, "total");
-    assert!(bpd.total[0] >= 8.0, "{} bits/dim beats the entropy", bpd.total[0]);
+    assert!(
+        bpd.total[0] >= 8.0,
+        "{} bits/dim beats the entropy",
+        bpd.total[0]
+    );
 }
 
 #[test]

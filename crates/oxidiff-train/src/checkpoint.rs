@@ -12,8 +12,8 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
-use oxidiff_models::UNet;
 use oxidiff_diffusion::timesteps::LossHistory;
+use oxidiff_models::UNet;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 

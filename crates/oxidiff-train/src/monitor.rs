@@ -121,7 +121,10 @@ impl Monitor {
         let grids = sample_grids(&self.run_dir.join("samples"));
         let summary = vec![
             ("run".to_string(), self.run_dir.display().to_string()),
-            ("step".to_string(), format!("{step} of {}", config.train.steps)),
+            (
+                "step".to_string(),
+                format!("{step} of {}", config.train.steps),
+            ),
             ("data".to_string(), config.data.describe_source()),
             (
                 "objective".to_string(),
@@ -268,7 +271,11 @@ fn sample_grids(dir: &Path) -> Vec<(u64, PathBuf)> {
         .filter_map(Result::ok)
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let step = name.strip_prefix("step-")?.strip_suffix(".png")?.parse().ok()?;
+            let step = name
+                .strip_prefix("step-")?
+                .strip_suffix(".png")?
+                .parse()
+                .ok()?;
             Some((step, e.path()))
         })
         .collect();
@@ -295,7 +302,10 @@ fn thin(points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
 fn latest_numbers(metrics: &[StepStats], evals: &[EvalRecord]) -> Vec<(String, String)> {
     let mut rows = Vec::new();
     if let Some(m) = metrics.last() {
-        rows.push((format!("training loss (step {})", m.step), format!("{:.5}", m.loss)));
+        rows.push((
+            format!("training loss (step {})", m.step),
+            format!("{:.5}", m.loss),
+        ));
         rows.push(("images/s".into(), format!("{:.1}", m.images_per_sec)));
     }
     if let Some((step, b)) = evals
@@ -327,7 +337,10 @@ fn latest_numbers(metrics: &[StepStats], evals: &[EvalRecord]) -> Vec<(String, S
     {
         rows.push((
             format!("FD-oxidiff, not FID (step {step})"),
-            format!("{:.3} (precision {:.3}, recall {:.3})", d.fd_oxidiff, d.precision, d.recall),
+            format!(
+                "{:.3} (precision {:.3}, recall {:.3})",
+                d.fd_oxidiff, d.precision, d.recall
+            ),
         ));
     }
     rows

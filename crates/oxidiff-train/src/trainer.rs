@@ -26,11 +26,11 @@ use crate::checkpoint::{
 use crate::config::RunConfig;
 use crate::ema::Ema;
 use crate::error::TrainError;
-use crate::generate::{generate, save_image_grid};
 use crate::eval::{
     self,
     log::{EVAL_LOG_FILE, EvalRecord, append_eval},
 };
+use crate::generate::{generate, save_image_grid};
 use crate::metrics::{MetricsLog, StepStats};
 use crate::monitor::Monitor;
 use crate::optim::{build_optimizer, clip_grad_norm, learning_rate};
@@ -586,9 +586,8 @@ impl Trainer {
     /// weights samples come from; appended to `eval.jsonl`.
     pub fn evaluate_if_due(&mut self) -> Result<Option<EvalRecord>, TrainError> {
         let t = &self.config.train;
-        let due = |every: u64| {
-            every > 0 && (self.step.is_multiple_of(every) || self.step == t.steps)
-        };
+        let due =
+            |every: u64| every > 0 && (self.step.is_multiple_of(every) || self.step == t.steps);
         let (mse_due, bpd_due) = (due(t.eval_every), due(t.bpd_every));
         if !(mse_due || bpd_due) || self.validation.is_empty() {
             return Ok(None);

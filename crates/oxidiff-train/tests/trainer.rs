@@ -434,3 +434,243 @@ fn streamed_data_trains_exactly_like_cached_and_survives_a_vanished_file() {
         "{err}"
     );
 }
+
+#[test]
+fn learned_variance_hybrid_and_importance_sampling_resume_exactly() {
+    // T = 10 so that the importance sampler warms up (10 losses at every t) within the run and
+    // the resumed half draws t from the saved history.
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    write_images(&tmp.path().join("data"), 16);
+    for objective in [
+        [
+            "diffusion.loss=\"hybrid\"",
+            "diffusion.variance_type=\"learned\"",
+        ],
+        [
+            "diffusion.loss=\"vlb\"",
+            "diffusion.variance_type=\"learned\"",
+        ],
+    ] {
+        let mut extra = vec![
+            "train.steps=12",
+            "train.batch_size=8",
+            "train.grad_accum_steps=2",
+            "diffusion.num_train_timesteps=10",
+            "sample.steps=5",
+            "train.timestep_sampler=\"loss-second-moment\"",
+        ];
+        extra.extend(objective);
+        let device = Device::flex();
+        let dir = |name: &str| tmp.path().join(format!("{}-{name}", objective[0].len()));
+        let mut straight = Trainer::new(
+            tiny_config(&tmp.path().join("data"), &extra),
+            &dir("a"),
+            &device,
+        )
+        .unwrap();
+        assert_eq!(
+            straight.unet.out_channels, 2,
+            "learned variance doubles the output"
+        );
+        straight.run(None, &mut |_| {}).unwrap();
+        let mut first = Trainer::new(
+            tiny_config(&tmp.path().join("data"), &extra),
+            &dir("b"),
+            &device,
+        )
+        .unwrap();
+        first.run(Some(7), &mut |_| {}).unwrap();
+        drop(first);
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir("b").join("checkpoints/step-0000007/state.json")).unwrap(),
+        )
+        .unwrap();
+        assert!(state["loss_history"]["losses"].is_array(), "{state}");
+        let mut resumed = Trainer::resume(&dir("b"), &[], &device).unwrap();
+        resumed.run(None, &mut |_| {}).unwrap();
+        let a = read_metrics(&dir("a").join("metrics.jsonl")).unwrap();
+        let b = read_metrics(&dir("b").join("metrics.jsonl")).unwrap();
+        assert_eq!(a.len(), 12);
+        for (x, y) in a.iter().zip(&b) {
+            assert!(x.loss.is_finite());
+            assert!(
+                (x.loss - y.loss).abs() <= 1e-6,
+                "{objective:?} step {}: {} vs {}",
+                x.step,
+                x.loss,
+                y.loss
+            );
+        }
+        let diff = max_abs_diff(&weights(&straight.model), &weights(&resumed.model));
+        assert!(diff <= 1e-6, "{objective:?}: weights differ by {diff}");
+    }
+}
+
+#[test]
+fn evaluation_during_training_writes_logs_plots_report_and_tensorboard() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_images(&data, 24);
+    let extra = [
+        "train.steps=6",
+        "data.validation_fraction=0.25",
+        "train.eval_every=2",
+        "train.bpd_every=3",
+        "train.bpd_stride=250",
+        "train.eval_images=4",
+        "train.sample_every=3",
+        "train.checkpoint_every=3",
+    ];
+    let run = tmp.path().join("run");
+    let mut trainer = Trainer::new(tiny_config(&data, &extra), &run, &Device::flex()).unwrap();
+    let mut evaluated = Vec::new();
+    trainer
+        .run(Some(4), &mut |e| {
+            if let TrainEvent::Evaluated(r) = e {
+                evaluated.push(r.step)
+            }
+        })
+        .unwrap();
+    assert_eq!(evaluated, [2, 3, 4]);
+    let lines = |run: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(run.join("eval.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let records = lines(&run);
+    assert_eq!(records.len(), 3);
+    assert!(records[0]["band_mse"]["mse"].as_array().unwrap().len() == 4);
+    assert!(records[0].get("nll").is_none());
+    let nll = &records[1]["nll"];
+    let bpd = nll["bpd"].as_f64().unwrap();
+    assert!(bpd.is_finite() && bpd > 0.0, "{nll}");
+    let parts = nll["prior"].as_f64().unwrap()
+        + nll["decoder"].as_f64().unwrap()
+        + nll["diffusion"].as_f64().unwrap();
+    assert!((parts - bpd).abs() < 1e-6 * bpd.max(1.0));
+    for plot in ["loss.png", "lr.png", "val_mse.png", "bits_per_dim.png"] {
+        let img = image::open(run.join("plots").join(plot)).unwrap();
+        assert_eq!((img.width(), img.height()), (720, 420), "{plot}");
+    }
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("data:image/png;base64,") && html.contains("bits/dim"));
+    assert!(!html.contains("http://") && !html.contains("https://"));
+    assert_eq!(
+        std::fs::read_dir(run.join("tensorboard")).unwrap().count(),
+        1
+    );
+
+    // A crash after the step-4 evaluation, before its checkpoint: resumed from step 3, that
+    // evaluation is dropped and made again, and the finished log reads like one run.
+    std::fs::remove_dir_all(run.join("checkpoints/step-0000004")).unwrap();
+    let mut resumed = Trainer::resume(&run, &[], &Device::flex()).unwrap();
+    assert_eq!(resumed.step, 3);
+    resumed.run(None, &mut |_| {}).unwrap();
+    let steps: Vec<u64> = lines(&run)
+        .iter()
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [2, 3, 4, 6]);
+    assert_eq!(
+        std::fs::read_dir(run.join("tensorboard")).unwrap().count(),
+        2
+    );
+
+    // No held-out images: refused before anything is written.
+    let err = Trainer::new(
+        tiny_config(&data, &["train.eval_every=2"]),
+        &tmp.path().join("none"),
+        &Device::flex(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("validation_fraction"), "{err}");
+    assert!(!tmp.path().join("none").exists());
+}
+
+#[test]
+fn a_checkpoint_is_evaluated_the_same_way_twice() {
+    use oxidiff_train::eval::checkpoint::{EvalOptions, EvalSplit, evaluate_checkpoint};
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_images(&data, 20);
+    let run = tmp.path().join("run");
+    let config = tiny_config(
+        &data,
+        &[
+            "train.steps=4",
+            "data.validation_fraction=0.3",
+            "sample.steps=3",
+        ],
+    );
+    let mut trainer = Trainer::new(config, &run, &Device::flex()).unwrap();
+    trainer.run(None, &mut |_| {}).unwrap();
+    let options = EvalOptions {
+        split: EvalSplit::Val,
+        data_overrides: Vec::new(),
+        max_images: None,
+        bpd_stride: Some(100),
+        batch_size: 3,
+        seed: 7,
+        fd_samples: Some(6),
+        use_ema: true,
+    };
+    let device = Device::flex();
+    let a = evaluate_checkpoint(&run, &options, &device, &mut |_, _, _| {}).unwrap();
+    assert_eq!(a.step, 4);
+    assert_eq!(a.images, trainer.validation.len());
+    // Other batch sizes give the same per-image noise, so the same numbers; the feature
+    // network comes from the run's cache the second time.
+    let b = evaluate_checkpoint(
+        &run,
+        &EvalOptions {
+            batch_size: 5,
+            ..options.clone()
+        },
+        &device,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    assert!(tmp.path().join("run/fd_oxidiff/feature_net.bpk").is_file());
+    for (x, y) in a.band_mse.mse.iter().zip(&b.band_mse.mse) {
+        assert!((x - y).abs() <= 1e-5 * x.abs().max(1e-3), "{x} vs {y}");
+    }
+    let d = a.distance.unwrap();
+    assert!(d.fd_oxidiff.is_finite() && d.fd_oxidiff >= 0.0);
+    assert!((0.0..=1.0).contains(&d.precision) && (0.0..=1.0).contains(&d.recall));
+    assert!(a.nll.unwrap().bpd > 0.0);
+
+    // A run without a test source cannot be evaluated on "test"; the message says what to do.
+    let err = evaluate_checkpoint(
+        &run,
+        &EvalOptions {
+            split: EvalSplit::Test,
+            ..options.clone()
+        },
+        &device,
+        &mut |_, _, _| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("--data"), "{err}");
+    // With one, every image of it is evaluated.
+    let test = evaluate_checkpoint(
+        &run,
+        &EvalOptions {
+            split: EvalSplit::Test,
+            data_overrides: vec![format!("data.path=\"{}\"", data.display())],
+            fd_samples: None,
+            ..options
+        },
+        &device,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    assert_eq!(test.images, 20);
+}

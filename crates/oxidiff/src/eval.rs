@@ -33,7 +33,11 @@ pub fn eval_command(args: EvalArgs) -> Result<()> {
     if args.fd && args.fd_samples < 2 {
         bail!("--fd-samples must be at least 2");
     }
-    if let Some(bad) = args.overrides.iter().find(|o| !o.trim_start().starts_with("data.")) {
+    if let Some(bad) = args
+        .overrides
+        .iter()
+        .find(|o| !o.trim_start().starts_with("data."))
+    {
         bail!("--set {bad}: only data.* keys choose what is evaluated");
     }
     let mut data_overrides = match &args.data {
@@ -56,15 +60,20 @@ pub fn eval_command(args: EvalArgs) -> Result<()> {
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let result = evaluate_checkpoint(&args.checkpoint, &options, &device, &mut |phase, done, total| {
-        bar.set_message(match phase {
-            EvalPhase::Nll => "bits/dim",
-            EvalPhase::FeatureNet => "training the FD-oxidiff feature network",
-            EvalPhase::Sampling => "sampling for FD-oxidiff",
-        });
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })
+    let result = evaluate_checkpoint(
+        &args.checkpoint,
+        &options,
+        &device,
+        &mut |phase, done, total| {
+            bar.set_message(match phase {
+                EvalPhase::Nll => "bits/dim",
+                EvalPhase::FeatureNet => "training the FD-oxidiff feature network",
+                EvalPhase::Sampling => "sampling for FD-oxidiff",
+            });
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )
     .with_context(|| format!("evaluating {}", args.checkpoint.display()))?;
     bar.finish_and_clear();
     print_result(&result, !args.no_ema);
@@ -88,7 +97,10 @@ fn print_result(r: &EvalResult, ema: bool) {
         let how = if n.stride == 1 {
             "every term of the bound".to_string()
         } else {
-            format!("every {}th KL term, each counted {} times", n.stride, n.stride)
+            format!(
+                "every {}th KL term, each counted {} times",
+                n.stride, n.stride
+            )
         };
         println!(
             "NLL bound: {:.4} ± {:.4} bits/dim (mean ± standard error over {} images; {how})",

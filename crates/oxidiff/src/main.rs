@@ -20,8 +20,8 @@ use oxidiff_train::{
 };
 
 use crate::device::DeviceArg;
-use oxidiff_train::eval::checkpoint::EvalSplit;
 use crate::progress::Progress;
+use oxidiff_train::eval::checkpoint::EvalSplit;
 
 #[derive(Parser)]
 #[command(

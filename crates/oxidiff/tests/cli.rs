@@ -216,3 +216,76 @@ fn bench_prints_json_and_rejects_a_missing_peer() {
         stderr(&out)
     );
 }
+
+#[test]
+fn eval_prints_bits_per_dim_bands_and_fd_oxidiff_and_writes_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = oxidiff(
+        &[
+            "train",
+            "--out",
+            "run",
+            "--set",
+            "train.steps=4",
+            "--set",
+            "data.validation_fraction=0.05",
+            "--set",
+            "model.model_channels=16",
+            "--set",
+            "model.norm_groups=4",
+            "--set",
+            "sample.steps=3",
+            "--set",
+            "sample.num=4",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = oxidiff(
+        &[
+            "eval",
+            "--checkpoint",
+            "run",
+            "--images",
+            "16",
+            "--stride",
+            "200",
+            "--fd",
+            "--fd-samples",
+            "8",
+            "--json",
+            "eval.json",
+        ],
+        tmp.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}{stdout}", stderr(&out));
+    for needle in [
+        "bits/dim",
+        "ε-MSE by band",
+        "FD-oxidiff",
+        "not FID",
+        "16 images",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("eval.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["images"], 16);
+    assert!(json["nll"]["bpd"].as_f64().unwrap() > 0.0);
+
+    // Bad requests: a test split without a source, a non-data override.
+    let out = oxidiff(
+        &["eval", "--checkpoint", "run", "--split", "test"],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--data"), "{}", stderr(&out));
+    let out = oxidiff(
+        &["eval", "--checkpoint", "run", "--set", "train.steps=3"],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("only data.*"), "{}", stderr(&out));
+}

@@ -11,10 +11,10 @@ use super::features::{
     FeatureNetConfig, SampleDistance, cache_dir, features_of, load_or_train, sample_distance,
 };
 use super::{BandMse, NllReport, band_mse, nll};
+use crate::TrainError;
 use crate::config::RunConfig;
 use crate::generate::{generate, load_for_sampling};
 use crate::trainer::saved_split;
-use crate::TrainError;
 
 /// Which images a checkpoint is evaluated on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,7 +100,8 @@ pub fn evaluate_checkpoint(
     let loaded = load_for_sampling(path, options.use_ema, device)?;
     let config = &loaded.config;
     let run_dir = run_dir_of(&loaded.checkpoint);
-    let state = crate::checkpoint::load_state(&loaded.checkpoint.join(crate::checkpoint::STATE_FILE))?;
+    let state =
+        crate::checkpoint::load_state(&loaded.checkpoint.join(crate::checkpoint::STATE_FILE))?;
     if options.bpd_stride.is_some() && config.data.standardize == Standardize::PerChannel {
         return Err(TrainError::Eval {
             message: "bits/dim needs 8-bit images in [-1, 1], and this run standardised per \
@@ -189,7 +190,15 @@ pub fn evaluate_checkpoint(
     let model = &loaded.model;
     let diffusion = &loaded.diffusion;
     let batch = options.batch_size.max(1);
-    let band_mse: BandMse = band_mse(model, diffusion, &data, &indices, batch, options.seed, device)?;
+    let band_mse: BandMse = band_mse(
+        model,
+        diffusion,
+        &data,
+        &indices,
+        batch,
+        options.seed,
+        device,
+    )?;
     let nll: Option<NllReport> = match options.bpd_stride {
         Some(stride) => Some(nll(
             model,

@@ -188,7 +188,10 @@ mod tests {
 
     #[test]
     fn bands_partition_the_timesteps() {
-        assert_eq!(bands(1000), vec![(0, 250), (250, 500), (500, 750), (750, 1000)]);
+        assert_eq!(
+            bands(1000),
+            vec![(0, 250), (250, 500), (500, 750), (750, 1000)]
+        );
         assert_eq!(bands(10), vec![(0, 2), (2, 4), (4, 6), (6, 10)]);
         for (lo, hi) in bands(3) {
             assert!(lo < hi && hi <= 3, "{lo}..{hi}");
