@@ -45,12 +45,28 @@ pub struct TrainState {
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
 /// fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
+    replace_file(path, bytes).map_err(|e| TrainError::io(path, e))
+}
+
+/// [`write_atomic`] with the plain I/O error, for writers with error types of their own (plots,
+/// the report page). Readers — a resumed run, a browser reloading the report — see the old file
+/// or the new one, never part of one. The temporary name is unique per process and call, so
+/// two writers of one path never share a temporary file.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path has no file name")
+    })?;
+    let tmp = dir.join(format!(
+        ".{}.{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     let result = (|| {
         let mut file = File::create(&tmp)?;
         file.write_all(bytes)?;
@@ -58,10 +74,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
         fs::rename(&tmp, path)?;
         sync_dir(dir)
     })();
-    result.map_err(|e| {
+    if result.is_err() {
         let _ = fs::remove_file(&tmp);
-        TrainError::io(path, e)
-    })
+    }
+    result
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {

@@ -13,13 +13,10 @@
 //! axis, a single point gets a padded range, and a plot with nothing to show still gets written
 //! with a "no data yet" note. Failures come back as [`PlotError`] naming the file.
 
-use std::fs;
-use std::io;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::coord::types::RangedCoordf64;
@@ -137,7 +134,7 @@ pub fn draw_line_plot(
     drawn.map_err(fail)?;
 
     let png = encode_png(&rgb, width, height).map_err(|e| fail(format!("encoding PNG: {e}")))?;
-    write_atomic(path, &png).map_err(|e| fail(e.to_string()))
+    crate::checkpoint::replace_file(path, &png).map_err(|e| fail(e.to_string()))
 }
 
 /// Registers the embedded font once per process.
@@ -528,27 +525,6 @@ fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, png::Encod
     writer.write_image_data(rgb)?;
     writer.finish()?;
     Ok(out)
-}
-
-/// Writes `bytes` to a fresh temporary file next to `path`, then renames it over `path`, so
-/// readers see the old file or the new one, never a partial one. (No fsync: a plot lost to a
-/// power cut is redrawn at the next update.)
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What the report page shows.
 #[derive(Clone, Copy, Debug)]
@@ -65,7 +64,7 @@ pre { background: #f6f8fa; border: 1px solid #e1e4e8; padding: 0.8em 1em; overfl
 /// naming `path`.
 pub fn write_report(path: &Path, page: &ReportPage<'_>) -> std::io::Result<()> {
     let html = render(page);
-    write_atomic(path, html.as_bytes())
+    crate::checkpoint::replace_file(path, html.as_bytes())
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
@@ -232,26 +231,6 @@ fn base64_into(out: &mut String, bytes: &[u8]) {
         }
         _ => {}
     }
-}
-
-/// Writes `bytes` to a fresh temporary file next to `path`, then renames it over `path`, so a
-/// browser reloading the page sees the old report or the new one, never a partial one.
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

@@ -549,18 +549,23 @@ impl Trainer {
         Ok(stats)
     }
 
+    /// The weights samples and evaluations use: the EMA copy (`sample.use_ema`, the default)
+    /// or the online weights without autodiff.
+    fn sampling_model(&self) -> std::borrow::Cow<'_, UNet> {
+        if self.config.sample.use_ema {
+            std::borrow::Cow::Borrowed(&self.ema.model)
+        } else {
+            std::borrow::Cow::Owned(self.model.valid())
+        }
+    }
+
     /// Samples a grid from the EMA (or online) weights into `samples/step-NNNNNNN.png`.
     pub fn save_sample_grid(&self) -> Result<PathBuf, TrainError> {
         let dir = self.run_dir.join("samples");
         std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
         let path = dir.join(format!("step-{:07}.png", self.step));
-        let online;
-        let model = if self.config.sample.use_ema {
-            &self.ema.model
-        } else {
-            online = self.model.valid();
-            &online
-        };
+        let model = self.sampling_model();
+        let model = model.as_ref();
         let shape = [
             self.config.sample.num,
             self.unet.in_channels,
@@ -593,13 +598,8 @@ impl Trainer {
             return Ok(None);
         }
         let device = self.device.clone().without_autodiff();
-        let online;
-        let model = if self.config.sample.use_ema {
-            &self.ema.model
-        } else {
-            online = self.model.valid();
-            &online
-        };
+        let model = self.sampling_model();
+        let model = model.as_ref();
         let indices: Vec<usize> = (0..t.eval_images.min(self.validation.len())).collect();
         let batch = t.batch_size;
         let band_mse = if mse_due {

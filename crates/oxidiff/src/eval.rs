@@ -9,21 +9,59 @@ use oxidiff_train::eval::checkpoint::{
 
 use crate::device::DeviceArg;
 
+/// `oxidiff eval`'s arguments.
+#[derive(clap::Args)]
 pub struct EvalArgs {
+    /// A checkpoint directory, or a run directory (its newest checkpoint).
+    #[arg(long)]
     pub checkpoint: PathBuf,
-    pub split: EvalSplit,
+    /// `val`: the run's held-out images; `test`: Fashion-MNIST's test files for a
+    /// Fashion-MNIST run, else the source given by --data / --set; `train`.
+    #[arg(long, value_enum, default_value = "val")]
+    pub split: SplitArg,
+    /// A test source for --split test: a folder, `.npy` or IDX file.
+    #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Override a data key of the evaluated source, e.g. `--set data.subset=test`.
+    #[arg(long = "set", value_name = "data.KEY=VALUE")]
     pub overrides: Vec<String>,
+    /// Evaluate only the first N images of the split.
+    #[arg(long)]
     pub images: Option<usize>,
+    /// Bits/dim from every k-th KL term, each counted k times (1 = the exact bound, T network
+    /// calls per image).
+    #[arg(long, default_value_t = 20)]
     pub stride: usize,
+    /// Skip bits/dim.
+    #[arg(long)]
     pub no_bpd: bool,
+    /// Also compute FD-oxidiff and precision/recall against generated samples.
+    #[arg(long)]
     pub fd: bool,
+    /// Samples generated for --fd (with the run's sampler settings).
+    #[arg(long, default_value_t = 500)]
     pub fd_samples: usize,
+    #[arg(long, default_value_t = 100)]
     pub batch: usize,
+    /// Seeds the evaluation noise and the generated samples.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Evaluate the online weights instead of the EMA weights.
+    #[arg(long)]
     pub no_ema: bool,
+    /// Also write the numbers as JSON.
+    #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
+}
+
+/// The images `oxidiff eval` measures on.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum SplitArg {
+    Val,
+    Test,
+    Train,
 }
 
 pub fn eval_command(args: EvalArgs) -> Result<()> {
@@ -46,7 +84,11 @@ pub fn eval_command(args: EvalArgs) -> Result<()> {
     };
     data_overrides.extend(args.overrides);
     let options = EvalOptions {
-        split: args.split,
+        split: match args.split {
+            SplitArg::Val => EvalSplit::Val,
+            SplitArg::Test => EvalSplit::Test,
+            SplitArg::Train => EvalSplit::Train,
+        },
         data_overrides,
         max_images: args.images,
         bpd_stride: (!args.no_bpd).then_some(args.stride),

@@ -21,7 +21,6 @@ use oxidiff_train::{
 
 use crate::device::DeviceArg;
 use crate::progress::Progress;
-use oxidiff_train::eval::checkpoint::EvalSplit;
 
 #[derive(Parser)]
 #[command(
@@ -88,50 +87,7 @@ enum Command {
     /// (prior, decoder and diffusion parts; mean ± standard error), ε-MSE in four bands of t
     /// (fixed noise, comparable between checkpoints), and with --fd the sample distance
     /// FD-oxidiff (features of a network trained here; not FID).
-    Eval {
-        /// A checkpoint directory, or a run directory (its newest checkpoint).
-        #[arg(long)]
-        checkpoint: PathBuf,
-        /// `val`: the run's held-out images; `test`: Fashion-MNIST's test files for a
-        /// Fashion-MNIST run, else the source given by --data / --set; `train`.
-        #[arg(long, value_enum, default_value = "val")]
-        split: SplitArg,
-        /// A test source for --split test: a folder, `.npy` or IDX file.
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Override a data key of the evaluated source, e.g. `--set data.subset=test`.
-        #[arg(long = "set", value_name = "data.KEY=VALUE")]
-        overrides: Vec<String>,
-        /// Evaluate only the first N images of the split.
-        #[arg(long)]
-        images: Option<usize>,
-        /// Bits/dim from every k-th KL term, each counted k times (1 = the exact bound, T
-        /// network calls per image).
-        #[arg(long, default_value_t = 20)]
-        stride: usize,
-        /// Skip bits/dim.
-        #[arg(long)]
-        no_bpd: bool,
-        /// Also compute FD-oxidiff and precision/recall against generated samples.
-        #[arg(long)]
-        fd: bool,
-        /// Samples generated for --fd (with the run's sampler settings).
-        #[arg(long, default_value_t = 500)]
-        fd_samples: usize,
-        #[arg(long, default_value_t = 100)]
-        batch: usize,
-        /// Seeds the evaluation noise and the generated samples.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Evaluate the online weights instead of the EMA weights.
-        #[arg(long)]
-        no_ema: bool,
-        /// Also write the numbers as JSON.
-        #[arg(long, value_name = "FILE")]
-        json: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "cpu")]
-        device: DeviceArg,
-    },
+    Eval(eval::EvalArgs),
     /// Look at a data source before training on it.
     Data {
         #[command(subcommand)]
@@ -203,13 +159,6 @@ enum ConfigAction {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum SplitArg {
-    Val,
-    Test,
-    Train,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
 enum SamplerArg {
     Ddpm,
     Ddim,
@@ -223,7 +172,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Train { device, .. }
     | Command::Sample { device, .. }
-    | Command::Eval { device, .. }
+    | Command::Eval(eval::EvalArgs { device, .. })
     | Command::Bench { device, .. } = &cli.command
     {
         device.make_default();
@@ -268,41 +217,7 @@ fn run(cli: Cli) -> Result<()> {
             &out,
             device,
         ),
-        Command::Eval {
-            checkpoint,
-            split,
-            data,
-            overrides,
-            images,
-            stride,
-            no_bpd,
-            fd,
-            fd_samples,
-            batch,
-            seed,
-            no_ema,
-            json,
-            device,
-        } => eval::eval_command(eval::EvalArgs {
-            checkpoint,
-            split: match split {
-                SplitArg::Val => EvalSplit::Val,
-                SplitArg::Test => EvalSplit::Test,
-                SplitArg::Train => EvalSplit::Train,
-            },
-            data,
-            overrides,
-            images,
-            stride,
-            no_bpd,
-            fd,
-            fd_samples,
-            batch,
-            seed,
-            no_ema,
-            json,
-            device,
-        }),
+        Command::Eval(args) => eval::eval_command(args),
         Command::Config {
             action: ConfigAction::Default,
         } => {
