@@ -43,7 +43,13 @@ impl Monitor {
             crate::checkpoint::write_atomic(&eval_log, text.as_bytes())?;
         }
         let dir = run_dir.join(TENSORBOARD_DIR);
-        let tensorboard = TensorBoardWriter::create(&dir).map_err(|e| TrainError::io(&dir, e))?;
+        let mut tensorboard =
+            TensorBoardWriter::create(&dir).map_err(|e| TrainError::io(&dir, e))?;
+        if step > 0 {
+            tensorboard
+                .session_start(step + 1)
+                .map_err(|e| TrainError::io(tensorboard.path(), e))?;
+        }
         Ok(Self {
             run_dir: run_dir.to_path_buf(),
             tensorboard,

@@ -139,6 +139,23 @@ impl TensorBoardWriter {
         self.out.flush()
     }
 
+    /// Marks a (re)start at `step`: a `SessionLog` START event, on which TensorBoard drops every
+    /// event already read with a step ≥ `step`. A run resumed from an earlier checkpoint writes
+    /// this at its first new step, so the steps an interrupted run logged after its last
+    /// checkpoint are not shown twice.
+    pub fn session_start(&mut self, step: u64) -> io::Result<()> {
+        let step =
+            i64::try_from(step).map_err(|_| invalid_input(format!("step {step} exceeds int64")))?;
+        // Event.session_log = 7: SessionLog { status = 1: START }
+        let mut session_log = Vec::with_capacity(2);
+        put_varint_field(&mut session_log, 1, 1);
+        let mut event = Vec::with_capacity(32);
+        put_double(&mut event, 1, now_secs());
+        put_varint_field(&mut event, 2, step as u64);
+        put_bytes(&mut event, 7, &session_log);
+        self.write_record(&event)
+    }
+
     /// Wraps one encoded `Summary.Value` in a `Summary` and an `Event` and writes the record.
     fn write_summary(&mut self, step: u64, summary_value: &[u8]) -> io::Result<()> {
         // int64 on the wire: a step past i64::MAX would read back negative.

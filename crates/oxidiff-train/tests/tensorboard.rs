@@ -51,7 +51,10 @@ fn png_8x6() -> Vec<u8> {
     png.into_inner()
 }
 
-/// Two writers on one directory, as a resumed run makes: TensorBoard must merge the files.
+/// Two writers on one directory, as a resumed run makes: TensorBoard must merge the files. The
+/// first run logged steps 4 and 5 and then crashed before checkpointing them; the resumed run
+/// starts again at step 4 with a session start, so TensorBoard must show its values, not the
+/// stale ones.
 fn write_run(dir: &Path, png: &[u8]) {
     let mut first = TensorBoardWriter::create(dir).unwrap();
     for &(step, value) in &LOSS[..3] {
@@ -60,10 +63,15 @@ fn write_run(dir: &Path, png: &[u8]) {
     first
         .scalar("val/bits_per_dim", BITS_PER_DIM[0].0, BITS_PER_DIM[0].1)
         .unwrap();
+    for step in 4..=5 {
+        first.scalar("loss", step, 99.0).unwrap();
+    }
+    first.scalar("val/bits_per_dim", 4, 99.0).unwrap();
     first.flush().unwrap();
     drop(first);
 
     let mut resumed = TensorBoardWriter::create(dir).unwrap();
+    resumed.session_start(4).unwrap();
     for &(step, value) in &LOSS[3..] {
         resumed.scalar("loss", step, value).unwrap();
     }
