@@ -166,5 +166,11 @@ fn print_result(r: &EvalResult, ema: bool) {
             "FD-oxidiff {:.3} (Fréchet distance of this project's own feature network; not FID); precision {:.3}, recall {:.3} ({} generated with {} vs {} real)",
             d.fd_oxidiff, d.precision, d.recall, d.generated, r.sampler, d.real
         );
+        if let Some(accuracy) = d.feature_accuracy {
+            println!(
+                "  feature network: a classifier trained on the run's training split, {:.1}% right on the evaluated images",
+                100.0 * accuracy
+            );
+        }
     }
 }

@@ -8,7 +8,8 @@ use oxidiff_data::{DataSource, Dataset, Standardize, load_dataset_for_run};
 use serde::{Deserialize, Serialize};
 
 use super::features::{
-    FeatureNetConfig, SampleDistance, cache_dir, features_of, load_or_train, sample_distance,
+    FeatureNetConfig, SampleDistance, cache_dir, classifier_accuracy, features_of, load_or_train,
+    sample_distance,
 };
 use super::{BandMse, NllReport, band_mse, nll};
 use crate::TrainError;
@@ -239,12 +240,16 @@ pub fn evaluate_checkpoint(
                 device,
                 &mut |done, total| progress(EvalPhase::FeatureNet, done, total),
             )?;
-            let real = features_of(
+            let real_batch = data.assemble(&indices, oxidiff_data::Augment::default(), |_| None)?;
+            let real_images = real_batch.to_tensor(device);
+            let accuracy = classifier_accuracy(
                 &net,
-                data.assemble(&indices, oxidiff_data::Augment::default(), |_| None)?
-                    .to_tensor(device),
+                net_config.task,
+                real_images.clone(),
+                &real_batch.labels,
                 batch,
             );
+            let real = features_of(&net, real_images, batch);
             let mut generated = Vec::with_capacity(count * super::features::FEATURE_DIM);
             let mut made = 0;
             while made < count {
@@ -263,7 +268,10 @@ pub fn evaluate_checkpoint(
                 made += n;
                 progress(EvalPhase::Sampling, made, count);
             }
-            Some(sample_distance(&real, &generated)?)
+            Some(SampleDistance {
+                feature_accuracy: accuracy,
+                ..sample_distance(&real, &generated)?
+            })
         }
     };
     Ok(EvalResult {

@@ -264,6 +264,43 @@ pub struct SampleDistance {
     pub recall: f64,
     pub real: usize,
     pub generated: usize,
+    /// How often the feature network, when it is a classifier, labels the real images right:
+    /// features from a network that cannot tell the classes apart would measure little.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_accuracy: Option<f64>,
+}
+
+/// The share of `labels` the classifier `net` predicts on `images`; `None` for an
+/// auto-encoder.
+///
+/// # Shapes
+/// - `images`: `[N, C, S, S]`; `labels`: `[N]`
+pub fn classifier_accuracy(
+    net: &FeatureNet,
+    task: FeatureTask,
+    images: Tensor<4>,
+    labels: &[usize],
+    batch: usize,
+) -> Option<f64> {
+    let FeatureTask::Classifier { .. } = task else {
+        return None;
+    };
+    let n = images.dims()[0];
+    let mut right = 0usize;
+    let mut start = 0;
+    while start < n {
+        let len = batch.max(1).min(n - start);
+        let logits = net.forward(images.clone().narrow(0, start, len));
+        let predicted = logits.argmax(1).into_data().convert::<i64>();
+        let predicted = predicted.try_to_vec::<i64>().unwrap_or_default();
+        right += predicted
+            .iter()
+            .zip(&labels[start..start + len])
+            .filter(|&(&p, &l)| p as usize == l)
+            .count();
+        start += len;
+    }
+    Some(right as f64 / n.max(1) as f64)
 }
 
 /// Compares feature sets (`[N, FEATURE_DIM]` each, row-major).
@@ -284,5 +321,6 @@ pub fn sample_distance(real: &[f32], generated: &[f32]) -> Result<SampleDistance
         recall: pr.recall,
         real: a.count,
         generated: b.count,
+        feature_accuracy: None,
     })
 }
