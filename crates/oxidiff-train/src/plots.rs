@@ -530,6 +530,7 @@ fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, png::Encod
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn series(name: &str, points: &[(f64, f64)]) -> Series {
         Series {
