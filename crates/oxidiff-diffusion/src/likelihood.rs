@@ -60,9 +60,10 @@ pub fn standard_normal_cdf(x: Tensor<4>) -> Tensor<4> {
 /// Φ(x) for x ≤ 0 (the lower tail), with relative precision; see [`standard_normal_cdf`].
 fn standard_normal_tail(x: Tensor<4>) -> Tensor<4> {
     // erfc(z) ≈ τ exp(−z² + P(τ)), τ = 1/(1 + z/2), z = |x|/√2 (Numerical Recipes §6.2)
-    const COEFFS: [f32; 10] = [
-        -1.265_512_2,
-        1.000_023_7,
+    // As published (f64); each is rounded to f32 once where it is used.
+    const COEFFS: [f64; 10] = [
+        -1.265_512_23,
+        1.000_023_68,
         0.374_091_96,
         0.096_784_18,
         -0.186_288_06,
@@ -74,9 +75,9 @@ fn standard_normal_tail(x: Tensor<4>) -> Tensor<4> {
     ];
     let z = x.abs().mul_scalar(std::f32::consts::FRAC_1_SQRT_2);
     let tau = z.clone().mul_scalar(0.5).add_scalar(1.0).recip();
-    let mut poly = tau.zeros_like().add_scalar(COEFFS[9]);
+    let mut poly = tau.zeros_like().add_scalar(COEFFS[9] as f32);
     for &c in COEFFS[..9].iter().rev() {
-        poly = (poly * tau.clone()).add_scalar(c);
+        poly = (poly * tau.clone()).add_scalar(c as f32);
     }
     (tau * (poly - z.square()).exp()).mul_scalar(0.5)
 }
@@ -190,7 +191,7 @@ impl GaussianDiffusion {
             VarianceType::Learned => {
                 let channels = output.dims()[1];
                 assert!(
-                    channels % 2 == 0,
+                    channels.is_multiple_of(2),
                     "a learned-variance output has 2C channels, got {channels}"
                 );
                 let half = channels / 2;
