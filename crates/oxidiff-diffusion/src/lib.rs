@@ -39,5 +39,8 @@ pub use denoiser::Denoiser;
 pub use error::DiffusionError;
 pub use process::GaussianDiffusion;
 pub use respace::respace_timesteps;
-pub use sample::{sample_ddim, sample_ddpm};
+pub use sample::{
+    DpmSolverAlgorithm, DpmSolverOptions, KarrasOptions, sample_ddim, sample_ddpm,
+    sample_dpm_solver, sample_euler, sample_heun,
+};
 pub use schedule::NoiseSchedule;

@@ -14,7 +14,7 @@ pub enum TimestepSampling {
     /// t ~ U{0, …, T − 1} (Ho et al. 2020, Algorithm 1).
     #[default]
     Uniform,
-    /// p_t ∝ √E[L_t²] over the last [`HISTORY_PER_T`] losses seen at each t, uniform until every
+    /// p_t ∝ √E\[L_t²\] over the last [`HISTORY_PER_T`] losses seen at each t, uniform until every
     /// t has that many; each sample's loss is weighted by 1 / (T p_t) so the objective's
     /// expectation is unchanged.
     LossSecondMoment,

@@ -6,9 +6,19 @@
 
 mod ddim;
 mod ddpm;
+mod dpm_solver;
+mod euler;
+mod heun;
+pub mod sigmas;
 
 pub use ddim::{ddim_step, sample_ddim};
 pub use ddpm::{ddpm_step, sample_ddpm};
+pub use dpm_solver::{
+    DpmSolverAlgorithm, DpmSolverOptions, dpm_solver_sigmas, dpm_solver_step, sample_dpm_solver,
+};
+pub use euler::{KarrasOptions, churn, euler_step, ode_derivative, sample_euler};
+pub use heun::{heun_correction, sample_heun};
+pub use sigmas::{denoise_at_sigma, predict_start_at_sigma};
 
 use burn::tensor::{Device, Tensor, TensorData};
 
