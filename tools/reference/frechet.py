@@ -3,7 +3,7 @@
 
 Set up once and run from the repository root:
 
-    python3 -m venv .venv && .venv/bin/pip install numpy scipy && .venv/bin/python tools/reference/frechet.py
+    /opt/refenv/bin/python tools/reference/frechet.py   (venv set-up in tools/reference/README.md)
 
 Generated with Python 3.11.7, numpy 2.4.6, scipy 1.17.1. It prints one JSON object; the numbers
 are pasted into crates/oxidiff-train/tests/frechet.rs.

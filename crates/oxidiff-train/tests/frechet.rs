@@ -3,7 +3,7 @@
 //! The golden numbers below were printed by (run from the repository root; Python 3.11.7,
 //! numpy 2.4.6, scipy 1.17.1):
 //!
-//!     python3 -m venv .venv && .venv/bin/pip install numpy scipy && .venv/bin/python tools/reference/frechet.py
+//!     /opt/refenv/bin/python tools/reference/frechet.py   (venv set-up in tools/reference/README.md)
 //!
 //! The inputs are not stored: `feature` / `CASES` below rebuild them with the script's formulas,
 //! evaluated in f64 (libm sin/cos, the same operation order as Python) and rounded to f32, so
