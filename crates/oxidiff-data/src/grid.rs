@@ -150,8 +150,40 @@ pub fn save_grid(
     }
 
     let grid = tensor_to_grid_image(images, n, channels, size, nrow, scale);
+    write_png(path, &grid)
+}
+
+/// Writes one image at its own size (no padding, no scaling) as PNG, atomically.
+///
+/// # Shapes
+/// - `image`: `[channels, size, size]` flattened, values in [-1, 1]
+///
+/// # Errors
+/// As [`save_grid`].
+pub fn save_png(path: &Path, image: &[f32], channels: usize, size: usize) -> Result<(), DataError> {
+    // Validated by save_grid's rules: one tile of a one-image grid, cut out of its padding.
+    if channels != 1 && channels != 3 || size == 0 || image.len() != channels * size * size {
+        return Err(DataError::InvalidArgument {
+            what: format!("image {}", path.display()),
+            message: format!(
+                "{} values for a {channels}×{size}×{size} image (channels must be 1 or 3)",
+                image.len()
+            ),
+        });
+    }
+    let tile = tensor_to_grid_image(image, 1, channels, size, 1, 1).crop_imm(
+        GRID_PADDING,
+        GRID_PADDING,
+        size as u32,
+        size as u32,
+    );
+    write_png(path, &tile)
+}
+
+fn write_png(path: &Path, image: &DynamicImage) -> Result<(), DataError> {
     let mut bytes = Vec::new();
-    grid.write_to(&mut std::io::Cursor::new(&mut bytes), ImageFormat::Png)
+    image
+        .write_to(&mut std::io::Cursor::new(&mut bytes), ImageFormat::Png)
         .map_err(|e| DataError::Image {
             path: path.to_path_buf(),
             message: format!("PNG encoding failed: {e}"),

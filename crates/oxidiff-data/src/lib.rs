@@ -40,7 +40,7 @@ pub use dataset::{
 };
 pub use digits::load_digits;
 pub use error::DataError;
-pub use grid::{save_grid, tensor_to_grid_image};
+pub use grid::{save_grid, save_png, tensor_to_grid_image};
 pub use idx::{IdxArray, IdxImages, Subset, read_idx, read_idx_images};
 pub use inspect::{Inspection, channel_stats, inspect};
 pub use prefetch::Prefetcher;

@@ -47,13 +47,52 @@ pub enum SamplerKind {
     Ddpm,
     /// DDIM (Song et al. 2021) over `steps` respaced timesteps, stochasticity `eta`.
     Ddim,
+    /// Euler's method on the probability-flow ODE in σ-space (Karras et al. 2022, Algorithm 2
+    /// without its correction), `steps` network calls; S_churn noise optional.
+    Euler,
+    /// Heun's 2nd-order method (Karras et al. 2022, Algorithm 2): 2·`steps` − 1 network calls.
+    Heun,
+    /// DPM-Solver++(2M) (Lu et al. 2022), multistep, `steps` network calls.
+    #[serde(rename = "dpmpp-2m")]
+    DpmPp2m,
+    /// Its SDE variant (fresh noise every step).
+    #[serde(rename = "dpmpp-2m-sde")]
+    DpmPp2mSde,
 }
 
 impl SamplerKind {
+    /// Every sampler, in the order the CLI lists them.
+    pub const ALL: [SamplerKind; 6] = [
+        SamplerKind::Ddpm,
+        SamplerKind::Ddim,
+        SamplerKind::Euler,
+        SamplerKind::Heun,
+        SamplerKind::DpmPp2m,
+        SamplerKind::DpmPp2mSde,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             SamplerKind::Ddpm => "ddpm",
             SamplerKind::Ddim => "ddim",
+            SamplerKind::Euler => "euler",
+            SamplerKind::Heun => "heun",
+            SamplerKind::DpmPp2m => "dpmpp-2m",
+            SamplerKind::DpmPp2mSde => "dpmpp-2m-sde",
+        }
+    }
+
+    /// The sampler called `name` (as in the config and on the command line).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Network calls for `steps` sampling steps of a model with `num_timesteps` training steps.
+    pub fn network_calls(self, steps: usize, num_timesteps: usize) -> usize {
+        match self {
+            SamplerKind::Ddpm => num_timesteps,
+            SamplerKind::Heun => (2 * steps).saturating_sub(1),
+            _ => steps,
         }
     }
 }
@@ -137,6 +176,11 @@ pub struct SampleConfig {
     pub eta: f64,
     pub num: usize,
     pub use_ema: bool,
+    /// Euler, Heun and DPM-Solver++: step through Karras et al.'s σ schedule (ρ = 7) instead of
+    /// the respaced training σs.
+    pub karras_sigmas: bool,
+    /// Euler and Heun: S_churn, the noise re-injected along the way (0 = the deterministic ODE).
+    pub s_churn: f64,
 }
 
 impl Default for SampleConfig {
@@ -147,6 +191,8 @@ impl Default for SampleConfig {
             eta: 0.0,
             num: 64,
             use_ema: true,
+            karras_sigmas: false,
+            s_churn: 0.0,
         }
     }
 }
@@ -310,6 +356,12 @@ impl RunConfig {
             return Err(format!(
                 "sample.steps: {} exceeds diffusion.num_train_timesteps {}",
                 self.sample.steps, self.diffusion.num_train_timesteps
+            ));
+        }
+        if !(self.sample.s_churn.is_finite() && self.sample.s_churn >= 0.0) {
+            return Err(format!(
+                "sample.s_churn: must be zero or positive, got {}",
+                self.sample.s_churn
             ));
         }
         if !(self.sample.eta.is_finite() && self.sample.eta >= 0.0) {

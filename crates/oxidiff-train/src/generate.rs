@@ -5,6 +5,10 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor};
 use oxidiff_diffusion::noise::randn;
+use oxidiff_diffusion::sample::{
+    DpmSolverAlgorithm, DpmSolverOptions, KarrasOptions, sample_dpm_solver, sample_euler,
+    sample_heun,
+};
 use oxidiff_diffusion::{GaussianDiffusion, sample_ddim, sample_ddpm};
 use oxidiff_models::UNet;
 use rand::SeedableRng;
@@ -85,18 +89,45 @@ pub fn generate(
             &mut rng,
             progress,
         )?,
+        SamplerKind::Euler | SamplerKind::Heun => {
+            let options = KarrasOptions {
+                karras_sigmas: sample.karras_sigmas,
+                s_churn: sample.s_churn,
+                ..KarrasOptions::default()
+            };
+            let run = if sample.sampler == SamplerKind::Euler {
+                sample_euler
+            } else {
+                sample_heun
+            };
+            run(model, diffusion, x_t, sample.steps, &options, &mut rng, progress)?
+        }
+        SamplerKind::DpmPp2m | SamplerKind::DpmPp2mSde => {
+            let options = DpmSolverOptions {
+                algorithm: if sample.sampler == SamplerKind::DpmPp2m {
+                    DpmSolverAlgorithm::DpmSolverPlusPlus
+                } else {
+                    DpmSolverAlgorithm::SdeDpmSolverPlusPlus
+                },
+                karras_sigmas: sample.karras_sigmas,
+            };
+            sample_dpm_solver(model, diffusion, x_t, sample.steps, &options, &mut rng, progress)?
+        }
     };
     Ok(images)
 }
 
-/// Writes images as a PNG grid (tiles upscaled so small images stay visible): mapped back from
-/// the run's standardisation when it had one, then clamped to [-1, 1].
-pub fn save_image_grid(
+/// The images as pixel values in [-1, 1]: mapped back from the run's standardisation when it
+/// had one, then clamped.
+///
+/// # Shapes
+/// - `images`: `[N, C, H, W]`; returns the same, flattened
+fn to_pixels(
     path: &Path,
     images: Tensor<4>,
     standardization: Option<&ChannelStats>,
-) -> Result<(), TrainError> {
-    let [n, c, h, w] = images.dims();
+) -> Result<Vec<f32>, TrainError> {
+    let [_, _, h, w] = images.dims();
     let mut data: Vec<f32> =
         images
             .into_data()
@@ -109,6 +140,33 @@ pub fn save_image_grid(
         stats.invert(&mut data, h * w);
     }
     data.iter_mut().for_each(|v| *v = v.clamp(-1.0, 1.0));
+    Ok(data)
+}
+
+/// Writes one image as a PNG at its own size.
+///
+/// # Shapes
+/// - `image`: `[1, C, H, W]` (H = W)
+pub fn save_image(
+    path: &Path,
+    image: Tensor<4>,
+    standardization: Option<&ChannelStats>,
+) -> Result<(), TrainError> {
+    let [_, c, h, _] = image.dims();
+    let data = to_pixels(path, image, standardization)?;
+    oxidiff_data::save_png(path, &data, c, h)?;
+    Ok(())
+}
+
+/// Writes images as a PNG grid (tiles upscaled so small images stay visible): mapped back from
+/// the run's standardisation when it had one, then clamped to [-1, 1].
+pub fn save_image_grid(
+    path: &Path,
+    images: Tensor<4>,
+    standardization: Option<&ChannelStats>,
+) -> Result<(), TrainError> {
+    let [n, c, h, _] = images.dims();
+    let data = to_pixels(path, images, standardization)?;
     let nrow = (n as f64).sqrt().ceil() as usize;
     let scale = (64 / h).max(1) as u32;
     oxidiff_data::save_grid(path, &data, n, c, h, nrow, scale)?;

@@ -5,19 +5,17 @@ mod data;
 mod device;
 mod eval;
 mod progress;
+mod sample;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use oxidiff_models::Preset;
-use oxidiff_train::{
-    DEFAULT_CONFIG_TOML, RunConfig, SamplerKind, Trainer, generate, load_for_sampling,
-    save_image_grid,
-};
+use oxidiff_train::{DEFAULT_CONFIG_TOML, RunConfig, Trainer};
 
 use crate::device::DeviceArg;
 use crate::progress::Progress;
@@ -55,34 +53,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceArg,
     },
-    /// Draw images from a trained model into a PNG grid.
-    Sample {
-        /// A checkpoint directory, or a run directory (its newest checkpoint).
-        #[arg(long)]
-        checkpoint: PathBuf,
-        /// Sampler (default: the run's `sample.sampler`).
-        #[arg(long, value_enum)]
-        sampler: Option<SamplerArg>,
-        /// DDIM steps (default: the run's `sample.steps`).
-        #[arg(long)]
-        steps: Option<usize>,
-        /// DDIM η (default: the run's `sample.eta`).
-        #[arg(long)]
-        eta: Option<f64>,
-        /// Number of images.
-        #[arg(long, default_value_t = 64)]
-        num: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Sample from the online weights instead of the EMA weights.
-        #[arg(long)]
-        no_ema: bool,
-        /// Output PNG.
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, value_enum, default_value = "cpu")]
-        device: DeviceArg,
-    },
+    /// Draw images from a trained model: a PNG grid (--out) or a folder of PNGs (--out-dir).
+    Sample(sample::SampleArgs),
     /// Evaluate a checkpoint on held-out images: NLL in bits/dim from the variational bound
     /// (prior, decoder and diffusion parts; mean ± standard error), ε-MSE in four bands of t
     /// (fixed noise, comparable between checkpoints), and with --fd the sample distance
@@ -158,12 +130,6 @@ enum ConfigAction {
     Default,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum SamplerArg {
-    Ddpm,
-    Ddim,
-}
-
 fn preset_names() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(Preset::ALL.map(Preset::name))
 }
@@ -171,7 +137,7 @@ fn preset_names() -> clap::builder::PossibleValuesParser {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Train { device, .. }
-    | Command::Sample { device, .. }
+    | Command::Sample(sample::SampleArgs { device, .. })
     | Command::Eval(eval::EvalArgs { device, .. })
     | Command::Bench { device, .. } = &cli.command
     {
@@ -196,27 +162,7 @@ fn run(cli: Cli) -> Result<()> {
             stop_after,
             device,
         } => train(config, overrides, out, resume, stop_after, device),
-        Command::Sample {
-            checkpoint,
-            sampler,
-            steps,
-            eta,
-            num,
-            seed,
-            no_ema,
-            out,
-            device,
-        } => sample(
-            &checkpoint,
-            sampler,
-            steps,
-            eta,
-            num,
-            seed,
-            !no_ema,
-            &out,
-            device,
-        ),
+        Command::Sample(args) => sample::sample_command(args),
         Command::Eval(args) => eval::eval_command(args),
         Command::Config {
             action: ConfigAction::Default,
@@ -319,80 +265,6 @@ fn train(
         started.elapsed().as_secs_f64(),
         trainer.run_dir.display()
     );
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn sample(
-    checkpoint: &Path,
-    sampler: Option<SamplerArg>,
-    steps: Option<usize>,
-    eta: Option<f64>,
-    num: usize,
-    seed: u64,
-    use_ema: bool,
-    out: &Path,
-    device: DeviceArg,
-) -> Result<()> {
-    if num == 0 {
-        bail!("--num must be at least 1");
-    }
-    let backend = device.device()?;
-    let loaded = load_for_sampling(checkpoint, use_ema, &backend)?;
-    let mut options = loaded.config.sample.clone();
-    if let Some(s) = sampler {
-        options.sampler = match s {
-            SamplerArg::Ddpm => SamplerKind::Ddpm,
-            SamplerArg::Ddim => SamplerKind::Ddim,
-        };
-    }
-    if let Some(s) = steps {
-        let max = loaded.config.diffusion.num_train_timesteps;
-        if s == 0 || s > max {
-            bail!("--steps {s}: must be between 1 and the model's {max} training timesteps");
-        }
-        options.steps = s;
-    }
-    if let Some(e) = eta {
-        if !(e.is_finite() && e >= 0.0) {
-            bail!("--eta {e}: must be zero or positive");
-        }
-        options.eta = e;
-    }
-    let unet = loaded.config.model.resolve()?;
-    let shape = [num, unet.in_channels, unet.image_size, unet.image_size];
-    eprintln!(
-        "sampling {num} images from {} with {} ({} steps)",
-        loaded.checkpoint.display(),
-        options.sampler.name(),
-        match options.sampler {
-            SamplerKind::Ddpm => loaded.config.diffusion.num_train_timesteps,
-            SamplerKind::Ddim => options.steps,
-        }
-    );
-    let bar = indicatif::ProgressBar::new(0);
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let images = generate(
-        &loaded.model,
-        &loaded.diffusion,
-        &options,
-        shape,
-        seed,
-        &backend,
-        &mut |i, total| {
-            bar.set_length(total as u64);
-            bar.set_position(i as u64);
-        },
-    )?;
-    bar.finish_and_clear();
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    save_image_grid(out, images, loaded.standardization.as_ref())?;
-    eprintln!("wrote {}", out.display());
     Ok(())
 }
 

@@ -94,6 +94,39 @@ fn train_resume_and_sample_on_the_embedded_digits() {
             img.height()
         );
     }
+    // The other samplers, into folders of one PNG per image.
+    for sampler in ["euler", "heun", "dpmpp-2m", "dpmpp-2m-sde"] {
+        let dir = format!("out/{sampler}");
+        let out = oxidiff(
+            &[
+                "sample",
+                "--checkpoint",
+                "runs/tiny-001",
+                "--sampler",
+                sampler,
+                "--steps",
+                "4",
+                "--karras",
+                "--num",
+                "3",
+                "--out-dir",
+                &dir,
+            ],
+            tmp.path(),
+        );
+        assert!(out.status.success(), "{sampler}: {}", stderr(&out));
+        for k in 0..3 {
+            let img = image::open(tmp.path().join(&dir).join(format!("sample-{k:04}.png")))
+                .unwrap();
+            assert_eq!((img.width(), img.height()), (8, 8), "{sampler}");
+        }
+    }
+    let out = oxidiff(
+        &["sample", "--checkpoint", "runs/tiny-001", "--sampler", "rk4", "--out", "x.png"],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("dpmpp-2m"), "{}", stderr(&out));
 }
 
 #[test]

@@ -215,10 +215,14 @@ pub fn evaluate_checkpoint(
         None => None,
     };
 
-    let sampler = match config.sample.sampler {
-        crate::SamplerKind::Ddpm => format!("ddpm, {} steps", diffusion.num_timesteps()),
-        crate::SamplerKind::Ddim => format!("ddim, {} steps", config.sample.steps),
-    };
+    let sampler = format!(
+        "{}, {} network calls",
+        config.sample.sampler.name(),
+        config
+            .sample
+            .sampler
+            .network_calls(config.sample.steps, diffusion.num_timesteps())
+    );
     let distance = match options.fd_samples {
         None => None,
         Some(count) => {

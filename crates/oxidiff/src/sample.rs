@@ -1,0 +1,127 @@
+//! `oxidiff sample`: images from a trained model, as a grid or as one PNG each.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use oxidiff_train::{SamplerKind, generate, load_for_sampling, save_image_grid};
+
+use crate::device::DeviceArg;
+
+/// `oxidiff sample`'s arguments.
+#[derive(clap::Args)]
+pub struct SampleArgs {
+    /// A checkpoint directory, or a run directory (its newest checkpoint).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Sampler (default: the run's `sample.sampler`). Network calls for S steps: ddpm T (all
+    /// training steps), ddim/euler/dpmpp-2m/dpmpp-2m-sde S, heun 2S − 1.
+    #[arg(long, value_parser = sampler_names())]
+    pub sampler: Option<String>,
+    /// Sampling steps (default: the run's `sample.steps`; ddpm always takes every training step).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// DDIM η (default: the run's `sample.eta`).
+    #[arg(long)]
+    pub eta: Option<f64>,
+    /// Euler, Heun, DPM-Solver++: Karras et al.'s σ schedule (ρ = 7).
+    #[arg(long)]
+    pub karras: bool,
+    /// Euler, Heun: S_churn, noise re-injected along the way (default: the run's `sample.s_churn`).
+    #[arg(long)]
+    pub s_churn: Option<f64>,
+    /// Number of images.
+    #[arg(long, default_value_t = 64)]
+    pub num: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sample from the online weights instead of the EMA weights.
+    #[arg(long)]
+    pub no_ema: bool,
+    /// Output PNG grid.
+    #[arg(long, required_unless_present = "out_dir", conflicts_with = "out_dir")]
+    pub out: Option<PathBuf>,
+    /// Output folder: one PNG per image (`sample-0000.png`, …).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+}
+
+fn sampler_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(SamplerKind::ALL.map(SamplerKind::name))
+}
+
+pub fn sample_command(args: SampleArgs) -> Result<()> {
+    if args.num == 0 {
+        bail!("--num must be at least 1");
+    }
+    let backend = args.device.device()?;
+    let loaded = load_for_sampling(&args.checkpoint, !args.no_ema, &backend)?;
+    let mut options = loaded.config.sample.clone();
+    if let Some(name) = &args.sampler {
+        options.sampler = SamplerKind::from_name(name).context("unknown sampler")?;
+    }
+    let max = loaded.config.diffusion.num_train_timesteps;
+    if let Some(s) = args.steps {
+        if s == 0 || s > max {
+            bail!("--steps {s}: must be between 1 and the model's {max} training timesteps");
+        }
+        options.steps = s;
+    }
+    if let Some(e) = args.eta {
+        if !(e.is_finite() && e >= 0.0) {
+            bail!("--eta {e}: must be zero or positive");
+        }
+        options.eta = e;
+    }
+    if let Some(c) = args.s_churn {
+        if !(c.is_finite() && c >= 0.0) {
+            bail!("--s-churn {c}: must be zero or positive");
+        }
+        options.s_churn = c;
+    }
+    options.karras_sigmas |= args.karras;
+    let unet = loaded.config.unet()?;
+    let shape = [args.num, unet.in_channels, unet.image_size, unet.image_size];
+    eprintln!(
+        "sampling {} images from {} with {} ({} network calls per image)",
+        args.num,
+        loaded.checkpoint.display(),
+        options.sampler.name(),
+        options.sampler.network_calls(options.steps, max)
+    );
+    let bar = indicatif::ProgressBar::new(0);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let images = generate(
+        &loaded.model,
+        &loaded.diffusion,
+        &options,
+        shape,
+        args.seed,
+        &backend,
+        &mut |i, total| {
+            bar.set_length(total as u64);
+            bar.set_position(i as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    if let Some(out) = &args.out {
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        save_image_grid(out, images, loaded.standardization.as_ref())?;
+        eprintln!("wrote {}", out.display());
+    } else if let Some(dir) = &args.out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for k in 0..args.num {
+            let path = dir.join(format!("sample-{k:04}.png"));
+            let one = images.clone().narrow(0, k, 1);
+            oxidiff_train::generate::save_image(&path, one, loaded.standardization.as_ref())?;
+        }
+        eprintln!("wrote {} images to {}", args.num, dir.display());
+    }
+    Ok(())
+}
