@@ -22,6 +22,7 @@
 pub mod config;
 pub mod denoiser;
 mod error;
+pub mod guidance;
 pub mod likelihood;
 pub mod loss;
 pub mod noise;
@@ -40,7 +41,8 @@ pub use error::DiffusionError;
 pub use process::GaussianDiffusion;
 pub use respace::respace_timesteps;
 pub use sample::{
-    DpmSolverAlgorithm, DpmSolverOptions, KarrasOptions, sample_ddim, sample_ddpm,
-    sample_dpm_solver, sample_euler, sample_heun,
+    DpmSolverAlgorithm, DpmSolverOptions, KarrasOptions, RePaintOptions, denoise_known_sigma,
+    inpaint_ddim, repaint, sample_ddim, sample_ddpm, sample_dpm_solver, sample_euler, sample_heun,
+    sdedit,
 };
 pub use schedule::NoiseSchedule;

@@ -132,6 +132,9 @@ pub struct TrainConfig {
     pub bpd_every: u64,
     /// Stride of the bits/dim estimate (see `oxidiff_diffusion::likelihood::bound_timesteps`).
     pub bpd_stride: usize,
+    /// Class-conditional models: probability that a training label is replaced by "no class",
+    /// which trains the unconditional model classifier-free guidance needs.
+    pub label_dropout: f64,
 }
 
 impl Default for TrainConfig {
@@ -163,6 +166,7 @@ impl Default for TrainConfig {
             eval_images: 64,
             bpd_every: 0,
             bpd_stride: 20,
+            label_dropout: 0.1,
         }
     }
 }
@@ -311,6 +315,7 @@ impl RunConfig {
             ("train.beta1", t.beta1),
             ("train.beta2", t.beta2),
             ("train.momentum", t.momentum),
+            ("train.label_dropout", t.label_dropout),
             ("train.ema_decay", t.ema_decay),
         ];
         for (key, v) in unit {

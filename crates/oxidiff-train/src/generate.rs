@@ -9,7 +9,7 @@ use oxidiff_diffusion::sample::{
     DpmSolverAlgorithm, DpmSolverOptions, KarrasOptions, sample_dpm_solver, sample_euler,
     sample_heun,
 };
-use oxidiff_diffusion::{GaussianDiffusion, sample_ddim, sample_ddpm};
+use oxidiff_diffusion::{Denoiser, GaussianDiffusion, sample_ddim, sample_ddpm};
 use oxidiff_models::UNet;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -68,7 +68,7 @@ pub fn load_for_sampling(
 /// - output: `[N, C, S, S]` in the model's space ([-1, 1] for the default scaling; see
 ///   [`save_image_grid`] for the way back to pixels)
 pub fn generate(
-    model: &UNet,
+    model: &impl Denoiser,
     diffusion: &GaussianDiffusion,
     sample: &SampleConfig,
     shape: [usize; 4],
@@ -100,7 +100,15 @@ pub fn generate(
             } else {
                 sample_heun
             };
-            run(model, diffusion, x_t, sample.steps, &options, &mut rng, progress)?
+            run(
+                model,
+                diffusion,
+                x_t,
+                sample.steps,
+                &options,
+                &mut rng,
+                progress,
+            )?
         }
         SamplerKind::DpmPp2m | SamplerKind::DpmPp2mSde => {
             let options = DpmSolverOptions {
@@ -111,7 +119,15 @@ pub fn generate(
                 },
                 karras_sigmas: sample.karras_sigmas,
             };
-            sample_dpm_solver(model, diffusion, x_t, sample.steps, &options, &mut rng, progress)?
+            sample_dpm_solver(
+                model,
+                diffusion,
+                x_t,
+                sample.steps,
+                &options,
+                &mut rng,
+                progress,
+            )?
         }
     };
     Ok(images)

@@ -189,6 +189,9 @@ fn check_evaluation_images(config: &RunConfig, split: &Split) -> Result<(), Trai
     Ok(())
 }
 
+/// Keeps the label-dropout draws apart from the other streams derived from the run seed.
+const LABEL_STREAM: u64 = 0x1ABE_1D80_0000_0002;
+
 /// Keeps the augmentation draws apart from the other streams derived from the run seed.
 const AUGMENT_STREAM: u64 = 0xA5A5_0000_0000_0001;
 
@@ -473,8 +476,26 @@ impl Trainer {
         let x_t = self.diffusion.q_sample(x_start.clone(), &t, noise.clone());
         let t_float: Vec<f32> = t.iter().map(|&v| v as f32).collect();
         let timesteps = Tensor::<1>::from_data(TensorData::new(t_float, [batch]), &self.device);
-        let labels = self.unet.num_classes.map(|_| {
-            let labels: Vec<i64> = step_batch.labels[range].iter().map(|&l| l as i64).collect();
+        let (seed, step, per_step) = (self.config.seed, self.step, step_batch.labels.len());
+        let dropout = self.config.train.label_dropout;
+        let labels = self.unet.num_classes.map(|null| {
+            // Classifier-free guidance (Ho & Salimans 2022, Algorithm 1): each label is dropped
+            // to "no class" with probability p, drawn per image from its own seeded stream.
+            let labels: Vec<i64> = step_batch.labels[range.clone()]
+                .iter()
+                .enumerate()
+                .map(|(k, &l)| {
+                    let u = derive_seed(
+                        seed ^ LABEL_STREAM,
+                        step * per_step as u64 + (range.start + k) as u64,
+                    );
+                    if ((u >> 11) as f64) / ((1u64 << 53) as f64) < dropout {
+                        null as i64
+                    } else {
+                        l as i64
+                    }
+                })
+                .collect();
             Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &self.device)
         });
         let output = self.model.forward(x_t, timesteps, labels);

@@ -116,13 +116,21 @@ fn train_resume_and_sample_on_the_embedded_digits() {
         );
         assert!(out.status.success(), "{sampler}: {}", stderr(&out));
         for k in 0..3 {
-            let img = image::open(tmp.path().join(&dir).join(format!("sample-{k:04}.png")))
-                .unwrap();
+            let img =
+                image::open(tmp.path().join(&dir).join(format!("sample-{k:04}.png"))).unwrap();
             assert_eq!((img.width(), img.height()), (8, 8), "{sampler}");
         }
     }
     let out = oxidiff(
-        &["sample", "--checkpoint", "runs/tiny-001", "--sampler", "rk4", "--out", "x.png"],
+        &[
+            "sample",
+            "--checkpoint",
+            "runs/tiny-001",
+            "--sampler",
+            "rk4",
+            "--out",
+            "x.png",
+        ],
         tmp.path(),
     );
     assert!(!out.status.success());
@@ -321,4 +329,82 @@ fn eval_prints_bits_per_dim_bands_and_fd_oxidiff_and_writes_json() {
     );
     assert!(!out.status.success());
     assert!(stderr(&out).contains("only data.*"), "{}", stderr(&out));
+}
+
+#[test]
+fn class_conditional_training_and_guided_sampling() {
+    let tmp = tempfile::tempdir().unwrap();
+    let small = [
+        "--set",
+        "train.steps=3",
+        "--set",
+        "model.model_channels=16",
+        "--set",
+        "model.norm_groups=4",
+        "--set",
+        "sample.steps=3",
+        "--set",
+        "sample.num=4",
+    ];
+    let mut args = vec!["train", "--out", "cond", "--set", "model.num_classes=10"];
+    args.extend(small);
+    let out = oxidiff(&args, tmp.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = oxidiff(
+        &[
+            "sample",
+            "--checkpoint",
+            "cond",
+            "--class",
+            "3",
+            "--guidance",
+            "2.5",
+            "--num",
+            "4",
+            "--steps",
+            "3",
+            "--out",
+            "three.png",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(tmp.path().join("three.png").is_file());
+    let out = oxidiff(
+        &[
+            "sample",
+            "--checkpoint",
+            "cond",
+            "--class",
+            "10",
+            "--out",
+            "x.png",
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("classes 0..9"), "{}", stderr(&out));
+
+    // An unconditional model has no classes to guide toward.
+    let mut args = vec!["train", "--out", "plain"];
+    args.extend(small);
+    assert!(oxidiff(&args, tmp.path()).status.success());
+    let out = oxidiff(
+        &[
+            "sample",
+            "--checkpoint",
+            "plain",
+            "--class",
+            "1",
+            "--out",
+            "x.png",
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not class-conditional"),
+        "{}",
+        stderr(&out)
+    );
 }

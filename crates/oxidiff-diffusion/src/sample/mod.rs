@@ -9,6 +9,8 @@ mod ddpm;
 mod dpm_solver;
 mod euler;
 mod heun;
+mod inpaint;
+mod sdedit;
 pub mod sigmas;
 
 pub use ddim::{ddim_step, sample_ddim};
@@ -18,6 +20,10 @@ pub use dpm_solver::{
 };
 pub use euler::{KarrasOptions, churn, euler_step, ode_derivative, sample_euler};
 pub use heun::{heun_correction, sample_heun};
+pub use inpaint::{RePaintOptions, inpaint_ddim, repaint, repaint_schedule};
+pub use sdedit::{
+    denoise_known_sigma, sdedit, sdedit_timesteps, timestep_for_sigma, timesteps_within,
+};
 pub use sigmas::{denoise_at_sigma, predict_start_at_sigma};
 
 use burn::tensor::{Device, Tensor, TensorData};

@@ -77,7 +77,9 @@ pub fn sdedit_timesteps(
     if !(strength > 0.0 && strength <= 1.0) {
         return Err(DiffusionError::argument(
             "strength",
-            format!("must be in (0, 1] (the fraction of the noise schedule to add), got {strength}"),
+            format!(
+                "must be in (0, 1] (the fraction of the noise schedule to add), got {strength}"
+            ),
         ));
     }
     let last = diffusion.num_timesteps() - 1;
@@ -190,9 +192,7 @@ pub fn denoise_known_sigma(
     rng: &mut impl Rng,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Tensor<4>, DiffusionError> {
-    let largest = finite_sigmas(diffusion)
-        .map(|(_, s)| s)
-        .fold(0.0, f64::max);
+    let largest = finite_sigmas(diffusion).map(|(_, s)| s).fold(0.0, f64::max);
     if !(sigma.is_finite() && sigma > 0.0 && sigma <= largest) {
         return Err(DiffusionError::argument(
             "sigma",

@@ -130,9 +130,11 @@ impl UNetConfig {
 
         UNet {
             time_embed: TimeEmbedding::new(mc, self.time_embed_dim, device),
+            // One row per class and one more, the "no class" label that training drops labels
+            // to (classifier-free guidance's unconditional model).
             class_embed: self
                 .num_classes
-                .map(|n| EmbeddingConfig::new(n, self.time_embed_dim).init(device)),
+                .map(|n| EmbeddingConfig::new(n + 1, self.time_embed_dim).init(device)),
             conv_in: conv3x3(self.in_channels, mc).init(device),
             down,
             mid_res_1,
@@ -154,7 +156,8 @@ impl UNet {
     /// # Shapes
     /// - `x`: `[B, in_channels, S, S]`
     /// - `timesteps`: `[B]` (float, may be fractional)
-    /// - `class_labels`: `[B]` when the model is class-conditional
+    /// - `class_labels`: `[B]` when the model is class-conditional, each in 0..=num_classes
+    ///   (num_classes is the "no class" label); `None` adds no class embedding at all
     /// - output: `[B, out_channels, S, S]`
     pub fn forward(
         &self,
@@ -201,8 +204,37 @@ impl UNet {
     }
 }
 
+impl UNet {
+    /// The "no class" label of a class-conditional model (`None` when unconditional): the
+    /// label training drops labels to and guidance asks for the unconditional answer with.
+    pub fn null_label(&self) -> Option<usize> {
+        self.class_embed
+            .as_ref()
+            .map(|e| e.weight.dims()[0].saturating_sub(1))
+    }
+}
+
+impl oxidiff_diffusion::guidance::ConditionalDenoiser for UNet {
+    fn denoise_with_labels(
+        &self,
+        x_t: Tensor<4>,
+        t: Tensor<1>,
+        labels: Tensor<1, Int>,
+    ) -> Tensor<4> {
+        self.forward(x_t, t, Some(labels))
+    }
+}
+
+/// The unconditional answer: a class-conditional model is given its "no class" label.
 impl oxidiff_diffusion::Denoiser for UNet {
     fn denoise(&self, x_t: Tensor<4>, t: Tensor<1>) -> Tensor<4> {
-        self.forward(x_t, t, None)
+        let labels = self.null_label().map(|null| {
+            let batch = x_t.dims()[0];
+            Tensor::<1, Int>::from_data(
+                burn::tensor::TensorData::new(vec![null as i64; batch], [batch]),
+                &x_t.device(),
+            )
+        });
+        self.forward(x_t, t, labels)
     }
 }
