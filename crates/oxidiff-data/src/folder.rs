@@ -282,6 +282,37 @@ pub fn load_image(
     .map_err(|_| "image conversion panicked".to_string())
 }
 
+/// Reads one image that must already be `size`×`size` (an image to inpaint or denoise, whose
+/// pixels must line up with a mask or be compared to the result: resizing it silently would
+/// change what the user asked for), as `channels` planes in [-1, 1].
+///
+/// # Shapes
+/// - returns: `[channels, size, size]` flattened
+///
+/// # Errors
+/// [`DataError::Format`] naming the file when it cannot be decoded, or when its size is not
+/// `size`×`size` (both sizes in the message).
+pub fn read_image_exact(
+    path: &Path,
+    size: usize,
+    channels: usize,
+    options: &DecodeOptions,
+) -> Result<Vec<f32>, DataError> {
+    let unusable = |message: String| DataError::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    let img = decode_image(path, options).map_err(|reason| unusable(reason.0))?;
+    if (img.width() as usize, img.height() as usize) != (size, size) {
+        return Err(unusable(format!(
+            "is {}×{} but the model works on {size}×{size} images; resize or crop it first",
+            img.width(),
+            img.height()
+        )));
+    }
+    Ok(dynamic_to_chw(&img, size, channels, FilterType::Triangle))
+}
+
 /// Decodes `entries` in parallel, keeping their order. With `keep_pixels = false` only the
 /// outcome is kept (an empty vector for a usable file), so checking a collection larger than
 /// memory holds one image per thread at a time.

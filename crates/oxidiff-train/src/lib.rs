@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod edit;
 pub mod ema;
 mod error;
 pub mod eval;

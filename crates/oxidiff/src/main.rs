@@ -3,6 +3,7 @@
 mod bench;
 mod data;
 mod device;
+mod edit;
 mod eval;
 mod progress;
 mod sample;
@@ -55,6 +56,10 @@ enum Command {
     },
     /// Draw images from a trained model: a PNG grid (--out) or a folder of PNGs (--out-dir).
     Sample(sample::SampleArgs),
+    /// Fill the white region of a mask in an image (RePaint with --repaint).
+    Inpaint(edit::InpaintArgs),
+    /// Remove noise from an image: SDEdit (--strength) or known Gaussian noise (--sigma).
+    Denoise(edit::DenoiseArgs),
     /// Evaluate a checkpoint on held-out images: NLL in bits/dim from the variational bound
     /// (prior, decoder and diffusion parts; mean ± standard error), ε-MSE in four bands of t
     /// (fixed noise, comparable between checkpoints), and with --fd the sample distance
@@ -139,6 +144,8 @@ fn main() -> ExitCode {
     if let Command::Train { device, .. }
     | Command::Sample(sample::SampleArgs { device, .. })
     | Command::Eval(eval::EvalArgs { device, .. })
+    | Command::Inpaint(edit::InpaintArgs { device, .. })
+    | Command::Denoise(edit::DenoiseArgs { device, .. })
     | Command::Bench { device, .. } = &cli.command
     {
         device.make_default();
@@ -164,6 +171,8 @@ fn run(cli: Cli) -> Result<()> {
         } => train(config, overrides, out, resume, stop_after, device),
         Command::Sample(args) => sample::sample_command(args),
         Command::Eval(args) => eval::eval_command(args),
+        Command::Inpaint(args) => edit::inpaint_command(args),
+        Command::Denoise(args) => edit::denoise_command(args),
         Command::Config {
             action: ConfigAction::Default,
         } => {

@@ -408,3 +408,128 @@ fn class_conditional_training_and_guided_sampling() {
         stderr(&out)
     );
 }
+
+#[test]
+fn inpaint_and_denoise_an_image_with_a_trained_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = oxidiff(
+        &[
+            "train",
+            "--out",
+            "run",
+            "--set",
+            "train.steps=3",
+            "--set",
+            "model.model_channels=16",
+            "--set",
+            "model.norm_groups=4",
+            "--set",
+            "sample.steps=3",
+            "--set",
+            "sample.num=4",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // An 8×8 gradient, and a mask that generates the right half (white) and keeps the left.
+    let image = image::GrayImage::from_fn(8, 8, |x, y| image::Luma([(x * 30 + y * 2) as u8]));
+    image.save(tmp.path().join("in.png")).unwrap();
+    image::GrayImage::from_fn(8, 8, |x, _| image::Luma([if x >= 4 { 255 } else { 0 }]))
+        .save(tmp.path().join("mask.png"))
+        .unwrap();
+    image::GrayImage::new(9, 8)
+        .save(tmp.path().join("odd.png"))
+        .unwrap();
+    for extra in [
+        &[][..],
+        &["--repaint", "--jump-length", "2", "--resample", "2"][..],
+    ] {
+        let mut args = vec![
+            "inpaint",
+            "--checkpoint",
+            "run",
+            "--image",
+            "in.png",
+            "--mask",
+            "mask.png",
+            "--out",
+            "filled.png",
+            "--steps",
+            "6",
+        ];
+        args.extend(extra);
+        let out = oxidiff(&args, tmp.path());
+        assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
+        let filled = image::open(tmp.path().join("filled.png"))
+            .unwrap()
+            .to_luma8();
+        assert_eq!(filled.dimensions(), (8, 8));
+        for y in 0..8 {
+            for x in 0..4 {
+                let (a, b) = (filled.get_pixel(x, y)[0], image.get_pixel(x, y)[0]);
+                assert!(
+                    a.abs_diff(b) <= 1,
+                    "kept pixel ({x}, {y}) changed: {a} vs {b}"
+                );
+            }
+        }
+    }
+    for how in [["--strength", "0.4"], ["--sigma", "20"]] {
+        let out = oxidiff(
+            &[
+                "denoise",
+                "--checkpoint",
+                "run",
+                "--image",
+                "in.png",
+                "--out",
+                "clean.png",
+                "--steps",
+                "5",
+                how[0],
+                how[1],
+            ],
+            tmp.path(),
+        );
+        assert!(out.status.success(), "{how:?}: {}", stderr(&out));
+        assert!(tmp.path().join("clean.png").is_file());
+    }
+    // A size mismatch is named, with both sizes; asking for both methods is refused.
+    let out = oxidiff(
+        &[
+            "inpaint",
+            "--checkpoint",
+            "run",
+            "--image",
+            "odd.png",
+            "--mask",
+            "mask.png",
+            "--out",
+            "x.png",
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("odd.png") && err.contains("9×8") && err.contains("8×8"),
+        "{err}"
+    );
+    let out = oxidiff(
+        &[
+            "denoise",
+            "--checkpoint",
+            "run",
+            "--image",
+            "in.png",
+            "--out",
+            "x.png",
+            "--strength",
+            "0.5",
+            "--sigma",
+            "3",
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+}

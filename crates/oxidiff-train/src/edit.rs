@@ -1,0 +1,212 @@
+//! Putting a trained model to work on a given image: inpainting and denoising, the library
+//! side of `oxidiff inpaint` and `oxidiff denoise`.
+//!
+//! Mask files follow the convention of image editors and diffusers' inpainting pipelines:
+//! **white = the region to generate, black = pixels to keep**; grey levels blend. The samplers
+//! themselves take the opposite (`1 = known`), which [`read_mask`] converts to.
+
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use oxidiff_data::DataConfig;
+use oxidiff_data::folder::read_image_exact;
+use oxidiff_diffusion::sample::{
+    RePaintOptions, denoise_known_sigma, inpaint_ddim, repaint, sdedit,
+};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::TrainError;
+use crate::generate::LoadedModel;
+
+/// An image file at the model's size, in the model's space (standardised like its training
+/// data).
+///
+/// # Shapes
+/// - returns `[1, C, S, S]`
+///
+/// # Errors
+/// The file cannot be decoded or is not the model's size (both named in the message).
+pub fn read_model_image(
+    loaded: &LoadedModel,
+    path: &Path,
+    device: &Device,
+) -> Result<Tensor<4>, TrainError> {
+    let unet = loaded.config.unet()?;
+    let (size, channels) = (unet.image_size, unet.in_channels);
+    let mut pixels = read_image_exact(path, size, channels, &decode_options(&loaded.config.data))?;
+    if let Some(stats) = &loaded.standardization {
+        stats.apply(&mut pixels, size * size);
+    }
+    Ok(Tensor::from_data(
+        TensorData::new(pixels, [1, channels, size, size]),
+        device,
+    ))
+}
+
+/// A mask file (white = generate, black = keep) at the model's size, as the samplers' known
+/// mask: 1 where the image is kept.
+///
+/// # Shapes
+/// - returns `[1, 1, S, S]`, values in [0, 1]
+///
+/// # Errors
+/// The file cannot be decoded or is not the model's size.
+pub fn read_mask(
+    loaded: &LoadedModel,
+    path: &Path,
+    device: &Device,
+) -> Result<Tensor<4>, TrainError> {
+    let size = loaded.config.unet()?.image_size;
+    let luma = read_image_exact(path, size, 1, &decode_options(&loaded.config.data))?;
+    // Luma in [-1, 1] → "generate" in [0, 1] → "known" = 1 − generate.
+    let known: Vec<f32> = luma.iter().map(|v| 1.0 - (v + 1.0) * 0.5).collect();
+    Ok(Tensor::from_data(
+        TensorData::new(known, [1, 1, size, size]),
+        device,
+    ))
+}
+
+fn decode_options(data: &DataConfig) -> oxidiff_data::decode::DecodeOptions {
+    oxidiff_data::decode::DecodeOptions {
+        max_pixels: data.max_pixels,
+        background: data.background,
+    }
+}
+
+/// Peak signal-to-noise ratio in dB between two images in [-1, 1] pixel space, over the pixels
+/// where `weight` is 1 (all pixels without one): 10·log10(peak² / MSE) with the peak-to-peak
+/// range 2.
+///
+/// # Shapes
+/// - `a`, `b`: `[B, C, H, W]`; `weight`: broadcastable to them
+pub fn psnr(a: Tensor<4>, b: Tensor<4>, weight: Option<Tensor<4>>) -> f64 {
+    let sq = (a - b).square();
+    let (sum, count) = match weight {
+        Some(w) => {
+            let w = w.expand(sq.dims());
+            (
+                (sq * w.clone()).sum().into_scalar::<f64>(),
+                w.sum().into_scalar::<f64>(),
+            )
+        }
+        None => {
+            let n = sq.dims().iter().product::<usize>() as f64;
+            (sq.sum().into_scalar::<f64>(), n)
+        }
+    };
+    let mse = sum / count.max(1e-12);
+    10.0 * (4.0 / mse.max(1e-20)).log10()
+}
+
+/// How the masked region is filled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum InpaintMethod {
+    /// DDIM (η = 0) with the kept region replaced by its noised original at every step.
+    Replacement,
+    /// RePaint's resampling (Lugmayr et al. 2022) on respaced ancestral steps.
+    RePaint(RePaintOptions),
+}
+
+/// Fills the region where `known` is 0 of `image` with `steps` sampling steps, seeded by `seed`.
+///
+/// # Shapes
+/// - `image`: `[1, C, S, S]` in the model's space; `known`: `[1, 1, S, S]`; returns `[1, C, S, S]`
+///
+/// # Errors
+/// Bad arguments (steps, RePaint options, shapes), each named.
+pub fn inpaint(
+    loaded: &LoadedModel,
+    image: Tensor<4>,
+    known: Tensor<4>,
+    steps: usize,
+    method: InpaintMethod,
+    seed: u64,
+) -> Result<Tensor<4>, TrainError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (model, diffusion) = (&loaded.model, &loaded.diffusion);
+    Ok(match method {
+        InpaintMethod::Replacement => inpaint_ddim(
+            model,
+            diffusion,
+            image,
+            known,
+            steps,
+            0.0,
+            &mut rng,
+            &mut |_, _| {},
+        )?,
+        InpaintMethod::RePaint(options) => repaint(
+            model,
+            diffusion,
+            image,
+            known,
+            steps,
+            options,
+            &mut rng,
+            &mut |_, _| {},
+        )?,
+    })
+}
+
+/// How much noise to take out of an image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DenoiseMethod {
+    /// SDEdit (Meng et al. 2022): noise to t = strength·(T − 1), then sample back.
+    Strength(f64),
+    /// The image carries Gaussian noise of this standard deviation in 8-bit levels (0–255):
+    /// start the reverse process at the matching t.
+    Sigma255(f64),
+}
+
+/// Denoises `image` with DDIM (η = 0) over `steps` steps.
+///
+/// # Shapes
+/// - `image`: `[1, C, S, S]` in the model's space; returns the same
+///
+/// # Errors
+/// A strength outside (0, 1], a σ that is not positive or beyond the schedule, a σ for a
+/// per-channel-standardised run (its scale is not 8-bit levels), bad step counts.
+pub fn denoise(
+    loaded: &LoadedModel,
+    image: Tensor<4>,
+    method: DenoiseMethod,
+    steps: usize,
+    seed: u64,
+) -> Result<Tensor<4>, TrainError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (model, diffusion) = (&loaded.model, &loaded.diffusion);
+    Ok(match method {
+        DenoiseMethod::Strength(s) => sdedit(
+            model,
+            diffusion,
+            image,
+            s,
+            steps,
+            0.0,
+            &mut rng,
+            &mut |_, _| {},
+        )?,
+        DenoiseMethod::Sigma255(sigma) => {
+            if loaded.standardization.is_some() {
+                return Err(TrainError::Eval {
+                    message: "a noise σ in 8-bit levels needs images scaled to [-1, 1]; this run \
+                              standardised per channel, use a strength instead"
+                        .into(),
+                });
+            }
+            // 255 levels span the model's range of 2.
+            let sigma = sigma / 127.5;
+            denoise_known_sigma(
+                model,
+                diffusion,
+                image,
+                sigma,
+                steps,
+                0.0,
+                &mut rng,
+                &mut |_, _| {},
+            )?
+        }
+    })
+}
