@@ -620,6 +620,7 @@ fn a_checkpoint_is_evaluated_the_same_way_twice() {
         seed: 7,
         fd_samples: Some(6),
         use_ema: true,
+        sample: None,
     };
     let device = Device::flex();
     let a = evaluate_checkpoint(&run, &options, &device, &mut |_, _, _| {}).unwrap();

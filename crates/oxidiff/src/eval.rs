@@ -7,6 +7,8 @@ use oxidiff_train::eval::checkpoint::{
     EvalOptions, EvalPhase, EvalResult, EvalSplit, evaluate_checkpoint,
 };
 
+use oxidiff_train::{RunConfig, SampleConfig, SamplerKind};
+
 use crate::device::DeviceArg;
 
 /// `oxidiff eval`'s arguments.
@@ -38,9 +40,18 @@ pub struct EvalArgs {
     /// Also compute FD-oxidiff and precision/recall against generated samples.
     #[arg(long)]
     pub fd: bool,
-    /// Samples generated for --fd (with the run's sampler settings).
+    /// Samples generated for --fd.
     #[arg(long, default_value_t = 500)]
     pub fd_samples: usize,
+    /// Sampler for --fd (default: the run's `sample.sampler`).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(SamplerKind::ALL.map(SamplerKind::name)))]
+    pub sampler: Option<String>,
+    /// Sampling steps for --fd (default: the run's `sample.steps`).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Karras σ schedule for --fd with euler, heun and dpmpp-*.
+    #[arg(long)]
+    pub karras: bool,
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
     /// Seeds the evaluation noise and the generated samples.
@@ -82,7 +93,7 @@ pub fn eval_command(args: EvalArgs) -> Result<()> {
         Some(path) => crate::data::source_overrides(path)?,
         None => Vec::new(),
     };
-    data_overrides.extend(args.overrides);
+    data_overrides.extend(args.overrides.iter().cloned());
     let options = EvalOptions {
         split: match args.split {
             SplitArg::Val => EvalSplit::Val,
@@ -96,6 +107,7 @@ pub fn eval_command(args: EvalArgs) -> Result<()> {
         seed: args.seed,
         fd_samples: args.fd.then_some(args.fd_samples),
         use_ema: !args.no_ema,
+        sample: sampling(&args)?,
     };
     let device = args.device.device()?;
     let bar = indicatif::ProgressBar::new(0);
@@ -125,6 +137,29 @@ pub fn eval_command(args: EvalArgs) -> Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The run's `[sample]` settings with `--sampler`, `--steps` and `--karras` applied, when any
+/// is given.
+fn sampling(args: &EvalArgs) -> Result<Option<SampleConfig>> {
+    if args.sampler.is_none() && args.steps.is_none() && !args.karras {
+        return Ok(None);
+    }
+    let dir = oxidiff_train::checkpoint::resolve_checkpoint(&args.checkpoint)?;
+    let config = RunConfig::load(&dir.join(oxidiff_train::checkpoint::CONFIG_FILE), &[])?;
+    let mut sample = config.sample;
+    if let Some(name) = &args.sampler {
+        sample.sampler = SamplerKind::from_name(name).context("unknown sampler")?;
+    }
+    if let Some(steps) = args.steps {
+        let max = config.diffusion.num_train_timesteps;
+        if steps == 0 || steps > max {
+            bail!("--steps {steps}: must be between 1 and the model's {max} training timesteps");
+        }
+        sample.steps = steps;
+    }
+    sample.karras_sigmas |= args.karras;
+    Ok(Some(sample))
 }
 
 fn print_result(r: &EvalResult, ema: bool) {

@@ -48,6 +48,8 @@ pub struct EvalOptions {
     /// (`None` skips it).
     pub fd_samples: Option<usize>,
     pub use_ema: bool,
+    /// How the FD-oxidiff samples are drawn; `None`: the run's `[sample]` section.
+    pub sample: Option<crate::config::SampleConfig>,
 }
 
 /// The numbers of one evaluation.
@@ -215,13 +217,18 @@ pub fn evaluate_checkpoint(
         None => None,
     };
 
+    let sample = options.sample.as_ref().unwrap_or(&config.sample);
     let sampler = format!(
-        "{}, {} network calls",
-        config.sample.sampler.name(),
-        config
-            .sample
+        "{}{}, {} network calls",
+        sample.sampler.name(),
+        if sample.karras_sigmas {
+            " (Karras σ)"
+        } else {
+            ""
+        },
+        sample
             .sampler
-            .network_calls(config.sample.steps, diffusion.num_timesteps())
+            .network_calls(sample.steps, diffusion.num_timesteps())
     );
     let distance = match options.fd_samples {
         None => None,
@@ -261,7 +268,7 @@ pub fn evaluate_checkpoint(
                 let images: Tensor<4> = generate(
                     model,
                     diffusion,
-                    &config.sample,
+                    sample,
                     [n, channels, size, size],
                     options.seed.wrapping_add(made as u64 + 1),
                     device,
