@@ -148,17 +148,27 @@ pub struct BitsPerDim {
     pub diffusion: Vec<f64>,
 }
 
-/// The KL timesteps a bound evaluation visits and the weight of each: with `stride = k` the
-/// T − 1 terms t = 1..T−1 are cut into blocks of k, each represented by its middle term
-/// counted k times (the midpoint rule). `stride = 1` gives every term with weight 1, the
-/// exact bound.
+/// The KL timesteps a bound evaluation visits and the weight of each.
+///
+/// With `stride = k > 1`: the first k terms (t = 1..=k) are evaluated one by one, and the rest
+/// are cut into blocks of k, each represented by its middle term counted k times (the midpoint
+/// rule). Why the first terms exactly: for an ε-model the KL terms behave like c/t near t = 0,
+/// so they carry most of the bound and change fastest there; a midpoint over t = 1..40 would
+/// miss about half of that block (measured on a Fashion-MNIST model: 0.9 bits/dim too low with
+/// plain blocks of 40). `stride = 1` gives every term with weight 1, the exact bound;
+/// T/k + k network calls otherwise.
 ///
 /// # Panics
 /// If `stride == 0`.
 pub fn bound_timesteps(num_timesteps: usize, stride: usize) -> Vec<(usize, f64)> {
     assert!(stride > 0, "stride must be at least 1");
-    let mut out = Vec::new();
-    let mut start = 1;
+    let exact_end = if stride == 1 {
+        num_timesteps
+    } else {
+        (stride + 1).min(num_timesteps)
+    };
+    let mut out: Vec<(usize, f64)> = (1..exact_end).map(|t| (t, 1.0)).collect();
+    let mut start = exact_end.max(1);
     while start < num_timesteps {
         let end = (start + stride).min(num_timesteps);
         out.push(((start + end - 1) / 2, (end - start) as f64));
@@ -412,7 +422,12 @@ mod tests {
             assert!(steps.iter().all(|&(ti, _)| ti >= 1 && ti < t));
         }
         assert_eq!(bound_timesteps(4, 1), vec![(1, 1.0), (2, 1.0), (3, 1.0)]);
-        assert_eq!(bound_timesteps(8, 3), vec![(2, 3.0), (5, 3.0), (7, 1.0)]);
+        // t = 1..=3 one by one, then blocks [4, 7) and [7, 10) at their middles.
+        assert_eq!(
+            bound_timesteps(10, 3),
+            vec![(1, 1.0), (2, 1.0), (3, 1.0), (5, 3.0), (8, 3.0)]
+        );
+        assert_eq!(bound_timesteps(3, 5), vec![(1, 1.0), (2, 1.0)]);
         assert!(bound_timesteps(1, 1).is_empty());
     }
 }
