@@ -30,8 +30,8 @@ pub struct EvalArgs {
     /// Evaluate only the first N images of the split.
     #[arg(long)]
     pub images: Option<usize>,
-    /// Bits/dim from every k-th KL term, each counted k times (1 = the exact bound, T network
-    /// calls per image).
+    /// Bits/dim stride k: KL terms t = 1..k one by one, then one per block of k counted k times
+    /// (T/k + k network calls per image); 1 = the exact bound (T calls).
     #[arg(long, default_value_t = 20)]
     pub stride: usize,
     /// Skip bits/dim.
@@ -175,8 +175,8 @@ fn print_result(r: &EvalResult, ema: bool) {
             "every term of the bound".to_string()
         } else {
             format!(
-                "every {}th KL term, each counted {} times",
-                n.stride, n.stride
+                "KL terms t = 1..{0} one by one, then one per block of {0}, counted {0} times",
+                n.stride
             )
         };
         println!(
