@@ -422,8 +422,9 @@ impl Trainer {
                 )?
             }
             Feed::Prefetch { loader, next } => {
-                // `next` trails the step only if a batch was lost to an error; start again here.
-                if *next <= self.step || loader.pending() == 0 {
+                // The queue holds steps self.step..next in order; empty (at the start, or after a
+                // batch was lost to an error) it starts again here.
+                if loader.pending() == 0 {
                     *next = self.step;
                 }
                 while *next < self.step + PREFETCH_STEPS {
