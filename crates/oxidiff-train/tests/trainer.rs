@@ -621,6 +621,9 @@ fn a_checkpoint_is_evaluated_the_same_way_twice() {
         fd_samples: Some(6),
         use_ema: true,
         sample: None,
+        inpaint: vec![oxidiff_train::edit::InpaintMethod::Replacement],
+        denoise_sigmas: vec![25.0],
+        edit_steps: 4,
     };
     let device = Device::flex();
     let a = evaluate_checkpoint(&run, &options, &device, &mut |_, _, _| {}).unwrap();
@@ -642,6 +645,10 @@ fn a_checkpoint_is_evaluated_the_same_way_twice() {
     for (x, y) in a.band_mse.mse.iter().zip(&b.band_mse.mse) {
         assert!((x - y).abs() <= 1e-5 * x.abs().max(1e-3), "{x} vs {y}");
     }
+    let inpainted = &a.inpaint[0];
+    assert!(inpainted.psnr_masked.is_finite() && inpainted.fd_oxidiff.is_some());
+    let denoised = &a.denoise[0];
+    assert!(denoised.psnr_noisy > 0.0 && denoised.psnr_denoised.is_finite());
     let d = a.distance.unwrap();
     assert!(d.fd_oxidiff.is_finite() && d.fd_oxidiff >= 0.0);
     assert!((0.0..=1.0).contains(&d.precision) && (0.0..=1.0).contains(&d.recall));

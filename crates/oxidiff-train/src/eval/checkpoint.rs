@@ -11,9 +11,11 @@ use super::features::{
     FeatureNetConfig, SampleDistance, cache_dir, classifier_accuracy, features_of, load_or_train,
     sample_distance,
 };
+use super::tasks::{DenoiseScore, InpaintScore, denoise_score, inpaint_score};
 use super::{BandMse, NllReport, band_mse, nll};
 use crate::TrainError;
 use crate::config::RunConfig;
+use crate::edit::InpaintMethod;
 use crate::generate::{generate, load_for_sampling};
 use crate::trainer::saved_split;
 
@@ -50,6 +52,12 @@ pub struct EvalOptions {
     pub use_ema: bool,
     /// How the FD-oxidiff samples are drawn; `None`: the run's `[sample]` section.
     pub sample: Option<crate::config::SampleConfig>,
+    /// Inpaint the centre square of every evaluated image with these methods and score them.
+    pub inpaint: Vec<InpaintMethod>,
+    /// Add Gaussian noise of these σ (8-bit levels) to every evaluated image, denoise, score.
+    pub denoise_sigmas: Vec<f64>,
+    /// Sampling steps of inpainting and denoising.
+    pub edit_steps: usize,
 }
 
 /// The numbers of one evaluation.
@@ -64,6 +72,10 @@ pub struct EvalResult {
     pub band_mse: BandMse,
     pub nll: Option<NllReport>,
     pub distance: Option<SampleDistance>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inpaint: Vec<InpaintScore>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denoise: Vec<DenoiseScore>,
     /// How the generated samples were drawn (`"ddim, 50 steps"`).
     pub sampler: String,
 }
@@ -74,6 +86,8 @@ pub enum EvalPhase {
     Nll,
     FeatureNet,
     Sampling,
+    Inpainting,
+    Denoising,
 }
 
 /// The run directory of a checkpoint directory (`<run>/checkpoints/step-N` → `<run>`).
@@ -230,37 +244,42 @@ pub fn evaluate_checkpoint(
             .sampler
             .network_calls(sample.steps, diffusion.num_timesteps())
     );
-    let distance = match options.fd_samples {
-        None => None,
-        Some(count) => {
-            let mut train_data = train_all;
-            if let Some(stats) = &loaded.standardization {
-                train_data.standardize(stats);
-            }
-            let net_config = FeatureNetConfig::for_data(
-                &train_data,
-                split.train.len(),
-                config.data.describe_source(),
-                config.seed,
-            );
-            let (net, _cached) = load_or_train(
-                &cache_dir(&run_dir),
-                &net_config,
-                &train_data,
-                &split.train,
-                device,
-                &mut |done, total| progress(EvalPhase::FeatureNet, done, total),
-            )?;
-            let real_batch = data.assemble(&indices, oxidiff_data::Augment::default(), |_| None)?;
-            let real_images = real_batch.to_tensor(device);
-            let accuracy = classifier_accuracy(
-                &net,
-                net_config.task,
-                real_images.clone(),
-                &real_batch.labels,
-                batch,
-            );
-            let real = features_of(&net, real_images, batch);
+    let real_batch = data.assemble(&indices, oxidiff_data::Augment::default(), |_| None)?;
+    let real_images = real_batch.to_tensor(device);
+    // The feature network, when a distance is asked for (samples or inpainted images).
+    let features = if options.fd_samples.is_some() || !options.inpaint.is_empty() {
+        let mut train_data = train_all;
+        if let Some(stats) = &loaded.standardization {
+            train_data.standardize(stats);
+        }
+        let net_config = FeatureNetConfig::for_data(
+            &train_data,
+            split.train.len(),
+            config.data.describe_source(),
+            config.seed,
+        );
+        let (net, _cached) = load_or_train(
+            &cache_dir(&run_dir),
+            &net_config,
+            &train_data,
+            &split.train,
+            device,
+            &mut |done, total| progress(EvalPhase::FeatureNet, done, total),
+        )?;
+        let accuracy = classifier_accuracy(
+            &net,
+            net_config.task,
+            real_images.clone(),
+            &real_batch.labels,
+            batch,
+        );
+        let real = features_of(&net, real_images.clone(), batch);
+        Some((net, real, accuracy))
+    } else {
+        None
+    };
+    let distance = match (options.fd_samples, &features) {
+        (Some(count), Some((net, real, accuracy))) => {
             let mut generated = Vec::with_capacity(count * super::features::FEATURE_DIM);
             let mut made = 0;
             while made < count {
@@ -275,16 +294,44 @@ pub fn evaluate_checkpoint(
                     &mut |_, _| {},
                 )?
                 .clamp(-1.0, 1.0);
-                generated.extend(features_of(&net, images, batch));
+                generated.extend(features_of(net, images, batch));
                 made += n;
                 progress(EvalPhase::Sampling, made, count);
             }
             Some(SampleDistance {
-                feature_accuracy: accuracy,
-                ..sample_distance(&real, &generated)?
+                feature_accuracy: *accuracy,
+                ..sample_distance(real, &generated)?
             })
         }
+        _ => None,
     };
+    let mut inpaint = Vec::new();
+    for (k, &method) in options.inpaint.iter().enumerate() {
+        let (mut score, filled) = inpaint_score(
+            &loaded,
+            real_images.clone(),
+            method,
+            options.edit_steps,
+            options.seed,
+        )?;
+        if let Some((net, real, _)) = &features {
+            let filled_features = features_of(net, filled, batch);
+            score.fd_oxidiff = Some(sample_distance(real, &filled_features)?.fd_oxidiff);
+        }
+        inpaint.push(score);
+        progress(EvalPhase::Inpainting, k + 1, options.inpaint.len());
+    }
+    let mut denoise = Vec::new();
+    for (k, &sigma) in options.denoise_sigmas.iter().enumerate() {
+        denoise.push(denoise_score(
+            &loaded,
+            real_images.clone(),
+            sigma,
+            options.edit_steps,
+            options.seed,
+        )?);
+        progress(EvalPhase::Denoising, k + 1, options.denoise_sigmas.len());
+    }
     Ok(EvalResult {
         checkpoint: loaded.checkpoint.clone(),
         step: state.step,
@@ -294,6 +341,8 @@ pub fn evaluate_checkpoint(
         band_mse,
         nll,
         distance,
+        inpaint,
+        denoise,
         sampler,
     })
 }

@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod features;
 pub mod frechet;
 pub mod log;
+pub mod tasks;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use oxidiff_data::{Augment, Dataset};
