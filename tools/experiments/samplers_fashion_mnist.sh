@@ -15,9 +15,17 @@ bin=${OXIDIFF:-target/release/oxidiff}
 out="$run/samplers"
 mkdir -p "$out"
 fd() { # sampler steps
-  "$bin" eval --checkpoint "$run" --split test --images "$n" --no-bpd --fd --fd-samples "$n" \
-    --sampler "$1" --steps "$2" --json "$out/$1-$2.json" >/dev/null
-  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); d=r["distance"]; print(f"| {sys.argv[2]} | {r[\"sampler\"]} | {d[\"fd_oxidiff\"]:.1f} | {d[\"precision\"]:.3f} / {d[\"recall\"]:.3f} |")' "$out/$1-$2.json" "$1"
+  if [ ! -f "$out/$1-$2.json" ]; then
+    "$bin" eval --checkpoint "$run" --split test --images "$n" --no-bpd --fd --fd-samples "$n" \
+      --sampler "$1" --steps "$2" --json "$out/$1-$2.json" >/dev/null
+  fi
+  python3 - "$out/$1-$2.json" "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+d = r["distance"]
+calls = r["sampler"].split(", ")[-1]
+print("| {} | {} | {:.1f} | {:.3f} / {:.3f} |".format(sys.argv[2], calls, d["fd_oxidiff"], d["precision"], d["recall"]))
+PY
 }
 echo "| sampler | calls | FD-oxidiff | precision / recall |"
 echo "|---|---|---|---|"
