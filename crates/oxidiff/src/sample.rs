@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use oxidiff_diffusion::Denoiser;
 use oxidiff_diffusion::guidance::ClassifierFreeGuidance;
 use oxidiff_train::{SamplerKind, generate, load_for_sampling, save_image_grid};
 
@@ -107,16 +108,9 @@ pub fn sample_command(args: SampleArgs) -> Result<()> {
         bar.set_length(total as u64);
         bar.set_position(i as u64);
     };
-    let images = match args.class {
-        None => generate(
-            &loaded.model,
-            &loaded.diffusion,
-            &options,
-            shape,
-            args.seed,
-            &backend,
-            &mut progress,
-        )?,
+    let guided;
+    let denoiser: &dyn Denoiser = match args.class {
+        None => &loaded.model,
         Some(class) => {
             let Some(null_label) = loaded.model.null_label() else {
                 bail!(
@@ -133,24 +127,25 @@ pub fn sample_command(args: SampleArgs) -> Result<()> {
             if !args.guidance.is_finite() {
                 bail!("--guidance {}: must be a finite number", args.guidance);
             }
-            let guided = ClassifierFreeGuidance {
+            guided = ClassifierFreeGuidance {
                 model: &loaded.model,
                 diffusion: &loaded.diffusion,
                 class,
                 null_label,
                 scale: args.guidance,
             };
-            generate(
-                &guided,
-                &loaded.diffusion,
-                &options,
-                shape,
-                args.seed,
-                &backend,
-                &mut progress,
-            )?
+            &guided
         }
     };
+    let images = generate(
+        &denoiser,
+        &loaded.diffusion,
+        &options,
+        shape,
+        args.seed,
+        &backend,
+        &mut progress,
+    )?;
     bar.finish_and_clear();
     if let Some(out) = &args.out {
         if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {

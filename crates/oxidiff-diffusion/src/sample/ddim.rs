@@ -95,6 +95,27 @@ pub fn sample_ddim(
         num_steps,
         diffusion.config.timestep_spacing,
     )?;
+    Ok(ddim_over(
+        denoiser, diffusion, x_t, &timesteps, eta, rng, progress,
+    ))
+}
+
+/// DDIM ([`ddim_step`]) from `x_t` at `timesteps[0]` through each following timestep to a clean
+/// x₀ (ᾱ = 1 after the last), the loop of [`sample_ddim`] over its respaced schedule and of SDEdit over its shortened one.
+///
+/// # Shapes
+///
+/// - `x_t`: `[B, C, H, W]`
+/// - returns `[B, C, H, W]`
+pub(crate) fn ddim_over(
+    denoiser: &impl Denoiser,
+    diffusion: &GaussianDiffusion,
+    x_t: Tensor<4>,
+    timesteps: &[usize],
+    eta: f64,
+    rng: &mut impl Rng,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Tensor<4> {
     let dims = x_t.dims();
     let device = x_t.device();
     let mut x = x_t;
@@ -105,5 +126,5 @@ pub fn sample_ddim(
         x = ddim_step(diffusion, model_output, t, prev_t, x, eta, noise);
         progress(i + 1, timesteps.len());
     }
-    Ok(x)
+    x
 }

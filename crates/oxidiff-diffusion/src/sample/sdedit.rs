@@ -12,7 +12,6 @@
 use burn::tensor::Tensor;
 use rand::Rng;
 
-use super::{ddim_step, timestep_tensor};
 use crate::{Denoiser, DiffusionError, GaussianDiffusion, noise::randn};
 
 /// Checks DDIM's η, as [`crate::sample_ddim`] does.
@@ -123,7 +122,7 @@ pub fn sdedit(
     let noise = randn(rng, dims, &image.device());
     // Meng et al. 2022, §3.2 (VP form), Ho et al. 2020, eq. 4: x_{t₀} = √ᾱ_{t₀} x^(g) + √(1 − ᾱ_{t₀}) z
     let x_t = diffusion.q_sample(image, &vec![timesteps[0]; dims[0]], noise);
-    Ok(ddim_over(
+    Ok(super::ddim::ddim_over(
         denoiser, diffusion, x_t, &timesteps, eta, rng, progress,
     ))
 }
@@ -206,38 +205,9 @@ pub fn denoise_known_sigma(
     let timesteps = timesteps_within(t, num_steps)?;
     // Karras et al. 2022, Table 1 (VP): x_t = √ᾱ_t x_σ
     let x_t = noisy.mul_scalar(diffusion.schedule.sqrt_alphas_cumprod[t] as f32);
-    Ok(ddim_over(
+    Ok(super::ddim::ddim_over(
         denoiser, diffusion, x_t, &timesteps, eta, rng, progress,
     ))
-}
-
-/// DDIM ([`ddim_step`]) from `x_t` at `timesteps[0]` through each following timestep to a clean
-/// x₀ (ᾱ = 1 after the last), as [`crate::sample_ddim`] does over its own schedule.
-///
-/// # Shapes
-///
-/// - `x_t`: `[B, C, H, W]`
-/// - returns `[B, C, H, W]`
-fn ddim_over(
-    denoiser: &impl Denoiser,
-    diffusion: &GaussianDiffusion,
-    x_t: Tensor<4>,
-    timesteps: &[usize],
-    eta: f64,
-    rng: &mut impl Rng,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Tensor<4> {
-    let dims = x_t.dims();
-    let device = x_t.device();
-    let mut x = x_t;
-    for (i, &t) in timesteps.iter().enumerate() {
-        let prev_t = timesteps.get(i + 1).copied();
-        let model_output = denoiser.denoise(x.clone(), timestep_tensor(t, dims[0], &device));
-        let noise = (eta > 0.0).then(|| randn(rng, dims, &device));
-        x = ddim_step(diffusion, model_output, t, prev_t, x, eta, noise);
-        progress(i + 1, timesteps.len());
-    }
-    x
 }
 
 #[cfg(test)]
