@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use oxidiff_data::DataConfig;
 use oxidiff_data::folder::read_image_exact;
 use oxidiff_diffusion::sample::{
-    RePaintOptions, denoise_known_sigma, inpaint_ddim, repaint, sdedit,
+    RePaintOptions, denoise_known_sigma, inpaint_ddim, repaint, sdedit, timestep_for_sigma,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -159,7 +159,8 @@ pub enum DenoiseMethod {
     Sigma255(f64),
 }
 
-/// Denoises `image` with DDIM (η = 0) over `steps` steps.
+/// Denoises `image` with DDIM (η = 0) over `steps` steps, or fewer when the starting timestep
+/// has fewer below it (a light noise level starts close to t = 0).
 ///
 /// # Shapes
 /// - `image`: `[1, C, S, S]` in the model's space; returns the same
@@ -177,16 +178,21 @@ pub fn denoise(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (model, diffusion) = (&loaded.model, &loaded.diffusion);
     Ok(match method {
-        DenoiseMethod::Strength(s) => sdedit(
-            model,
-            diffusion,
-            image,
-            s,
-            steps,
-            0.0,
-            &mut rng,
-            &mut |_, _| {},
-        )?,
+        DenoiseMethod::Strength(s) => {
+            // A light touch starts at a small t, which has fewer timesteps below it than asked.
+            let t0 = (s.clamp(0.0, 1.0) * (diffusion.num_timesteps() - 1) as f64).round() as usize;
+            let steps = steps.min(t0 + 1);
+            sdedit(
+                model,
+                diffusion,
+                image,
+                s,
+                steps,
+                0.0,
+                &mut rng,
+                &mut |_, _| {},
+            )?
+        }
         DenoiseMethod::Sigma255(sigma) => {
             if loaded.standardization.is_some() {
                 return Err(TrainError::Eval {
@@ -197,6 +203,7 @@ pub fn denoise(
             }
             // 255 levels span the model's range of 2.
             let sigma = sigma / 127.5;
+            let steps = steps.min(timestep_for_sigma(diffusion, sigma) + 1);
             denoise_known_sigma(
                 model,
                 diffusion,
