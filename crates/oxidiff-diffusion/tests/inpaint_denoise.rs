@@ -4,7 +4,7 @@
 mod common;
 
 use burn::tensor::Tensor;
-use common::{PointDenoiser, device, tensor4, to_vec};
+use common::{PointDenoiser, device, max_abs_diff, tensor4, to_vec};
 use oxidiff_diffusion::sample::{repaint_schedule, sdedit_timesteps, timestep_for_sigma};
 use oxidiff_diffusion::{
     Denoiser, DiffusionConfig, DiffusionError, GaussianDiffusion, LossKind, Prediction,
@@ -70,13 +70,6 @@ fn check_inpainted(out: Tensor<4>, known: &Tensor<4>, x0: &Tensor<4>, tol: f32, 
             );
         }
     }
-}
-
-fn max_abs_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
-    to_vec(a)
-        .iter()
-        .zip(to_vec(b))
-        .fold(0.0, |m, (x, y)| m.max((x - y).abs()))
 }
 
 /// The data is the single point x₀*, so the ideal denoiser's x̂₀ is x₀* and the last step of

@@ -26,7 +26,7 @@
 mod common;
 
 use burn::tensor::Tensor;
-use common::{PointDenoiser, assert_close_scaled, device, tensor4, to_vec};
+use common::{PointDenoiser, assert_close_scaled, device, max_abs_diff, tensor4, to_vec};
 use oxidiff_diffusion::{
     BetaSchedule, Denoiser, DiffusionConfig, DiffusionError, DpmSolverAlgorithm, DpmSolverOptions,
     GaussianDiffusion, KarrasOptions, LossKind, Prediction, TimestepSpacing, VarianceType,
@@ -534,13 +534,6 @@ fn point_configs() -> Vec<DiffusionConfig> {
         ..Default::default()
     });
     out
-}
-
-fn max_abs_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
-    to_vec(a)
-        .iter()
-        .zip(to_vec(b))
-        .fold(0.0, |m, (x, y)| m.max((x - y).abs()))
 }
 
 fn churn_options(karras_sigmas: bool) -> KarrasOptions {

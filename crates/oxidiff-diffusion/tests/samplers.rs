@@ -3,7 +3,7 @@
 mod common;
 
 use burn::tensor::Tensor;
-use common::{PointDenoiser, device, to_vec};
+use common::{PointDenoiser, device, max_abs_diff, to_vec};
 use oxidiff_diffusion::{
     DdpmVariance, Denoiser, DiffusionConfig, DiffusionError, GaussianDiffusion, Prediction,
     TimestepSpacing, noise::randn, sample_ddim, sample_ddpm,
@@ -41,13 +41,6 @@ fn configs() -> Vec<DiffusionConfig> {
         }
     }
     out
-}
-
-fn max_abs_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
-    to_vec(a)
-        .iter()
-        .zip(to_vec(b))
-        .fold(0.0, |m, (x, y)| m.max((x - y).abs()))
 }
 
 /// If the data is a single point x₀*, an ideal denoiser makes every sampler land on x₀*: the

@@ -221,6 +221,26 @@ pub(crate) fn churn_from_options(
     }
 }
 
+/// The start shared by Euler and Heun: the options checked, the σ schedule, the training σs
+/// (to map σ to the network's t) and the VP-space noise `x_t` moved to σ-space at σ_max.
+///
+/// # Shapes
+/// - `x_t`: `[B, C, H, W]`; returns it as x_σ, same shape
+pub(crate) fn start_in_sigma_space(
+    diffusion: &GaussianDiffusion,
+    x_t: Tensor<4>,
+    num_steps: usize,
+    options: &KarrasOptions,
+) -> Result<(SigmaSchedule, Vec<f64>, Tensor<4>), DiffusionError> {
+    options.validate()?;
+    let schedule = options.schedule(diffusion, num_steps)?;
+    let train = training_sigmas(diffusion);
+    let sigma_max = schedule.sigmas[0];
+    // Karras et al. 2022, Table 1 (VP): x_σ = x_t/s(t) = x_t √(σ² + 1)
+    let x = x_t.mul_scalar((sigma_max * sigma_max + 1.0).sqrt() as f32);
+    Ok((schedule, train, x))
+}
+
 /// Euler sampling over `num_steps` noise levels (Karras et al. 2022, Algorithm 2 without the
 /// second-order correction), from `x_t` to x₀.
 ///
@@ -250,12 +270,7 @@ pub fn sample_euler(
     rng: &mut impl Rng,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Tensor<4>, DiffusionError> {
-    options.validate()?;
-    let schedule = options.schedule(diffusion, num_steps)?;
-    let train = training_sigmas(diffusion);
-    let sigma_max = schedule.sigmas[0];
-    // Karras et al. 2022, Table 1 (VP): x_σ = x_t/s(t) = x_t √(σ² + 1)
-    let mut x = x_t.mul_scalar((sigma_max * sigma_max + 1.0).sqrt() as f32);
+    let (schedule, train, mut x) = start_in_sigma_space(diffusion, x_t, num_steps, options)?;
     for i in 0..num_steps {
         let (x_hat, sigma_hat, t_hat) = churn_from_options(options, &schedule, &train, i, x, rng);
         let model_output = denoise_sigma_space(denoiser, x_hat.clone(), sigma_hat, t_hat);

@@ -6,8 +6,9 @@
 use burn::tensor::Tensor;
 use rand::Rng;
 
-use super::euler::{KarrasOptions, churn_from_options, denoise_sigma_space, ode_derivative};
-use super::sigmas::training_sigmas;
+use super::euler::{
+    KarrasOptions, churn_from_options, denoise_sigma_space, ode_derivative, start_in_sigma_space,
+};
 use crate::{Denoiser, DiffusionError, GaussianDiffusion};
 
 /// The second half of a Heun step: given the Euler prediction `x_next` at `sigma_next`, the raw
@@ -67,12 +68,7 @@ pub fn sample_heun(
     rng: &mut impl Rng,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Tensor<4>, DiffusionError> {
-    options.validate()?;
-    let schedule = options.schedule(diffusion, num_steps)?;
-    let train = training_sigmas(diffusion);
-    let sigma_max = schedule.sigmas[0];
-    // Karras et al. 2022, Table 1 (VP): x_σ = x_t/s(t) = x_t √(σ² + 1)
-    let mut x = x_t.mul_scalar((sigma_max * sigma_max + 1.0).sqrt() as f32);
+    let (schedule, train, mut x) = start_in_sigma_space(diffusion, x_t, num_steps, options)?;
     for i in 0..num_steps {
         let (x_hat, sigma_hat, t_hat) = churn_from_options(options, &schedule, &train, i, x, rng);
         let sigma_next = schedule.sigmas[i + 1];

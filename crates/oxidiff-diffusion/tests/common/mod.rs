@@ -17,6 +17,14 @@ pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()
 }
 
+/// The largest element-wise |a − b|.
+pub fn max_abs_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
+    to_vec(a)
+        .iter()
+        .zip(to_vec(b))
+        .fold(0.0, |m, (x, y)| m.max((x - y).abs()))
+}
+
 /// Asserts `|actual − expected| ≤ rtol · max(1, max|expected|)` element-wise: a tolerance relative
 /// to the tensor's scale, so that elements that cancel to near zero are not held to a tighter
 /// bound than the numbers they were computed from.
