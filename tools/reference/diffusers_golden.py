@@ -10,7 +10,8 @@ It writes three small JSON files into crates/oxidiff-diffusion/tests/golden/:
 - schedules.json: betas and alphas_cumprod (a subset of indices for T = 1000) for every beta
   schedule, and DDIMScheduler.set_timesteps for several step counts and spacings;
 - ddpm.json: DDPMScheduler.add_noise / get_velocity on fixed tensors and DDPMScheduler.step for
-  the three prediction types, both fixed variances, with and without clipping;
+  the three prediction types, both fixed variances, with and without clipping; and the step of
+  a respaced chain (after set_timesteps(n), also with a learned_range variance);
 - ddim.json: DDIMScheduler.step with eta = 0 and eta > 0 (explicit variance_noise) for the three
   prediction types, including a zero-terminal-SNR schedule.
 
@@ -224,6 +225,48 @@ def ddpm() -> None:
                 "prev_sample": flat(result.prev_sample),
             }
         )
+    respaced = []
+    # (prediction, variance, clip, spacing, num_inference_steps, t): DDPMScheduler after
+    # set_timesteps, so the step goes from t to t - T // n with beta' = 1 - abar_t / abar_prev.
+    respaced_cases = [
+        ("epsilon", "fixed_small", True, "leading", 10, 900),
+        ("epsilon", "fixed_small", True, "leading", 10, 100),
+        ("epsilon", "fixed_small", True, "leading", 10, 0),
+        ("sample", "fixed_large", False, "leading", 50, 500),
+        ("v_prediction", "fixed_small", True, "trailing", 10, 999),
+        ("epsilon", "learned_range", True, "leading", 10, 900),
+        ("epsilon", "learned_range", False, "leading", 25, 40),
+    ]
+    for seed, (pred, variance, clip, spacing, n, t) in enumerate(respaced_cases, start=200):
+        kwargs = dict(
+            num_train_timesteps=1000,
+            prediction_type=pred,
+            variance_type=variance,
+            clip_sample=clip,
+            timestep_spacing=spacing,
+        )
+        sch = promote(DDPMScheduler(**kwargs))
+        sch.set_timesteps(n)
+        assert t in sch.timesteps.tolist()
+        learned = variance == "learned_range"
+        output = torch.cat([model_output, randn(seed + 50).clamp(-1, 1)], dim=1) if learned else model_output
+        variance_noise = randn(seed)
+        result = ddpm_step_with_noise(sch, output, t, x_t, variance_noise)
+        respaced.append(
+            {
+                "prediction": PREDICTIONS[pred],
+                "ddpm_variance": "fixed-large" if variance == "fixed_large" else "fixed-small",
+                "learned_variance": learned,
+                "clip_sample": clip,
+                "timestep_spacing": spacing,
+                "num_inference_steps": n,
+                "t": t,
+                "prev_t": int(sch.previous_timestep(t)),
+                "model_output": flat(output),
+                "variance_noise": flat(variance_noise),
+                "prev_sample": flat(result.prev_sample),
+            }
+        )
     write(
         "ddpm.json",
         {
@@ -236,6 +279,7 @@ def ddpm() -> None:
             "model_output": flat(model_output),
             "x_t": flat(x_t),
             "steps": steps,
+            "respaced_steps": respaced,
         },
     )
 

@@ -1,4 +1,5 @@
-//! Golden tests against Hugging Face diffusers 0.42.1 (DDPMScheduler, DDIMScheduler).
+//! Golden tests against Hugging Face diffusers 0.42.1 (DDPMScheduler, also respaced, and
+//! DDIMScheduler).
 //!
 //! Regenerate the golden files (tests/golden/*.json) from the repository root with
 //!
@@ -24,9 +25,9 @@ mod common;
 
 use common::{assert_close_scaled, tensor4, to_vec};
 use oxidiff_diffusion::{
-    BetaSchedule, DdpmVariance, DiffusionConfig, GaussianDiffusion, NoiseSchedule, Prediction,
-    TimestepSpacing, respace_timesteps,
-    sample::{ddim_step, ddpm_step},
+    BetaSchedule, DdpmVariance, DiffusionConfig, GaussianDiffusion, LossKind, NoiseSchedule,
+    Prediction, TimestepSpacing, VarianceType, respace_timesteps,
+    sample::{ddim_step, ddpm_step, respaced_ddpm_step},
 };
 use serde::Deserialize;
 
@@ -70,6 +71,22 @@ struct Ddpm {
     model_output: Vec<f32>,
     x_t: Vec<f32>,
     steps: Vec<DdpmCase>,
+    respaced_steps: Vec<RespacedDdpmCase>,
+}
+
+#[derive(Deserialize)]
+struct RespacedDdpmCase {
+    prediction: Prediction,
+    ddpm_variance: DdpmVariance,
+    learned_variance: bool,
+    clip_sample: bool,
+    timestep_spacing: TimestepSpacing,
+    num_inference_steps: usize,
+    t: usize,
+    prev_t: i64,
+    model_output: Vec<f32>,
+    variance_noise: Vec<f32>,
+    prev_sample: Vec<f32>,
 }
 
 #[derive(Deserialize)]
@@ -245,6 +262,61 @@ fn ddpm_step_matches_ddpm_scheduler_step() {
             &case.prev_sample,
             TENSOR_RTOL,
             &format!("{what} prev_sample"),
+        );
+    }
+}
+
+/// The step between two visited timesteps of a respaced chain, against `DDPMScheduler.step`
+/// after `set_timesteps(n)` (which steps from t to t − T/n with β' = 1 − ᾱ_t/ᾱ_prev), with fixed
+/// and learned (`learned_range`) variances.
+#[test]
+fn respaced_ddpm_step_matches_ddpm_scheduler_after_set_timesteps() {
+    let g: Ddpm = load("ddpm.json");
+    assert_eq!(g.respaced_steps.len(), 7);
+    for case in &g.respaced_steps {
+        let cfg = DiffusionConfig {
+            prediction: case.prediction,
+            ddpm_variance: case.ddpm_variance,
+            clip_sample: case.clip_sample,
+            timestep_spacing: case.timestep_spacing,
+            variance_type: if case.learned_variance {
+                VarianceType::Learned
+            } else {
+                VarianceType::Fixed
+            },
+            loss: if case.learned_variance {
+                LossKind::Hybrid
+            } else {
+                LossKind::Simple
+            },
+            ..Default::default()
+        };
+        let diffusion = GaussianDiffusion::new(cfg).unwrap();
+        // The step sample_ddpm takes from t: to the next timestep of the respaced schedule.
+        let schedule =
+            respace_timesteps(1000, case.num_inference_steps, case.timestep_spacing).unwrap();
+        let at = schedule.iter().position(|&s| s == case.t).unwrap();
+        let prev_t = schedule.get(at + 1).copied();
+        assert_eq!(prev_t.map_or(-1, |p| p as i64), case.prev_t.max(-1));
+        let [b, c, h, w] = g.shape;
+        let factor = if case.learned_variance { 2 } else { 1 };
+        let model_output = tensor4(&case.model_output, [b, c * factor, h, w]);
+        let x_t = tensor4(&g.x_t, g.shape);
+        let noise = tensor4(&case.variance_noise, g.shape);
+        let prev = respaced_ddpm_step(&diffusion, model_output, case.t, prev_t, x_t, Some(noise));
+        assert_close_scaled(
+            &to_vec(prev),
+            &case.prev_sample,
+            TENSOR_RTOL,
+            &format!(
+                "{:?} {:?} learned={} {} of {} steps, t={}",
+                case.prediction,
+                case.ddpm_variance,
+                case.learned_variance,
+                at + 1,
+                case.num_inference_steps,
+                case.t
+            ),
         );
     }
 }

@@ -131,12 +131,19 @@ proptest! {
 
         let recorder = Recorder(RefCell::new(Vec::new()));
         let mut calls = Vec::new();
-        sample_ddpm(&recorder, &diffusion, x.clone(), &mut rng, &mut |i, total| calls.push((i, total)));
+        sample_ddpm(&recorder, &diffusion, x.clone(), t, &mut rng, &mut |i, total| calls.push((i, total))).unwrap();
         let visited = recorder.0.into_inner();
         prop_assert_eq!(visited, (0..t).rev().collect::<Vec<_>>());
         prop_assert_eq!(calls, (1..=t).map(|i| (i, t)).collect::<Vec<_>>());
 
         let n = 1 + ((t - 1) as f64 * frac) as usize;
+        let recorder = Recorder(RefCell::new(Vec::new()));
+        let mut calls = Vec::new();
+        sample_ddpm(&recorder, &diffusion, x.clone(), n, &mut rng, &mut |i, total| calls.push((i, total))).unwrap();
+        let visited = recorder.0.into_inner();
+        prop_assert_eq!(&visited, &respace_timesteps(t, n, spacing).unwrap());
+        prop_assert_eq!(calls, (1..=n).map(|i| (i, n)).collect::<Vec<_>>());
+
         let recorder = Recorder(RefCell::new(Vec::new()));
         let mut calls = Vec::new();
         sample_ddim(&recorder, &diffusion, x, n, eta, &mut rng, &mut |i, total| calls.push((i, total))).unwrap();

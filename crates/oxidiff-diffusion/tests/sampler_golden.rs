@@ -789,8 +789,10 @@ fn stochastic_samplers_are_reproducible_and_seeded() {
 
 #[test]
 fn samplers_reject_bad_arguments() {
+    // Leading spacing: DPM-Solver's grid then needs n + 1 training timesteps (checked below).
     let d = diffusion(DiffusionConfig {
         num_train_timesteps: 10,
+        timestep_spacing: TimestepSpacing::Leading,
         ..Default::default()
     });
     let denoiser = StandardNormalDenoiser(training_sigmas(&d));
@@ -886,4 +888,19 @@ fn samplers_reject_bad_arguments() {
         );
         assert_eq!(result.is_ok(), ok, "{steps} karras={karras}");
     }
+    // Trailing spacing (the default) takes every training timestep.
+    let trailing = diffusion(DiffusionConfig {
+        num_train_timesteps: 10,
+        ..Default::default()
+    });
+    let result = sample_dpm_solver(
+        &denoiser,
+        &trailing,
+        x_t,
+        10,
+        &DpmSolverOptions::default(),
+        &mut rng,
+        &mut |_, _| {},
+    );
+    assert!(result.is_ok(), "{:?}", result.err());
 }

@@ -87,10 +87,9 @@ impl SamplerKind {
         Self::ALL.into_iter().find(|s| s.name() == name)
     }
 
-    /// Network calls for `steps` sampling steps of a model with `num_timesteps` training steps.
-    pub fn network_calls(self, steps: usize, num_timesteps: usize) -> usize {
+    /// Network calls for `steps` sampling steps.
+    pub fn network_calls(self, steps: usize) -> usize {
         match self {
-            SamplerKind::Ddpm => num_timesteps,
             SamplerKind::Heun => (2 * steps).saturating_sub(1),
             _ => steps,
         }

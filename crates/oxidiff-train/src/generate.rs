@@ -79,7 +79,7 @@ pub fn generate(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let x_t = randn(&mut rng, shape, device);
     let images = match sample.sampler {
-        SamplerKind::Ddpm => sample_ddpm(model, diffusion, x_t, &mut rng, progress),
+        SamplerKind::Ddpm => sample_ddpm(model, diffusion, x_t, sample.steps, &mut rng, progress)?,
         SamplerKind::Ddim => sample_ddim(
             model,
             diffusion,

@@ -624,6 +624,7 @@ fn a_checkpoint_is_evaluated_the_same_way_twice() {
         inpaint: vec![oxidiff_train::edit::InpaintMethod::Replacement],
         denoise_sigmas: vec![25.0],
         edit_steps: 4,
+        timestep_spacing: None,
     };
     let device = Device::flex();
     let a = evaluate_checkpoint(&run, &options, &device, &mut |_, _, _| {}).unwrap();

@@ -12,6 +12,7 @@ use oxidiff_train::edit::InpaintMethod;
 use oxidiff_train::{RunConfig, SampleConfig, SamplerKind};
 
 use crate::device::DeviceArg;
+use crate::sample::SpacingArg;
 
 /// `oxidiff eval`'s arguments.
 #[derive(clap::Args)]
@@ -54,6 +55,10 @@ pub struct EvalArgs {
     /// Karras σ schedule for --fd with euler, heun and dpmpp-*.
     #[arg(long)]
     pub karras: bool,
+    /// Timestep spacing for --fd, --inpaint and --denoise-sigmas (default: the run's
+    /// `diffusion.timestep_spacing`).
+    #[arg(long, value_enum)]
+    pub spacing: Option<SpacingArg>,
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
     /// Seeds the evaluation noise and the generated samples.
@@ -139,6 +144,7 @@ pub fn eval_command(args: EvalArgs) -> Result<()> {
         },
         denoise_sigmas: args.denoise_sigmas.clone(),
         edit_steps: args.edit_steps,
+        timestep_spacing: args.spacing.map(Into::into),
     };
     let device = args.device.device()?;
     let bar = indicatif::ProgressBar::new(0);

@@ -3,11 +3,33 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use oxidiff_diffusion::Denoiser;
 use oxidiff_diffusion::guidance::ClassifierFreeGuidance;
+use oxidiff_diffusion::{Denoiser, TimestepSpacing};
 use oxidiff_train::{SamplerKind, generate, load_for_sampling, save_image_grid};
 
 use crate::device::DeviceArg;
+
+/// `--spacing`: which training timesteps a sampler with fewer steps visits (diffusers'
+/// `timestep_spacing`), chosen at sampling time over the run's `diffusion.timestep_spacing`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum SpacingArg {
+    /// 0, k, 2k, … (k = T / steps), so the first step starts below T − 1 (diffusers' DDIM default).
+    Leading,
+    /// Counting down from T − 1 in steps of T / steps (Lin et al. 2023): starts at pure noise.
+    Trailing,
+    /// Rounded linspace from T − 1 to 0.
+    Linspace,
+}
+
+impl From<SpacingArg> for TimestepSpacing {
+    fn from(arg: SpacingArg) -> Self {
+        match arg {
+            SpacingArg::Leading => TimestepSpacing::Leading,
+            SpacingArg::Trailing => TimestepSpacing::Trailing,
+            SpacingArg::Linspace => TimestepSpacing::Linspace,
+        }
+    }
+}
 
 /// `oxidiff sample`'s arguments.
 #[derive(clap::Args)]
@@ -15,11 +37,11 @@ pub struct SampleArgs {
     /// A checkpoint directory, or a run directory (its newest checkpoint).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Sampler (default: the run's `sample.sampler`). Network calls for S steps: ddpm T (all
-    /// training steps), ddim/euler/dpmpp-2m/dpmpp-2m-sde S, heun 2S − 1.
+    /// Sampler (default: the run's `sample.sampler`). Network calls for S steps: S, except heun
+    /// 2S − 1.
     #[arg(long, value_parser = sampler_names())]
     pub sampler: Option<String>,
-    /// Sampling steps (default: the run's `sample.steps`; ddpm always takes every training step).
+    /// Sampling steps (default: the run's `sample.steps`; `ddpm` with S below T is the respaced ancestral chain, S = T the full one).
     #[arg(long)]
     pub steps: Option<usize>,
     /// DDIM η (default: the run's `sample.eta`).
@@ -28,6 +50,9 @@ pub struct SampleArgs {
     /// Euler, Heun, DPM-Solver++: Karras et al.'s σ schedule (ρ = 7).
     #[arg(long)]
     pub karras: bool,
+    /// Timestep spacing (default: the run's `diffusion.timestep_spacing`).
+    #[arg(long, value_enum)]
+    pub spacing: Option<SpacingArg>,
     /// Euler, Heun: S_churn, noise re-injected along the way (default: the run's `sample.s_churn`).
     #[arg(long)]
     pub s_churn: Option<f64>,
@@ -66,7 +91,11 @@ pub fn sample_command(args: SampleArgs) -> Result<()> {
         bail!("--num must be at least 1");
     }
     let backend = args.device.device()?;
-    let loaded = load_for_sampling(&args.checkpoint, !args.no_ema, &backend)?;
+    let mut loaded = load_for_sampling(&args.checkpoint, !args.no_ema, &backend)?;
+    if let Some(spacing) = args.spacing {
+        // Spacing only picks which timesteps are visited; no schedule coefficient depends on it.
+        loaded.diffusion.config.timestep_spacing = spacing.into();
+    }
     let mut options = loaded.config.sample.clone();
     if let Some(name) = &args.sampler {
         options.sampler = SamplerKind::from_name(name).context("unknown sampler")?;
@@ -98,7 +127,7 @@ pub fn sample_command(args: SampleArgs) -> Result<()> {
         args.num,
         loaded.checkpoint.display(),
         options.sampler.name(),
-        options.sampler.network_calls(options.steps, max)
+        options.sampler.network_calls(options.steps)
     );
     let bar = indicatif::ProgressBar::new(0);
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {

@@ -58,6 +58,8 @@ pub struct EvalOptions {
     pub denoise_sigmas: Vec<f64>,
     /// Sampling steps of inpainting and denoising.
     pub edit_steps: usize,
+    /// Timestep spacing of every sampler here; `None`: the run's `diffusion.timestep_spacing`.
+    pub timestep_spacing: Option<oxidiff_diffusion::TimestepSpacing>,
 }
 
 /// The numbers of one evaluation.
@@ -114,7 +116,11 @@ pub fn evaluate_checkpoint(
     device: &Device,
     progress: &mut dyn FnMut(EvalPhase, usize, usize),
 ) -> Result<EvalResult, TrainError> {
-    let loaded = load_for_sampling(path, options.use_ema, device)?;
+    let mut loaded = load_for_sampling(path, options.use_ema, device)?;
+    if let Some(spacing) = options.timestep_spacing {
+        // Spacing only picks which timesteps are visited; no schedule coefficient depends on it.
+        loaded.diffusion.config.timestep_spacing = spacing;
+    }
     let config = &loaded.config;
     let run_dir = run_dir_of(&loaded.checkpoint);
     let state =
@@ -236,13 +242,14 @@ pub fn evaluate_checkpoint(
         "{}{}, {} network calls",
         sample.sampler.name(),
         if sample.karras_sigmas {
-            " (Karras σ)"
+            " (Karras σ)".to_string()
         } else {
-            ""
+            format!(
+                " ({} spacing)",
+                format!("{:?}", diffusion.config.timestep_spacing).to_lowercase()
+            )
         },
-        sample
-            .sampler
-            .network_calls(sample.steps, diffusion.num_timesteps())
+        sample.sampler.network_calls(sample.steps)
     );
     let real_batch = data.assemble(&indices, oxidiff_data::Augment::default(), |_| None)?;
     let real_images = real_batch.to_tensor(device);
