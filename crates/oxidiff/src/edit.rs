@@ -11,6 +11,7 @@ use oxidiff_train::generate::save_image;
 use oxidiff_train::load_for_sampling;
 
 use crate::device::DeviceArg;
+use crate::sample::{SpacingArg, apply_spacing};
 
 /// `oxidiff inpaint`'s arguments.
 #[derive(clap::Args)]
@@ -30,6 +31,9 @@ pub struct InpaintArgs {
     /// Sampling steps (DDIM with known-region replacement; RePaint's respaced DDPM steps).
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
+    /// Timestep spacing (default: the run's `diffusion.timestep_spacing`).
+    #[arg(long, value_enum)]
+    pub spacing: Option<SpacingArg>,
     /// RePaint (Lugmayr et al. 2022): go back `--jump-length` steps and resample, `--resample`
     /// times per jump, so the generated region agrees with the kept one.
     #[arg(long)]
@@ -66,6 +70,9 @@ pub struct DenoiseArgs {
     /// DDIM steps from the starting t down to 0.
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
+    /// Timestep spacing (default: the run's `diffusion.timestep_spacing`).
+    #[arg(long, value_enum)]
+    pub spacing: Option<SpacingArg>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long, value_enum, default_value = "cpu")]
@@ -74,7 +81,8 @@ pub struct DenoiseArgs {
 
 pub fn inpaint_command(args: InpaintArgs) -> Result<()> {
     let device = args.device.device()?;
-    let loaded = load_for_sampling(&args.checkpoint, true, &device)?;
+    let mut loaded = load_for_sampling(&args.checkpoint, true, &device)?;
+    apply_spacing(&mut loaded, args.spacing);
     let image = read_model_image(&loaded, &args.image, &device)?;
     let known = read_mask(&loaded, &args.mask, &device)?;
     let method = if args.repaint {
@@ -94,7 +102,8 @@ pub fn inpaint_command(args: InpaintArgs) -> Result<()> {
 
 pub fn denoise_command(args: DenoiseArgs) -> Result<()> {
     let device = args.device.device()?;
-    let loaded = load_for_sampling(&args.checkpoint, true, &device)?;
+    let mut loaded = load_for_sampling(&args.checkpoint, true, &device)?;
+    apply_spacing(&mut loaded, args.spacing);
     let image = read_model_image(&loaded, &args.image, &device)?;
     let method = match (args.strength, args.sigma) {
         (Some(s), None) => DenoiseMethod::Strength(s),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use oxidiff_diffusion::guidance::ClassifierFreeGuidance;
 use oxidiff_diffusion::{Denoiser, TimestepSpacing};
-use oxidiff_train::{SamplerKind, generate, load_for_sampling, save_image_grid};
+use oxidiff_train::{LoadedModel, SamplerKind, generate, load_for_sampling, save_image_grid};
 
 use crate::device::DeviceArg;
 
@@ -19,6 +19,14 @@ pub enum SpacingArg {
     Trailing,
     /// Rounded linspace from T − 1 to 0.
     Linspace,
+}
+
+/// Applies `--spacing` to a loaded model. Spacing only picks which timesteps are visited; no
+/// schedule coefficient depends on it, so the loaded diffusion needs nothing recomputed.
+pub fn apply_spacing(loaded: &mut LoadedModel, spacing: Option<SpacingArg>) {
+    if let Some(spacing) = spacing {
+        loaded.diffusion.config.timestep_spacing = spacing.into();
+    }
 }
 
 impl From<SpacingArg> for TimestepSpacing {
@@ -92,10 +100,7 @@ pub fn sample_command(args: SampleArgs) -> Result<()> {
     }
     let backend = args.device.device()?;
     let mut loaded = load_for_sampling(&args.checkpoint, !args.no_ema, &backend)?;
-    if let Some(spacing) = args.spacing {
-        // Spacing only picks which timesteps are visited; no schedule coefficient depends on it.
-        loaded.diffusion.config.timestep_spacing = spacing.into();
-    }
+    apply_spacing(&mut loaded, args.spacing);
     let mut options = loaded.config.sample.clone();
     if let Some(name) = &args.sampler {
         options.sampler = SamplerKind::from_name(name).context("unknown sampler")?;

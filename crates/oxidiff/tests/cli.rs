@@ -455,6 +455,7 @@ fn inpaint_and_denoise_an_image_with_a_trained_model() {
     for extra in [
         &[][..],
         &["--repaint", "--jump-length", "2", "--resample", "2"][..],
+        &["--repaint", "--spacing", "leading"][..],
     ] {
         let mut args = vec![
             "inpaint",
@@ -486,7 +487,11 @@ fn inpaint_and_denoise_an_image_with_a_trained_model() {
             }
         }
     }
-    for how in [["--strength", "0.4"], ["--sigma", "20"]] {
+    for how in [
+        &["--strength", "0.4"][..],
+        &["--sigma", "20"][..],
+        &["--sigma", "20", "--spacing", "linspace"][..],
+    ] {
         let out = oxidiff(
             &[
                 "denoise",
@@ -498,9 +503,10 @@ fn inpaint_and_denoise_an_image_with_a_trained_model() {
                 "clean.png",
                 "--steps",
                 "5",
-                how[0],
-                how[1],
-            ],
+            ]
+            .into_iter()
+            .chain(how.iter().copied())
+            .collect::<Vec<_>>(),
             tmp.path(),
         );
         assert!(out.status.success(), "{how:?}: {}", stderr(&out));
