@@ -84,7 +84,7 @@ pub enum LossKind {
 /// The default is `Trailing`, not diffusers' DDIM default `Leading`: a sampler starts from pure
 /// noise, and only `Trailing` (and `Linspace`) start at t = T − 1 where x_t is pure noise. With
 /// `Leading` and few steps the first timestep is well below T − 1 (900 for 10 of 1000 steps),
-/// where a cosine schedule still keeps √ᾱ = 0.14 of the image, so the model is asked to denoise
+/// where a cosine schedule still keeps √ᾱ = 0.15 of the image, so the model is asked to denoise
 /// an x_t with no image in it; on Fashion-MNIST this cost DDIM at 10 steps a sample distance of
 /// 647 against 106 with `Trailing` (docs/samplers.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -96,13 +96,13 @@ impl RespacedStep {
     }
 }
 
-/// One ancestral step of a respaced chain (see [`RespacedStep`]), from training timestep `t` to
-/// `prev_t` (`None`: the clean end, where the mean μ̃ = x̂₀ is returned and no noise added):
-/// x̂₀ from the model output (clamped to [−1, 1] when `config.clip_sample`), the posterior mean
-/// with β', and `noise` scaled by σ with σ² = β̃' (`fixed-small`), β' (`fixed-large`) or the
-/// network's interpolation between the two (learned variance), as improved-diffusion's
-/// `SpacedDiffusion` and diffusers' `DDPMScheduler.step` after `set_timesteps`. With the full
-/// schedule (`prev_t = t − 1`) this is [`ddpm_step`].
+/// One ancestral step of a respaced chain (β' = 1 − ᾱ_t/ᾱ_prev, Nichol & Dhariwal 2021, §4),
+/// from training timestep `t` to `prev_t` (`None`: the clean end, where the mean μ̃ = x̂₀ is
+/// returned and no noise added): x̂₀ from the model output (clamped to [−1, 1] when
+/// `config.clip_sample`), the posterior mean with β', and `noise` scaled by σ with σ² = β̃'
+/// (`fixed-small`), β' (`fixed-large`) or the network's interpolation between the two (learned
+/// variance), as improved-diffusion's `SpacedDiffusion` and diffusers' `DDPMScheduler.step`
+/// after `set_timesteps`. With the full schedule (`prev_t = t − 1`) this is [`ddpm_step`].
 ///
 /// # Shapes
 ///
