@@ -4,8 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use oxidiff_diffusion::guidance::ClassifierFreeGuidance;
+use oxidiff_diffusion::sample::{KarrasOptions, heun_error_gain};
 use oxidiff_diffusion::{Denoiser, TimestepSpacing};
-use oxidiff_train::{LoadedModel, SamplerKind, generate, load_for_sampling, save_image_grid};
+use oxidiff_train::{
+    LoadedModel, SampleConfig, SamplerKind, generate, load_for_sampling, save_image_grid,
+};
 
 use crate::device::DeviceArg;
 
@@ -27,6 +30,27 @@ pub fn apply_spacing(loaded: &mut LoadedModel, spacing: Option<SpacingArg>) {
     if let Some(spacing) = spacing {
         loaded.diffusion.config.timestep_spacing = spacing.into();
     }
+}
+
+/// Above this [`heun_error_gain`] Heun's samples were unusable in docs/samplers.md (gains of
+/// 12.8 and more), below it usable (5.4 and less).
+const HEUN_GAIN_WARNING: f64 = 10.0;
+
+/// Heun's trapezoidal correction blows up on steps with a large σ ratio, which the cosine
+/// schedule's σ_max ≈ 2·10⁴ makes the default for its first step; say so before sampling.
+fn warn_if_heun_is_unstable(loaded: &LoadedModel, options: &SampleConfig) -> Result<()> {
+    let schedule = KarrasOptions {
+        karras_sigmas: options.karras_sigmas,
+        ..KarrasOptions::default()
+    };
+    let gain = heun_error_gain(&loaded.diffusion, options.steps, &schedule)?;
+    if gain > HEUN_GAIN_WARNING {
+        eprintln!(
+            "warning: one Heun step of this σ schedule multiplies the denoiser's error by {gain:.0}; \
+             expect poor samples (try --karras with 25 or more steps; docs/samplers.md)"
+        );
+    }
+    Ok(())
 }
 
 impl From<SpacingArg> for TimestepSpacing {
@@ -125,6 +149,9 @@ pub fn sample_command(args: SampleArgs) -> Result<()> {
         options.s_churn = c;
     }
     options.karras_sigmas |= args.karras;
+    if options.sampler == SamplerKind::Heun {
+        warn_if_heun_is_unstable(&loaded, &options)?;
+    }
     let unet = loaded.config.unet()?;
     let shape = [args.num, unet.in_channels, unet.image_size, unet.image_size];
     eprintln!(

@@ -19,7 +19,7 @@ pub use dpm_solver::{
     DpmSolverAlgorithm, DpmSolverOptions, dpm_solver_sigmas, dpm_solver_step, sample_dpm_solver,
 };
 pub use euler::{KarrasOptions, churn, euler_step, ode_derivative, sample_euler};
-pub use heun::{heun_correction, sample_heun};
+pub use heun::{heun_correction, heun_error_gain, sample_heun};
 pub use inpaint::{RePaintOptions, inpaint_ddim, repaint, repaint_schedule};
 pub use sdedit::{
     denoise_known_sigma, sdedit, sdedit_timesteps, timestep_for_sigma, timesteps_within,
