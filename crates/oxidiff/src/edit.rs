@@ -31,7 +31,7 @@ pub struct InpaintArgs {
     /// Sampling steps (DDIM with known-region replacement; RePaint's respaced DDPM steps).
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
-    /// Timestep spacing (default: the run's `diffusion.timestep_spacing`).
+    /// Timestep spacing of the DDIM or RePaint steps (default: the run's `diffusion.timestep_spacing`).
     #[arg(long, value_enum)]
     pub spacing: Option<SpacingArg>,
     /// RePaint (Lugmayr et al. 2022): go back `--jump-length` steps and resample, `--resample`
@@ -70,9 +70,6 @@ pub struct DenoiseArgs {
     /// DDIM steps from the starting t down to 0.
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
-    /// Timestep spacing (default: the run's `diffusion.timestep_spacing`).
-    #[arg(long, value_enum)]
-    pub spacing: Option<SpacingArg>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long, value_enum, default_value = "cpu")]
@@ -102,8 +99,7 @@ pub fn inpaint_command(args: InpaintArgs) -> Result<()> {
 
 pub fn denoise_command(args: DenoiseArgs) -> Result<()> {
     let device = args.device.device()?;
-    let mut loaded = load_for_sampling(&args.checkpoint, true, &device)?;
-    apply_spacing(&mut loaded, args.spacing);
+    let loaded = load_for_sampling(&args.checkpoint, true, &device)?;
     let image = read_model_image(&loaded, &args.image, &device)?;
     let method = match (args.strength, args.sigma) {
         (Some(s), None) => DenoiseMethod::Strength(s),

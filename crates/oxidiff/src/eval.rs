@@ -55,8 +55,8 @@ pub struct EvalArgs {
     /// Karras σ schedule for --fd with euler, heun and dpmpp-*.
     #[arg(long)]
     pub karras: bool,
-    /// Timestep spacing for --fd, --inpaint and --denoise-sigmas (default: the run's
-    /// `diffusion.timestep_spacing`).
+    /// Timestep spacing for --fd and --inpaint (default: the run's
+    /// `diffusion.timestep_spacing`; denoising walks down from its starting t whatever it is).
     #[arg(long, value_enum)]
     pub spacing: Option<SpacingArg>,
     #[arg(long, default_value_t = 100)]
