@@ -31,7 +31,8 @@ pub struct InpaintArgs {
     /// Sampling steps (DDIM with known-region replacement; RePaint's respaced DDPM steps).
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
-    /// Timestep spacing of the DDIM or RePaint steps (default: the run's `diffusion.timestep_spacing`).
+    /// Timestep spacing of the DDIM or RePaint steps (default: the run's
+    /// `diffusion.timestep_spacing`).
     #[arg(long, value_enum)]
     pub spacing: Option<SpacingArg>,
     /// RePaint (Lugmayr et al. 2022): go back `--jump-length` steps and resample, `--resample`
