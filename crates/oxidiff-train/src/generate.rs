@@ -9,7 +9,7 @@ use oxidiff_diffusion::sample::{
     DpmSolverAlgorithm, DpmSolverOptions, KarrasOptions, sample_dpm_solver, sample_euler,
     sample_heun,
 };
-use oxidiff_diffusion::{Denoiser, GaussianDiffusion, sample_ddim, sample_ddpm};
+use oxidiff_diffusion::{Denoiser, GaussianDiffusion, TimestepSpacing, sample_ddim, sample_ddpm};
 use oxidiff_models::UNet;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -29,6 +29,15 @@ pub struct LoadedModel {
     pub checkpoint: PathBuf,
     /// How the run standardised its images, to map samples back (`None`: [-1, 1]).
     pub standardization: Option<ChannelStats>,
+}
+
+impl LoadedModel {
+    /// Samples with `spacing` instead of the run's `diffusion.timestep_spacing`. Spacing only
+    /// picks which timesteps a sampler visits; no schedule coefficient depends on it, so nothing
+    /// is recomputed.
+    pub fn set_timestep_spacing(&mut self, spacing: TimestepSpacing) {
+        self.diffusion.config.timestep_spacing = spacing;
+    }
 }
 
 /// Loads a checkpoint (or a run directory's newest checkpoint) for sampling: the EMA weights

@@ -16,7 +16,8 @@ use crate::device::DeviceArg;
 /// `timestep_spacing`), chosen at sampling time over the run's `diffusion.timestep_spacing`.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum SpacingArg {
-    /// 0, k, 2k, … (k = T / steps), so the first step starts below T − 1 (diffusers' DDIM default).
+    /// 0, k, 2k, … (k = T / steps), so the first step starts below T − 1 (diffusers' DDIM
+    /// default).
     Leading,
     /// Counting down from T − 1 in steps of T / steps (Lin et al. 2023): starts at pure noise.
     Trailing,
@@ -24,11 +25,20 @@ pub enum SpacingArg {
     Linspace,
 }
 
-/// Applies `--spacing` to a loaded model. Spacing only picks which timesteps are visited; no
-/// schedule coefficient depends on it, so the loaded diffusion needs nothing recomputed.
+/// Applies `--spacing` to a loaded model.
 pub fn apply_spacing(loaded: &mut LoadedModel, spacing: Option<SpacingArg>) {
     if let Some(spacing) = spacing {
-        loaded.diffusion.config.timestep_spacing = spacing.into();
+        loaded.set_timestep_spacing(spacing.into());
+    }
+}
+
+impl From<SpacingArg> for TimestepSpacing {
+    fn from(arg: SpacingArg) -> Self {
+        match arg {
+            SpacingArg::Leading => TimestepSpacing::Leading,
+            SpacingArg::Trailing => TimestepSpacing::Trailing,
+            SpacingArg::Linspace => TimestepSpacing::Linspace,
+        }
     }
 }
 
@@ -53,16 +63,6 @@ fn warn_if_heun_is_unstable(loaded: &LoadedModel, options: &SampleConfig) -> Res
     Ok(())
 }
 
-impl From<SpacingArg> for TimestepSpacing {
-    fn from(arg: SpacingArg) -> Self {
-        match arg {
-            SpacingArg::Leading => TimestepSpacing::Leading,
-            SpacingArg::Trailing => TimestepSpacing::Trailing,
-            SpacingArg::Linspace => TimestepSpacing::Linspace,
-        }
-    }
-}
-
 /// `oxidiff sample`'s arguments.
 #[derive(clap::Args)]
 pub struct SampleArgs {
@@ -73,7 +73,8 @@ pub struct SampleArgs {
     /// 2S − 1.
     #[arg(long, value_parser = sampler_names())]
     pub sampler: Option<String>,
-    /// Sampling steps (default: the run's `sample.steps`; `ddpm` with S below T is the respaced ancestral chain, S = T the full one).
+    /// Sampling steps (default: the run's `sample.steps`; `ddpm` with S below T is the respaced
+    /// ancestral chain, S = T the full one).
     #[arg(long)]
     pub steps: Option<usize>,
     /// DDIM η (default: the run's `sample.eta`).

@@ -118,8 +118,7 @@ pub fn evaluate_checkpoint(
 ) -> Result<EvalResult, TrainError> {
     let mut loaded = load_for_sampling(path, options.use_ema, device)?;
     if let Some(spacing) = options.timestep_spacing {
-        // Spacing only picks which timesteps are visited; no schedule coefficient depends on it.
-        loaded.diffusion.config.timestep_spacing = spacing;
+        loaded.set_timestep_spacing(spacing);
     }
     let config = &loaded.config;
     let run_dir = run_dir_of(&loaded.checkpoint);
