@@ -43,11 +43,11 @@ impl From<SpacingArg> for TimestepSpacing {
 }
 
 /// Above this [`heun_error_gain`] Heun's samples were unusable in docs/samplers.md (gains of
-/// 12.8 and more), below it usable (5.4 and less).
+/// 16 and more), below it usable (5.7 and less).
 const HEUN_GAIN_WARNING: f64 = 10.0;
 
-/// Heun's trapezoidal correction blows up on steps with a large σ ratio, which the cosine
-/// schedule's σ_max ≈ 2·10⁴ makes the default for its first step; say so before sampling.
+/// Heun's trapezoidal correction blows up on long steps, such as the first step of a cosine
+/// schedule from its σ_max ≈ 2·10⁴ with `trailing` spacing; say so before sampling.
 fn warn_if_heun_is_unstable(loaded: &LoadedModel, options: &SampleConfig) -> Result<()> {
     let schedule = KarrasOptions {
         karras_sigmas: options.karras_sigmas,
