@@ -42,8 +42,9 @@ impl From<SpacingArg> for TimestepSpacing {
     }
 }
 
-/// Above this [`heun_error_gain`] Heun's samples were unusable in docs/samplers.md (gains of
-/// 16 and more), below it usable (5.7 and less).
+/// Above this [`heun_error_gain`] Heun's samples were clearly worse or ruined in
+/// docs/samplers.md (gains of 16 and more), below it as good as the other solvers' (5.7 and
+/// less).
 const HEUN_GAIN_WARNING: f64 = 10.0;
 
 /// Heun's trapezoidal correction blows up on long steps, such as the first step of a cosine
