@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use oxidiff_data::DataConfig;
+use oxidiff_diffusion::sample::KarrasOptions;
 use oxidiff_diffusion::timesteps::TimestepSampling;
 use oxidiff_diffusion::{DiffusionConfig, LossKind, VarianceType};
 use oxidiff_models::{ModelConfig, UNetConfig};
@@ -184,6 +185,17 @@ pub struct SampleConfig {
     pub karras_sigmas: bool,
     /// Euler and Heun: S_churn, the noise re-injected along the way (0 = the deterministic ODE).
     pub s_churn: f64,
+}
+
+impl SampleConfig {
+    /// The Euler/Heun options these settings choose (σ schedule and churn).
+    pub fn karras_options(&self) -> KarrasOptions {
+        KarrasOptions {
+            karras_sigmas: self.karras_sigmas,
+            s_churn: self.s_churn,
+            ..KarrasOptions::default()
+        }
+    }
 }
 
 impl Default for SampleConfig {

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Tensor};
 use oxidiff_diffusion::noise::randn;
 use oxidiff_diffusion::sample::{
-    DpmSolverAlgorithm, DpmSolverOptions, KarrasOptions, sample_dpm_solver, sample_euler,
-    sample_heun,
+    DpmSolverAlgorithm, DpmSolverOptions, sample_dpm_solver, sample_euler, sample_heun,
 };
 use oxidiff_diffusion::{Denoiser, GaussianDiffusion, TimestepSpacing, sample_ddim, sample_ddpm};
 use oxidiff_models::UNet;
@@ -99,11 +98,7 @@ pub fn generate(
             progress,
         )?,
         SamplerKind::Euler | SamplerKind::Heun => {
-            let options = KarrasOptions {
-                karras_sigmas: sample.karras_sigmas,
-                s_churn: sample.s_churn,
-                ..KarrasOptions::default()
-            };
+            let options = sample.karras_options();
             let run = if sample.sampler == SamplerKind::Euler {
                 sample_euler
             } else {

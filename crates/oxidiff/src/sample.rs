@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use oxidiff_diffusion::guidance::ClassifierFreeGuidance;
-use oxidiff_diffusion::sample::{KarrasOptions, heun_error_gain};
+use oxidiff_diffusion::sample::heun_error_gain;
 use oxidiff_diffusion::{Denoiser, TimestepSpacing};
 use oxidiff_train::{
     LoadedModel, SampleConfig, SamplerKind, generate, load_for_sampling, save_image_grid,
@@ -50,11 +50,7 @@ const HEUN_GAIN_WARNING: f64 = 10.0;
 /// Heun's trapezoidal correction blows up on long steps, such as the first step of a cosine
 /// schedule from its σ_max ≈ 2·10⁴ with `trailing` spacing; say so before sampling.
 fn warn_if_heun_is_unstable(loaded: &LoadedModel, options: &SampleConfig) -> Result<()> {
-    let schedule = KarrasOptions {
-        karras_sigmas: options.karras_sigmas,
-        ..KarrasOptions::default()
-    };
-    let gain = heun_error_gain(&loaded.diffusion, options.steps, &schedule)?;
+    let gain = heun_error_gain(&loaded.diffusion, options.steps, &options.karras_options())?;
     if gain > HEUN_GAIN_WARNING {
         eprintln!(
             "warning: one Heun step of this σ schedule multiplies the denoiser's error by {gain:.0}; \
