@@ -54,7 +54,7 @@ fn warn_if_heun_is_unstable(loaded: &LoadedModel, options: &SampleConfig) -> Res
     if gain > HEUN_GAIN_WARNING {
         eprintln!(
             "warning: one Heun step of this σ schedule multiplies the denoiser's error by {gain:.0}; \
-             expect poor samples (try --karras with 25 or more steps; docs/samplers.md)"
+             expect poor samples (try --karras with 10 or more steps; docs/samplers.md)"
         );
     }
     Ok(())
