@@ -177,11 +177,11 @@ pub struct DataConfig {
     /// pixels are dropped and each batch is decoded again, ahead of time on a prefetch thread —
     /// for a collection larger than memory.
     pub cache: bool,
-    /// Fraction of every class held out for validation (0 = none, the default). The split is
+    /// Fraction of every class held out for validation (default 0.05; 0 = none). The split is
     /// seeded by the run seed and saved with the run as `split.json`.
     pub validation_fraction: f64,
     /// A text file listing the held-out images instead, one key per line (a path relative to
-    /// the folder, or `#index` for array sources); refused together with `validation_fraction`.
+    /// the folder, or `#index` for array sources); when given, `validation_fraction` is not used.
     pub validation_list: Option<PathBuf>,
     /// Side of the square images fed to the model; `None` = the model's resolution.
     pub image_size: Option<usize>,
@@ -209,7 +209,7 @@ impl Default for DataConfig {
             background: decode.background,
             on_error: ErrorPolicy::default(),
             cache: true,
-            validation_fraction: 0.0,
+            validation_fraction: 0.05,
             validation_list: None,
             image_size: None,
             channels: None,
@@ -277,12 +277,6 @@ impl DataConfig {
                     "is {}; must be at least 0 and below 1",
                     self.validation_fraction
                 ),
-            ));
-        }
-        if self.validation_fraction > 0.0 && self.validation_list.is_some() {
-            return Err(DataError::invalid(
-                "validation_list",
-                "is set together with validation_fraction; choose one way to hold images out",
             ));
         }
         if !self.cache && !matches!(self.source, DataSource::Folder | DataSource::Manifest) {

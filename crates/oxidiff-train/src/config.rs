@@ -122,14 +122,20 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     pub keep_checkpoints: usize,
     pub sample_every: u64,
-    /// How t is drawn: uniformly, or importance-sampled by the loss's second moment.
-    pub timestep_sampler: TimestepSampling,
-    /// Steps between per-band MSEs on the held-out images (0 = never).
-    pub eval_every: u64,
+    /// How t is drawn: uniformly, or importance-sampled by the loss's second moment. (Saved
+    /// configs from before the rename call it `timestep_sampler`.)
+    #[serde(alias = "timestep_sampler")]
+    pub timestep_draw: TimestepSampling,
+    /// Steps between per-band MSEs on the held-out images (0 = never); unset: about six per
+    /// run when images are held out ([`TrainConfig::eval_interval`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_every: Option<u64>,
     /// Held-out images the in-training evaluation uses (the first ones of the split).
     pub eval_images: usize,
-    /// Steps between held-out bits/dim (0 = never).
-    pub bpd_every: u64,
+    /// Steps between held-out bits/dim (0 = never); unset: twice per run when images are held
+    /// out and the data are 8-bit images in [-1, 1] ([`TrainConfig::bpd_interval`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bpd_every: Option<u64>,
     /// Stride of the bits/dim estimate (see `oxidiff_diffusion::likelihood::bound_timesteps`).
     pub bpd_stride: usize,
     /// Class-conditional models: probability that a training label is replaced by "no class",
@@ -161,10 +167,10 @@ impl Default for TrainConfig {
             checkpoint_every: 500,
             keep_checkpoints: 2,
             sample_every: 500,
-            timestep_sampler: TimestepSampling::Uniform,
-            eval_every: 0,
+            timestep_draw: TimestepSampling::Uniform,
+            eval_every: None,
             eval_images: 64,
-            bpd_every: 0,
+            bpd_every: None,
             bpd_stride: 20,
             label_dropout: 0.1,
         }
@@ -229,7 +235,32 @@ pub struct RunConfig {
 /// A test checks that it parses to exactly [`RunConfig::default`].
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
 
+/// Steps between the held-out evaluations of a run while it trains (0 = never).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvalIntervals {
+    /// Per-band ε-MSE.
+    pub band_mse: u64,
+    /// Bits/dim.
+    pub bpd: u64,
+}
+
 impl RunConfig {
+    /// The in-training evaluation intervals: `train.eval_every` and `train.bpd_every` where set;
+    /// unset, a sixth (band MSE) and half (bits/dim) of `train.steps` when the run holds images
+    /// out — bits/dim only for 8-bit images in [-1, 1], which its decoder assumes — else never.
+    pub fn eval_intervals(&self, held_out: bool) -> EvalIntervals {
+        let t = &self.train;
+        let eight_bit = self.data.standardize == oxidiff_data::Standardize::MinusOneOne;
+        let auto = |fraction: u64, applies: bool| match held_out && applies {
+            true => (t.steps / fraction).max(1),
+            false => 0,
+        };
+        EvalIntervals {
+            band_mse: t.eval_every.unwrap_or_else(|| auto(6, true)),
+            bpd: t.bpd_every.unwrap_or_else(|| auto(2, eight_bit)),
+        }
+    }
+
     /// Parses TOML text, applies `section.key=value` overrides and validates the result.
     ///
     /// `origin` names the text in messages (a file path, or "the default config").
@@ -297,7 +328,7 @@ impl RunConfig {
             .validate()
             .map_err(|e| format!("diffusion.{e}"))?;
         if self.data.standardize == oxidiff_data::Standardize::PerChannel
-            && (self.diffusion.loss != LossKind::Simple || self.train.bpd_every > 0)
+            && (self.diffusion.loss != LossKind::Simple || self.train.bpd_every.unwrap_or(0) > 0)
         {
             return Err(
                 "data.standardize: \"per-channel\" is not 8-bit data in [-1, 1], which the \

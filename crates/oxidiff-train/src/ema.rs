@@ -3,7 +3,6 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::Tensor;
-use oxidiff_models::UNet;
 
 /// Collects every float parameter, flattened, in visiting order.
 struct Collect(Vec<Tensor<1>>);
@@ -37,17 +36,17 @@ impl ModuleMapper for Blend {
     }
 }
 
-/// The EMA weights and how many updates they have seen.
-pub struct Ema {
-    pub model: UNet,
+/// The EMA weights (without autodiff) of a model `M` and how many updates they have seen.
+pub struct Ema<M> {
+    pub model: M,
     pub updates: u64,
     pub max_decay: f64,
     pub warmup: bool,
 }
 
-impl Ema {
+impl<M: Module> Ema<M> {
     /// Starts from a copy of the online weights (without autodiff).
-    pub fn new(online: &UNet, max_decay: f64, warmup: bool) -> Self {
+    pub fn new(online: &M, max_decay: f64, warmup: bool) -> Self {
         Self {
             model: online.valid(),
             updates: 0,
@@ -68,7 +67,7 @@ impl Ema {
     }
 
     /// Folds the current online weights into the average.
-    pub fn update(&mut self, online: &UNet) {
+    pub fn update(&mut self, online: &M) {
         let mut collect = Collect(Vec::new());
         online.valid().visit(&mut collect);
         let mut blend = Blend {
@@ -84,7 +83,7 @@ impl Ema {
 mod tests {
     use burn::module::Module;
     use burn::tensor::Device;
-    use oxidiff_models::ModelConfig;
+    use oxidiff_models::{ModelConfig, UNet};
 
     use super::*;
 

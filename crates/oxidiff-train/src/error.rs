@@ -15,8 +15,19 @@ pub enum TrainError {
         #[source]
         source: std::io::Error,
     },
+    /// A checkpoint cannot be found, read, applied or written.
     #[error("checkpoint {}: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },
+    /// A run directory cannot be used as asked (e.g. a fresh run into one with checkpoints).
+    #[error("run directory {}: {message}", path.display())]
+    RunDir { path: PathBuf, message: String },
+    /// A file of the run directory besides the checkpoints (split, standardisation, data
+    /// report, metrics or evaluation log) is unreadable or cannot be written.
+    #[error("{}: {message}", path.display())]
+    RunFile { path: PathBuf, message: String },
+    /// A sample grid, plot or the report page cannot be made.
+    #[error("{}: {message}", path.display())]
+    Image { path: PathBuf, message: String },
     #[error(transparent)]
     Data(#[from] oxidiff_data::DataError),
     #[error(transparent)]

@@ -15,10 +15,10 @@ use rand_chacha::ChaCha8Rng;
 
 use oxidiff_data::{ChannelStats, Standardize};
 
-use crate::checkpoint::{self, CONFIG_FILE, EMA_FILE, MODEL_FILE};
+use crate::checkpoint;
 use crate::config::{RunConfig, SampleConfig, SamplerKind};
 use crate::error::TrainError;
-use crate::trainer::{STANDARDIZATION_FILE, read_json};
+use crate::run_dir::{CONFIG_FILE, EMA_FILE, MODEL_FILE, RunDir, read_json, resolve_checkpoint};
 
 /// A trained model ready to sample from.
 pub struct LoadedModel {
@@ -46,7 +46,7 @@ pub fn load_for_sampling(
     use_ema: bool,
     device: &Device,
 ) -> Result<LoadedModel, TrainError> {
-    let dir = checkpoint::resolve_checkpoint(path)?;
+    let dir = resolve_checkpoint(path)?;
     let config = RunConfig::load(&dir.join(CONFIG_FILE), &[])?;
     let unet = config.unet()?;
     let weights = if use_ema { EMA_FILE } else { MODEL_FILE };
@@ -54,11 +54,9 @@ pub fn load_for_sampling(
     let diffusion = GaussianDiffusion::new(config.diffusion.clone())?;
     let standardization = match config.data.standardize {
         Standardize::MinusOneOne => None,
-        // The run directory holds it: <run>/checkpoints/<step>/ → <run>.
-        Standardize::PerChannel => {
-            let run_dir = dir.parent().and_then(Path::parent).unwrap_or(&dir);
-            Some(read_json(&run_dir.join(STANDARDIZATION_FILE))?)
-        }
+        Standardize::PerChannel => Some(read_json(
+            &RunDir::of_checkpoint(&dir).standardization(),
+        )?),
     };
     Ok(LoadedModel {
         config,
@@ -152,7 +150,7 @@ fn to_pixels(
         images
             .into_data()
             .try_to_vec()
-            .map_err(|e| TrainError::Checkpoint {
+            .map_err(|e| TrainError::Image {
                 path: path.to_path_buf(),
                 message: format!("cannot read the samples back: {e:?}"),
             })?;

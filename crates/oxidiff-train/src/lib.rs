@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod optim;
 pub mod plots;
 pub mod report_html;
+pub mod run_dir;
 pub mod tensorboard;
 pub mod trainer;
 

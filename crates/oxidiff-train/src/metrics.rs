@@ -45,7 +45,7 @@ impl MetricsLog {
             if !text.is_empty() {
                 text.push('\n');
             }
-            crate::checkpoint::write_atomic(path, text.as_bytes())?;
+            crate::run_dir::write_atomic(path, text.as_bytes())?;
         }
         let file = OpenOptions::new()
             .create(true)
@@ -78,7 +78,7 @@ pub fn read_metrics(path: &Path) -> Result<Vec<StepStats>, TrainError> {
         .enumerate()
         .map(|(i, line)| {
             let line = line.map_err(|e| TrainError::io(path, e))?;
-            serde_json::from_str(&line).map_err(|e| TrainError::Checkpoint {
+            serde_json::from_str(&line).map_err(|e| TrainError::RunFile {
                 path: path.to_path_buf(),
                 message: format!("line {}: {e}", i + 1),
             })

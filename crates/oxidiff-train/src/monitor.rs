@@ -6,24 +6,23 @@ use std::path::{Path, PathBuf};
 
 use crate::TrainError;
 use crate::config::RunConfig;
-use crate::eval::log::{EVAL_LOG_FILE, EvalRecord, read_eval};
+use crate::eval::log::{EvalRecord, read_eval};
 use crate::metrics::{StepStats, read_metrics};
-use crate::plots::{PlotSpec, Series, YScale, draw_line_plot};
+use crate::plots::{PlotSpec, Series, YScale, draw_line_plot, smoothed};
 use crate::report_html::{ReportPage, write_report};
 use crate::tensorboard::TensorBoardWriter;
-use crate::trainer::DATA_REPORT_FILE;
-
-/// Where the pieces go inside a run directory.
-pub const TENSORBOARD_DIR: &str = "tensorboard";
-pub const PLOTS_DIR: &str = "plots";
-pub const REPORT_FILE: &str = "report.html";
+use crate::run_dir::{RunDir, write_atomic};
 
 /// Plots keep at most this many points per series: a browser or PNG cannot show more anyway.
 const MAX_POINTS: usize = 2000;
 
+/// Weight on the past of the training loss's smoothed line (TensorBoard's slider, its default
+/// 0.6 is too little for a loss this noisy).
+const LOSS_SMOOTHING: f64 = 0.98;
+
 /// The TensorBoard writer of a run and the redrawing of its plots and report.
 pub struct Monitor {
-    run_dir: PathBuf,
+    run_dir: RunDir,
     tensorboard: TensorBoardWriter,
 }
 
@@ -31,8 +30,8 @@ impl Monitor {
     /// Opens a new TensorBoard event file in `DIR/tensorboard` (TensorBoard merges the files of
     /// a resumed run) and drops `eval.jsonl` records past `step` (an interrupted run's evaluations
     /// after its last checkpoint), like the metrics log.
-    pub fn open(run_dir: &Path, step: u64) -> Result<Self, TrainError> {
-        let eval_log = run_dir.join(EVAL_LOG_FILE);
+    pub fn open(run_dir: &RunDir, step: u64) -> Result<Self, TrainError> {
+        let eval_log = run_dir.eval_log();
         if eval_log.is_file() {
             let kept = read_eval(&eval_log, Some(step))?;
             let mut text = String::new();
@@ -40,9 +39,9 @@ impl Monitor {
                 text.push_str(&serde_json::to_string(record).expect("EvalRecord serialises"));
                 text.push('\n');
             }
-            crate::checkpoint::write_atomic(&eval_log, text.as_bytes())?;
+            write_atomic(&eval_log, text.as_bytes())?;
         }
-        let dir = run_dir.join(TENSORBOARD_DIR);
+        let dir = run_dir.tensorboard_dir();
         let mut tensorboard =
             TensorBoardWriter::create(&dir).map_err(|e| TrainError::io(&dir, e))?;
         if step > 0 {
@@ -51,7 +50,7 @@ impl Monitor {
                 .map_err(|e| TrainError::io(tensorboard.path(), e))?;
         }
         Ok(Self {
-            run_dir: run_dir.to_path_buf(),
+            run_dir: run_dir.clone(),
             tensorboard,
         })
     }
@@ -100,7 +99,7 @@ impl Monitor {
     /// A sample grid PNG as a TensorBoard image.
     pub fn on_grid(&mut self, step: u64, path: &Path) -> Result<(), TrainError> {
         let png = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
-        let (width, height, channels) = png_header(&png).ok_or_else(|| TrainError::Checkpoint {
+        let (width, height, channels) = png_header(&png).ok_or_else(|| TrainError::Image {
             path: path.to_path_buf(),
             message: "not a PNG this program wrote".into(),
         })?;
@@ -116,17 +115,17 @@ impl Monitor {
     /// A log that cannot be read or a plot or page that cannot be written.
     pub fn refresh(&mut self, config: &RunConfig, step: u64) -> Result<PathBuf, TrainError> {
         self.tensorboard.flush().map_err(|e| self.tb_error(e))?;
-        let metrics_path = self.run_dir.join("metrics.jsonl");
+        let metrics_path = self.run_dir.metrics();
         let metrics = if metrics_path.is_file() {
             read_metrics(&metrics_path)?
         } else {
             Vec::new()
         };
-        let evals = read_eval(&self.run_dir.join(EVAL_LOG_FILE), Some(step))?;
+        let evals = read_eval(&self.run_dir.eval_log(), Some(step))?;
         let plots = self.draw_plots(&metrics, &evals)?;
-        let grids = sample_grids(&self.run_dir.join("samples"));
+        let grids = sample_grids(&self.run_dir.samples_dir());
         let summary = vec![
-            ("run".to_string(), self.run_dir.display().to_string()),
+            ("run".to_string(), self.run_dir.path().display().to_string()),
             (
                 "step".to_string(),
                 format!("{step} of {}", config.train.steps),
@@ -144,10 +143,10 @@ impl Monitor {
             ),
         ];
         let metrics_table = latest_numbers(&metrics, &evals);
-        let data_report = std::fs::read_to_string(self.run_dir.join(DATA_REPORT_FILE))
+        let data_report = std::fs::read_to_string(self.run_dir.data_report())
             .unwrap_or_else(|_| "(no data_report.json)".into());
         let config_toml = config.to_toml();
-        let path = self.run_dir.join(REPORT_FILE);
+        let path = self.run_dir.report_page();
         write_report(
             &path,
             &ReportPage {
@@ -169,26 +168,36 @@ impl Monitor {
         metrics: &[StepStats],
         evals: &[EvalRecord],
     ) -> Result<Vec<(String, PathBuf)>, TrainError> {
-        let dir = self.run_dir.join(PLOTS_DIR);
+        let dir = self.run_dir.plots_dir();
         std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
         let series = |name: &str, points: Vec<(f64, f64)>| Series {
             name: name.to_string(),
             points: thin(points),
+            faint: false,
         };
         let mut plots = Vec::new();
         let mut draw = |file: &str, caption: &str, spec: PlotSpec<'_>| -> Result<(), TrainError> {
             let path = dir.join(file);
-            draw_line_plot(&path, &spec, 720, 420).map_err(|e| TrainError::Checkpoint {
+            draw_line_plot(&path, &spec, 720, 420).map_err(|e| TrainError::Image {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
             plots.push((caption.to_string(), path));
             Ok(())
         };
-        let loss = [series(
-            "training loss",
-            metrics.iter().map(|m| (m.step as f64, m.loss)).collect(),
-        )];
+        // The per-step loss is dominated by the noise of t and ε: draw it pale, under its
+        // smoothed line.
+        let raw: Vec<(f64, f64)> = metrics.iter().map(|m| (m.step as f64, m.loss)).collect();
+        let loss = [
+            Series {
+                faint: true,
+                ..series("training loss, per step", raw.clone())
+            },
+            series(
+                &format!("smoothed (EMA {LOSS_SMOOTHING})"),
+                smoothed(&raw, LOSS_SMOOTHING),
+            ),
+        ];
         draw(
             "loss.png",
             "Training loss per step",

@@ -61,6 +61,25 @@ pub struct Series {
     pub name: String,
     /// Drawn in order, joined by straight lines.
     pub points: Vec<(f64, f64)>,
+    /// Drawn thin and pale, in the colour of the next full series: raw values under their
+    /// smoothed line.
+    pub faint: bool,
+}
+
+/// TensorBoard's smoothing: an exponential moving average with `weight` on the past, debiased
+/// (divided by 1 − weightⁿ) so it starts at the first value instead of at 0. Non-finite values
+/// are left out of the average.
+pub fn smoothed(points: &[(f64, f64)], weight: f64) -> Vec<(f64, f64)> {
+    let (mut average, mut mass) = (0.0, 0.0);
+    points
+        .iter()
+        .filter(|(_, y)| y.is_finite())
+        .map(|&(x, y)| {
+            average = weight * average + (1.0 - weight) * y;
+            mass = weight * mass + (1.0 - weight);
+            (x, average / mass)
+        })
+        .collect()
 }
 
 /// Scale of the y axis.
@@ -134,7 +153,7 @@ pub fn draw_line_plot(
     drawn.map_err(fail)?;
 
     let png = encode_png(&rgb, width, height).map_err(|e| fail(format!("encoding PNG: {e}")))?;
-    crate::checkpoint::replace_file(path, &png).map_err(|e| fail(e.to_string()))
+    crate::run_dir::replace_file(path, &png).map_err(|e| fail(e.to_string()))
 }
 
 /// Registers the embedded font once per process.
@@ -163,6 +182,7 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 struct Prepared<'a> {
     name: &'a str,
     points: Vec<(f64, f64)>,
+    faint: bool,
 }
 
 /// Keeps the points that can be drawn on `scale`, mapping y to log10(y) on a log axis.
@@ -171,6 +191,7 @@ fn prepare<'a>(series: &'a [Series], scale: YScale) -> Vec<Prepared<'a>> {
         .iter()
         .map(|s| Prepared {
             name: &s.name,
+            faint: s.faint,
             points: s
                 .points
                 .iter()
@@ -478,9 +499,15 @@ fn render(rgb: &mut [u8], width: u32, height: u32, spec: &PlotSpec<'_>) -> Resul
     }
 
     let stroke = px(2.0) as u32;
-    for (i, s) in series.iter().enumerate() {
-        let colour = PALETTE[i % PALETTE.len()];
-        let style = colour.stroke_width(stroke);
+    let mut full = 0;
+    for s in &series {
+        let colour = PALETTE[full % PALETTE.len()];
+        let style = if s.faint {
+            colour.mix(0.35).stroke_width(1)
+        } else {
+            full += 1;
+            colour.stroke_width(stroke)
+        };
         let label = if s.points.is_empty() {
             format!("{} (no data)", s.name)
         } else {
@@ -536,7 +563,23 @@ mod tests {
         Series {
             name: name.to_string(),
             points: points.to_vec(),
+            faint: false,
         }
+    }
+
+    #[test]
+    fn smoothing_starts_at_the_first_value_and_follows_a_step() {
+        let points: Vec<(f64, f64)> = (0..200)
+            .map(|i| (i as f64, if i < 100 { 1.0 } else { 3.0 }))
+            .chain([(200.0, f64::NAN)])
+            .collect();
+        let s = smoothed(&points, 0.9);
+        assert_eq!(s.len(), 200, "the NaN is left out");
+        assert!((s[0].1 - 1.0).abs() < 1e-12, "debiased: no pull towards 0");
+        assert!((s[99].1 - 1.0).abs() < 1e-12);
+        // After k steps at the new level: 3 − 2·0.9^k (the bias correction is ~1 by then).
+        assert!((s[109].1 - (3.0 - 2.0 * 0.9f64.powi(10))).abs() < 1e-6, "{}", s[109].1);
+        assert!((s[199].1 - 3.0).abs() < 1e-4);
     }
 
     fn spec<'a>(series: &'a [Series], y_scale: YScale) -> PlotSpec<'a> {

@@ -5,7 +5,8 @@ mod common;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use oxidiff_models::UNet;
-use oxidiff_train::checkpoint::{self, load_weights};
+use oxidiff_train::checkpoint::load_weights;
+use oxidiff_train::run_dir::resolve_checkpoint;
 use oxidiff_train::{TrainEvent, Trainer, read_metrics};
 
 use common::{fixed_eval_loss, tiny_config, write_images};
@@ -76,7 +77,7 @@ fn checkpoint_round_trips_the_weights() {
     let config = tiny_config(&tmp.path().join("data"), &["train.steps=3"]);
     let mut trainer = Trainer::new(config, &tmp.path().join("run"), &Device::flex()).unwrap();
     trainer.run(None, &mut |_| {}).unwrap();
-    let dir = checkpoint::resolve_checkpoint(&tmp.path().join("run")).unwrap();
+    let dir = resolve_checkpoint(&tmp.path().join("run")).unwrap();
     assert!(
         dir.ends_with("checkpoints/step-0000003"),
         "{}",
@@ -91,14 +92,14 @@ fn checkpoint_round_trips_the_weights() {
     ] {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
-    let fresh = trainer.unet.init(&Device::flex());
+    let fresh = trainer.task.unet.init(&Device::flex());
     let loaded = load_weights(fresh, &dir.join("model.bpk")).unwrap();
-    assert_eq!(weights(&loaded), weights(&trainer.model), "online weights");
+    assert_eq!(weights(&loaded), weights(&trainer.state.model), "online weights");
     let loaded_ema =
-        load_weights(trainer.unet.init(&Device::flex()), &dir.join("ema.bpk")).unwrap();
+        load_weights(trainer.task.unet.init(&Device::flex()), &dir.join("ema.bpk")).unwrap();
     assert_eq!(
         weights(&loaded_ema),
-        weights(&trainer.ema.model),
+        weights(&trainer.state.ema.model),
         "EMA weights"
     );
     // No temporary directory is left behind.
@@ -147,16 +148,16 @@ fn resume_continues_exactly() {
     )
     .unwrap();
     first.run(Some(6), &mut |_| {}).unwrap();
-    assert_eq!(first.step, 6);
+    assert_eq!(first.state.step, 6);
     drop(first);
     let mut resumed = Trainer::resume(&tmp.path().join("b"), &[], &device).unwrap();
-    assert_eq!(resumed.step, 6);
+    assert_eq!(resumed.state.step, 6);
     resumed.run(None, &mut |_| {}).unwrap();
-    assert_eq!(resumed.step, 12);
+    assert_eq!(resumed.state.step, 12);
 
-    let diff = max_abs_diff(&weights(&straight.model), &weights(&resumed.model));
+    let diff = max_abs_diff(&weights(&straight.state.model), &weights(&resumed.state.model));
     assert!(diff <= 1e-6, "online weights differ by {diff}");
-    let diff = max_abs_diff(&weights(&straight.ema.model), &weights(&resumed.ema.model));
+    let diff = max_abs_diff(&weights(&straight.state.ema.model), &weights(&resumed.state.ema.model));
     assert!(diff <= 1e-6, "EMA weights differ by {diff}");
     let a = read_metrics(&tmp.path().join("a/metrics.jsonl")).unwrap();
     let b = read_metrics(&tmp.path().join("b/metrics.jsonl")).unwrap();
@@ -198,7 +199,7 @@ fn corrupt_checkpoint_is_reported_not_panicking() {
     let config = tiny_config(&tmp.path().join("data"), &["train.steps=1"]);
     let mut trainer = Trainer::new(config, &tmp.path().join("run"), &Device::flex()).unwrap();
     trainer.run(None, &mut |_| {}).unwrap();
-    let dir = checkpoint::resolve_checkpoint(&tmp.path().join("run")).unwrap();
+    let dir = resolve_checkpoint(&tmp.path().join("run")).unwrap();
     let model_file = dir.join("model.bpk");
     let bytes = std::fs::read(&model_file).unwrap();
     std::fs::write(&model_file, &bytes[..bytes.len() / 3]).unwrap();
@@ -257,13 +258,14 @@ fn a_validation_split_is_held_out_saved_and_kept_on_resume() {
     let extra = ["train.steps=2", "data.validation_fraction=0.25"];
     let run = tmp.path().join("run");
     let mut trainer = Trainer::new(tiny_config(&data, &extra), &run, &Device::flex()).unwrap();
-    assert_eq!((trainer.dataset.len(), trainer.validation.len()), (15, 5));
+    assert_eq!((trainer.data.dataset.len(), trainer.data.validation.len()), (15, 5));
     assert!(
         trainer
+            .data
             .validation
             .keys
             .iter()
-            .all(|k| !trainer.dataset.keys.contains(k))
+            .all(|k| !trainer.data.dataset.keys.contains(k))
     );
     trainer.run(Some(1), &mut |_| {}).unwrap();
 
@@ -275,7 +277,7 @@ fn a_validation_split_is_held_out_saved_and_kept_on_resume() {
         .iter()
         .map(|k| k.as_str().unwrap().to_string())
         .collect();
-    assert_eq!(held, trainer.validation.keys);
+    assert_eq!(held, trainer.data.validation.keys);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("data_report.json")).unwrap())
             .unwrap();
@@ -289,7 +291,7 @@ fn a_validation_split_is_held_out_saved_and_kept_on_resume() {
     // A different seed on resume must not reshuffle what was held out.
     drop(trainer);
     let resumed = Trainer::resume(&run, &["seed=99".into()], &Device::flex()).unwrap();
-    assert_eq!(resumed.validation.keys, held);
+    assert_eq!(resumed.data.validation.keys, held);
 }
 
 #[test]
@@ -325,10 +327,10 @@ fn per_channel_standardisation_is_saved_applied_and_undone() {
     ];
     let run = tmp.path().join("run");
     let mut trainer = Trainer::new(tiny_config(&data, &extra), &run, &Device::flex()).unwrap();
-    let stats = trainer.standardization.clone().unwrap();
+    let stats = trainer.data.standardization.clone().unwrap();
     assert!((0.0..=1.0).contains(&stats.mean[0]) && stats.std[0] > 0.0);
     // The training images are centred by their own statistics.
-    let images = trainer.dataset.cached().unwrap();
+    let images = trainer.data.dataset.cached().unwrap();
     let mean = images.iter().map(|&v| f64::from(v)).sum::<f64>() / images.len() as f64;
     let var = images
         .iter()
@@ -345,7 +347,7 @@ fn per_channel_standardisation_is_saved_applied_and_undone() {
     drop(trainer);
     let resumed = Trainer::resume(&run, &["train.steps=3".into()], &Device::flex()).unwrap();
     // JSON keeps the statistics to within an ulp of f64 (far below f32 pixels).
-    let saved = resumed.standardization.unwrap();
+    let saved = resumed.data.standardization.unwrap();
     for (a, b) in saved
         .mean
         .iter()
@@ -389,10 +391,10 @@ fn streamed_data_trains_exactly_like_cached_and_survives_a_vanished_file() {
     let mut cached = Trainer::new(config(true, &[]), &tmp.path().join("a"), &device).unwrap();
     cached.run(None, &mut |_| {}).unwrap();
     let mut streamed = Trainer::new(config(false, &[]), &tmp.path().join("b"), &device).unwrap();
-    assert!(streamed.dataset.cached().is_none());
+    assert!(streamed.data.dataset.cached().is_none());
     streamed.run(None, &mut |_| {}).unwrap();
     // Same batches (decoded per step, prefetched ahead) → the same run.
-    let diff = max_abs_diff(&weights(&cached.model), &weights(&streamed.model));
+    let diff = max_abs_diff(&weights(&cached.state.model), &weights(&streamed.state.model));
     assert!(diff <= 1e-6, "weights differ by {diff}");
 
     // A file deleted mid-run: the run finishes, the file is reported once with its step.
@@ -406,7 +408,7 @@ fn streamed_data_trains_exactly_like_cached_and_survives_a_vanished_file() {
         }
     })
     .unwrap();
-    assert_eq!(run.step, 6);
+    assert_eq!(run.state.step, 6);
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert!(
         seen[0].path.ends_with("img-05.png") && seen[0].step > 2,
@@ -458,7 +460,7 @@ fn learned_variance_hybrid_and_importance_sampling_resume_exactly() {
             "train.grad_accum_steps=2",
             "diffusion.num_train_timesteps=10",
             "sample.steps=5",
-            "train.timestep_sampler=\"loss-second-moment\"",
+            "train.timestep_draw=\"loss-second-moment\"",
         ];
         extra.extend(objective);
         let device = Device::flex();
@@ -470,7 +472,7 @@ fn learned_variance_hybrid_and_importance_sampling_resume_exactly() {
         )
         .unwrap();
         assert_eq!(
-            straight.unet.out_channels, 2,
+            straight.task.unet.out_channels, 2,
             "learned variance doubles the output"
         );
         straight.run(None, &mut |_| {}).unwrap();
@@ -502,7 +504,7 @@ fn learned_variance_hybrid_and_importance_sampling_resume_exactly() {
                 y.loss
             );
         }
-        let diff = max_abs_diff(&weights(&straight.model), &weights(&resumed.model));
+        let diff = max_abs_diff(&weights(&straight.state.model), &weights(&resumed.state.model));
         assert!(diff <= 1e-6, "{objective:?}: weights differ by {diff}");
     }
 }
@@ -568,7 +570,7 @@ fn evaluation_during_training_writes_logs_plots_report_and_tensorboard() {
     // evaluation is dropped and made again, and the finished log reads like one run.
     std::fs::remove_dir_all(run.join("checkpoints/step-0000004")).unwrap();
     let mut resumed = Trainer::resume(&run, &[], &Device::flex()).unwrap();
-    assert_eq!(resumed.step, 3);
+    assert_eq!(resumed.state.step, 3);
     resumed.run(None, &mut |_| {}).unwrap();
     let steps: Vec<u64> = lines(&run)
         .iter()
@@ -629,7 +631,7 @@ fn a_checkpoint_is_evaluated_the_same_way_twice() {
     let device = Device::flex();
     let a = evaluate_checkpoint(&run, &options, &device, &mut |_, _, _| {}).unwrap();
     assert_eq!(a.step, 4);
-    assert_eq!(a.images, trainer.validation.len());
+    assert_eq!(a.images, trainer.data.validation.len());
     // Other batch sizes give the same per-image noise, so the same numbers; the feature
     // network comes from the run's cache the second time.
     let b = evaluate_checkpoint(

@@ -51,7 +51,7 @@ fn wgpu_training_learns_and_matches_the_cpu() {
     .unwrap();
     // Each backend draws its own initial weights; start the GPU run from the CPU run's weights
     // so that the two runs differ only by float rounding inside the kernels.
-    let initial_weights = cpu.model.valid().into_record();
+    let initial_weights = cpu.state.model.valid().into_record();
     let initial = fixed_eval_loss(&cpu);
     cpu.run(None, &mut |_| {}).unwrap();
 
@@ -62,12 +62,13 @@ fn wgpu_training_learns_and_matches_the_cpu() {
         &wgpu,
     )
     .unwrap();
-    gpu.model = gpu
+    gpu.state.model = gpu
+        .task
         .unet
         .init(&wgpu.clone().autodiff())
         .load_record(initial_weights);
-    gpu.ema = Ema::new(
-        &gpu.model,
+    gpu.state.ema = Ema::new(
+        &gpu.state.model,
         gpu.config.train.ema_decay,
         gpu.config.train.ema_warmup,
     );

@@ -184,8 +184,8 @@ fn sampling(args: &EvalArgs) -> Result<Option<SampleConfig>> {
     if args.sampler.is_none() && args.steps.is_none() && !args.karras {
         return Ok(None);
     }
-    let dir = oxidiff_train::checkpoint::resolve_checkpoint(&args.checkpoint)?;
-    let config = RunConfig::load(&dir.join(oxidiff_train::checkpoint::CONFIG_FILE), &[])?;
+    let dir = oxidiff_train::run_dir::resolve_checkpoint(&args.checkpoint)?;
+    let config = RunConfig::load(&dir.join(oxidiff_train::run_dir::CONFIG_FILE), &[])?;
     let mut sample = config.sample;
     if let Some(name) = &args.sampler {
         sample.sampler = SamplerKind::from_name(name).context("unknown sampler")?;

@@ -261,7 +261,7 @@ fn train(
     };
     eprintln!(
         "run: {} (device {})",
-        trainer.run_dir.display(),
+        trainer.run_dir.path().display(),
         device.name()
     );
     let mut progress = Progress::new(trainer.config.train.log_every);
@@ -270,9 +270,9 @@ fn train(
     result?;
     eprintln!(
         "done: {} steps in {:.1}s; run directory {}",
-        trainer.step,
+        trainer.state.step,
         started.elapsed().as_secs_f64(),
-        trainer.run_dir.display()
+        trainer.run_dir.path().display()
     );
     Ok(())
 }

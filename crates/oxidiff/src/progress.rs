@@ -48,7 +48,8 @@ impl Progress {
                 self.total = total_steps;
                 self.started = Instant::now();
                 eprintln!(
-                    "data: {} images ({}×{}×{}) for training{}, {validation} held out, {} skipped; model: {parameters} parameters; steps {start_step} → {total_steps}",
+                    "data: {} images: {} for training ({}×{}×{}){}, {validation} held out, {} skipped; model: {parameters} parameters; steps {start_step} → {total_steps}",
+                    dataset.len() + validation,
                     dataset.len(),
                     dataset.channels,
                     dataset.size,

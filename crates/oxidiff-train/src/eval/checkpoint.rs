@@ -8,7 +8,7 @@ use oxidiff_data::{DataSource, Dataset, Standardize, load_dataset_for_run};
 use serde::{Deserialize, Serialize};
 
 use super::features::{
-    FeatureNetConfig, SampleDistance, cache_dir, classifier_accuracy, features_of, load_or_train,
+    FeatureNetConfig, SampleDistance, classifier_accuracy, features_of, load_or_train,
     sample_distance,
 };
 use super::tasks::{DenoiseScore, InpaintScore, denoise_score, inpaint_score};
@@ -17,7 +17,8 @@ use crate::TrainError;
 use crate::config::RunConfig;
 use crate::edit::InpaintMethod;
 use crate::generate::{generate, load_for_sampling};
-use crate::trainer::saved_split;
+use crate::run_dir::RunDir;
+use crate::trainer::{DiffusionState, saved_split};
 
 /// Which images a checkpoint is evaluated on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,15 +93,6 @@ pub enum EvalPhase {
     Denoising,
 }
 
-/// The run directory of a checkpoint directory (`<run>/checkpoints/step-N` → `<run>`).
-fn run_dir_of(checkpoint: &Path) -> PathBuf {
-    checkpoint
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(checkpoint)
-        .to_path_buf()
-}
-
 /// Evaluates the checkpoint at `path` (or a run directory's newest): ε-MSE per band of t,
 /// bits/dim and FD-oxidiff as `options` ask, on `device` (no autodiff).
 ///
@@ -121,9 +113,11 @@ pub fn evaluate_checkpoint(
         loaded.set_timestep_spacing(spacing);
     }
     let config = &loaded.config;
-    let run_dir = run_dir_of(&loaded.checkpoint);
+    let run_dir = RunDir::of_checkpoint(&loaded.checkpoint);
     let state =
-        crate::checkpoint::load_state(&loaded.checkpoint.join(crate::checkpoint::STATE_FILE))?;
+        crate::checkpoint::load_state::<DiffusionState>(
+            &loaded.checkpoint.join(crate::run_dir::STATE_FILE),
+        )?;
     if options.bpd_stride.is_some() && config.data.standardize == Standardize::PerChannel {
         return Err(TrainError::Eval {
             message: "bits/dim needs 8-bit images in [-1, 1], and this run standardised per \
@@ -151,7 +145,7 @@ pub fn evaluate_checkpoint(
                     message: format!(
                         "the run in {} held no images out (data.validation_fraction = 0); \
                          evaluate --split test, or train with a validation split",
-                        run_dir.display()
+                        run_dir.path().display()
                     ),
                 });
             }
@@ -265,7 +259,7 @@ pub fn evaluate_checkpoint(
             config.seed,
         );
         let (net, _cached) = load_or_train(
-            &cache_dir(&run_dir),
+            &run_dir.fd_cache_dir(),
             &net_config,
             &train_data,
             &split.train,

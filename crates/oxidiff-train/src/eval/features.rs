@@ -9,7 +9,7 @@
 //! same feature network (same data, size and seed), never with anybody's FID; every output
 //! names them "FD-oxidiff".
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::frechet::{FeatureStats, frechet_distance, precision_recall};
 use crate::TrainError;
-use crate::checkpoint::write_atomic;
+use crate::run_dir::write_atomic;
 
 /// Length of a feature vector.
 pub const FEATURE_DIM: usize = 64;
@@ -206,7 +206,7 @@ pub fn load_or_train(
         .clone()
         .into_record()
         .into_bytes()
-        .map_err(|e| TrainError::Checkpoint {
+        .map_err(|e| TrainError::RunFile {
             path: path.clone(),
             message: format!("cannot serialise the feature network: {e}"),
         })?;
@@ -229,11 +229,6 @@ fn load_cached(dir: &Path, config: &FeatureNetConfig, device: &Device) -> Option
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| net.try_load_record(record)))
         .ok()?
         .ok()
-}
-
-/// Where a run keeps its feature network.
-pub fn cache_dir(run_dir: &Path) -> PathBuf {
-    run_dir.join("fd_oxidiff")
 }
 
 /// Features of `images` (batches of `batch`).

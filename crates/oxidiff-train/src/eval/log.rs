@@ -10,9 +10,6 @@ use super::features::SampleDistance;
 use super::{BandMse, NllReport};
 use crate::TrainError;
 
-/// File name inside the run directory.
-pub const EVAL_LOG_FILE: &str = "eval.jsonl";
-
 /// One evaluation at one step; absent parts were not measured at that step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalRecord {

@@ -26,10 +26,12 @@ pub fn write_images(dir: &Path, n: usize) {
     }
 }
 
-/// A very small run on the images in `data_dir`.
+/// A very small run on the images in `data_dir`, holding no images out unless `extra` says so
+/// (the tests of a few images were written before runs held 5% out by default).
 pub fn tiny_config(data_dir: &Path, extra: &[&str]) -> RunConfig {
     let mut overrides: Vec<String> = vec![
         "data.source=folder".into(),
+        "data.validation_fraction=0".into(),
         format!("data.path=\"{}\"", data_dir.display()),
         "model.model_channels=16".into(),
         "model.norm_groups=4".into(),
@@ -50,20 +52,22 @@ pub fn tiny_config(data_dir: &Path, extra: &[&str]) -> RunConfig {
 pub fn fixed_eval_loss(trainer: &Trainer) -> f64 {
     let device = Device::flex();
     let model = trainer
+        .task
         .unet
         .init(&device)
-        .load_record(trainer.model.valid().into_record());
-    let n = trainer.dataset.len();
+        .load_record(trainer.state.model.valid().into_record());
+    let n = trainer.data.dataset.len();
     let indices: Vec<usize> = (0..n).collect();
-    let x0 = trainer.dataset.batch(&indices, &device).unwrap();
+    let x0 = trainer.data.dataset.batch(&indices, &device).unwrap();
     let [_, c, h, w] = x0.dims();
     let noise = randn(&mut ChaCha8Rng::seed_from_u64(1234), [n, c, h, w], &device);
     let t: Vec<usize> = (0..n).map(|i| 50 + i * 900 / n).collect();
-    let x_t = trainer.diffusion.q_sample(x0.clone(), &t, noise.clone());
+    let x_t = trainer.task.diffusion.q_sample(x0.clone(), &t, noise.clone());
     let tf: Vec<f32> = t.iter().map(|&v| v as f32).collect();
     let timesteps = Tensor::<1>::from_data(TensorData::new(tf, [n]), &device);
     let out = model.forward(x_t, timesteps, None);
     trainer
+        .task
         .diffusion
         .training_loss(out, x0, noise, &t)
         .into_scalar::<f64>()

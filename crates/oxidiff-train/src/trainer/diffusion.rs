@@ -1,0 +1,197 @@
+//! The diffusion UNet as a [`TrainTask`]: draws t and ε, asks the diffusion process for x_t
+//! and the loss; samples grids with the configured sampler; evaluates held-out ε-MSE per band
+//! of t and bits/dim.
+
+use std::path::Path;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use oxidiff_data::{ChannelStats, Dataset};
+use oxidiff_diffusion::GaussianDiffusion;
+use oxidiff_diffusion::noise::training_noise;
+use oxidiff_diffusion::timesteps::{LossHistory, TimestepSampling, draw_timesteps};
+use oxidiff_models::{UNet, UNetConfig};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::feed::LabelDropout;
+use super::task::{EvalDue, TrainTask};
+use crate::config::RunConfig;
+use crate::error::TrainError;
+use crate::eval::{self, log::EvalRecord};
+use crate::generate::{generate, save_image_grid};
+
+/// A diffusion model in training: the UNet's config, the process, and the run config.
+pub struct DiffusionTask {
+    pub unet: UNetConfig,
+    pub diffusion: GaussianDiffusion,
+    config: RunConfig,
+}
+
+/// The diffusion task's part of `state.json`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DiffusionState {
+    /// Recent losses per timestep (`train.timestep_draw = "loss-second-moment"`); absent in
+    /// runs without it and in checkpoints from before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_history: Option<LossHistory>,
+}
+
+impl TrainTask for DiffusionTask {
+    type Model = UNet;
+    type State = DiffusionState;
+
+    fn new(config: &RunConfig) -> Result<Self, TrainError> {
+        Ok(Self {
+            unet: config.unet()?,
+            diffusion: GaussianDiffusion::new(config.diffusion.clone())?,
+            config: config.clone(),
+        })
+    }
+
+    fn image_shape(config: &RunConfig) -> Result<(usize, usize), TrainError> {
+        let unet = config.unet()?;
+        Ok((unet.image_size, unet.in_channels))
+    }
+
+    fn init_model(&self, device: &Device) -> UNet {
+        self.unet.init(device)
+    }
+
+    /// A loss history when t is importance-sampled, kept from the checkpoint if it has one (a
+    /// run may switch `train.timestep_draw` when resumed).
+    fn state(&self, saved: Option<DiffusionState>) -> DiffusionState {
+        let saved = saved.and_then(|s| s.loss_history);
+        DiffusionState {
+            loss_history: match self.config.train.timestep_draw {
+                TimestepSampling::Uniform => None,
+                TimestepSampling::LossSecondMoment => Some(
+                    saved.unwrap_or_else(|| LossHistory::new(self.diffusion.num_timesteps())),
+                ),
+            },
+        }
+    }
+
+    fn label_dropout(&self) -> Option<LabelDropout> {
+        self.unet.num_classes.map(|null_label| LabelDropout {
+            null_label,
+            probability: self.config.train.label_dropout,
+        })
+    }
+
+    /// The training loss of Ho et al. (2020) Algorithm 1 (or the configured variant): t drawn
+    /// per image, x_t = q_sample(x_0, t, ε), the network's output against its target.
+    fn loss(
+        &self,
+        model: &UNet,
+        x_start: Tensor<4>,
+        labels: &[usize],
+        state: &mut DiffusionState,
+        rng: &mut ChaCha8Rng,
+    ) -> Tensor<1> {
+        let device = x_start.device();
+        let [batch, c, h, w] = x_start.dims();
+        let draw = draw_timesteps(
+            self.config.train.timestep_draw,
+            state.loss_history.as_ref(),
+            rng,
+            batch,
+            self.diffusion.num_timesteps(),
+        );
+        let t = draw.t;
+        let noise = training_noise(
+            rng,
+            [batch, c, h, w],
+            self.config.diffusion.offset_noise,
+            &device,
+        );
+        let x_t = self.diffusion.q_sample(x_start.clone(), &t, noise.clone());
+        let t_float: Vec<f32> = t.iter().map(|&v| v as f32).collect();
+        let timesteps = Tensor::<1>::from_data(TensorData::new(t_float, [batch]), &device);
+        let labels = self.unet.num_classes.map(|_| {
+            let labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+            Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device)
+        });
+        let output = model.forward(x_t, timesteps, labels);
+        let importance = state.loss_history.is_some().then_some(&draw.weights[..]);
+        let losses = self
+            .diffusion
+            .training_losses(output, x_start, noise, &t, importance);
+        if let Some(history) = &mut state.loss_history {
+            let per_sample: Vec<f64> = losses
+                .per_sample
+                .into_data()
+                .convert::<f64>()
+                .try_to_vec::<f64>()
+                .unwrap_or_default();
+            history.update(&t, &per_sample);
+        }
+        losses.loss
+    }
+
+    /// `sample.num` images with the run's sampler, from noise seeded by the run seed.
+    fn write_samples(
+        &self,
+        model: &UNet,
+        path: &Path,
+        standardization: Option<&ChannelStats>,
+        device: &Device,
+    ) -> Result<(), TrainError> {
+        let (size, channels) = (self.unet.image_size, self.unet.in_channels);
+        let shape = [self.config.sample.num, channels, size, size];
+        let images = generate(
+            model,
+            &self.diffusion,
+            &self.config.sample,
+            shape,
+            self.config.seed,
+            device,
+            &mut |_, _| {},
+        )?;
+        save_image_grid(path, images, standardization)
+    }
+
+    /// Band ε-MSE and bits/dim (stride `train.bpd_stride`) of the first `train.eval_images`
+    /// held-out images.
+    fn evaluate(
+        &self,
+        model: &UNet,
+        validation: &Dataset,
+        due: EvalDue,
+        step: u64,
+        device: &Device,
+    ) -> Result<EvalRecord, TrainError> {
+        let train = &self.config.train;
+        let seed = self.config.seed;
+        let indices: Vec<usize> = (0..train.eval_images.min(validation.len())).collect();
+        let batch = train.batch_size;
+        let band_mse = if due.frequent {
+            let diffusion = &self.diffusion;
+            Some(eval::band_mse(
+                model, diffusion, validation, &indices, batch, seed, device,
+            )?)
+        } else {
+            None
+        };
+        let nll = if due.likelihood {
+            Some(eval::nll(
+                model,
+                &self.diffusion,
+                validation,
+                &indices,
+                batch,
+                train.bpd_stride,
+                seed,
+                device,
+                &mut |_, _| {},
+            )?)
+        } else {
+            None
+        };
+        Ok(EvalRecord {
+            step,
+            band_mse,
+            nll,
+            distance: None,
+        })
+    }
+}

@@ -1,0 +1,358 @@
+//! The training loop, generic over what it trains ([`TrainTask`]). It reads top-down like
+//! improved-diffusion's `TrainLoop`: [`Trainer::run`] → [`Trainer::train_step`] →
+//! `forward_backward` → `optimize` → `log`, with held-out evaluations, sample grids and
+//! checkpoints at their intervals.
+
+mod diffusion;
+mod feed;
+mod setup;
+mod state;
+mod task;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::Device;
+use oxidiff_data::{Batch, Dataset, LateSkip};
+
+pub use diffusion::{DiffusionState, DiffusionTask};
+pub use feed::{DataFeed, LabelDropout};
+pub(crate) use setup::saved_split;
+pub use setup::{RunData, RunSetup};
+pub use state::TrainState;
+pub use task::{EvalDue, TrainTask};
+
+use crate::config::RunConfig;
+use crate::error::TrainError;
+use crate::eval::log::{EvalRecord, append_eval};
+use crate::metrics::{MetricsLog, StepStats};
+use crate::monitor::Monitor;
+use crate::optim::{ScaleGrads, clip_grad_norm, learning_rate};
+use crate::run_dir::RunDir;
+
+/// Something the loop reports to whoever drives it (the CLI's progress bar, a test).
+#[derive(Debug)]
+pub enum TrainEvent<'a> {
+    /// Data loaded, model built: what is about to be trained.
+    Started {
+        dataset: &'a Dataset,
+        /// Held-out images.
+        validation: usize,
+        /// `data_report.json` of this run.
+        report: PathBuf,
+        parameters: usize,
+        start_step: u64,
+        total_steps: u64,
+    },
+    Step(&'a StepStats),
+    /// A streamed file failed during training and was left out (`data.on_error = "skip"`);
+    /// it is also added to `data_report.json`.
+    Skipped(&'a LateSkip),
+    /// Held-out numbers (`train.eval_every`, `train.bpd_every`), also in `eval.jsonl`.
+    Evaluated(&'a EvalRecord),
+    SampleGrid(&'a Path),
+    Checkpoint(&'a Path),
+}
+
+/// One training run of a [`TrainTask`], fresh or resumed.
+pub struct Trainer<T: TrainTask = DiffusionTask> {
+    pub config: RunConfig,
+    pub run_dir: RunDir,
+    /// What is trained (the diffusion task: the UNet's config and the process).
+    pub task: T,
+    /// Weights, EMA, optimiser, generator, step.
+    pub state: TrainState<T>,
+    /// The training and held-out images and the batches of every step.
+    pub data: DataFeed,
+    /// The autodiff device the online model lives on.
+    device: Device,
+    metrics: MetricsLog,
+    monitor: Monitor,
+}
+
+impl Trainer<DiffusionTask> {
+    /// Starts a fresh diffusion run in `run_dir` (created; it must not already hold
+    /// checkpoints).
+    pub fn new(config: RunConfig, run_dir: &Path, device: &Device) -> Result<Self, TrainError> {
+        Self::fresh(config, run_dir, device)
+    }
+
+    /// Resumes the diffusion run in `run_dir` from its newest checkpoint. `overrides`
+    /// (`section.key=value`) apply on top of the saved config, e.g. `train.steps=20000` to
+    /// train longer.
+    pub fn resume(
+        run_dir: &Path,
+        overrides: &[String],
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        Self::resumed(run_dir, overrides, device)
+    }
+}
+
+impl<T: TrainTask> Trainer<T> {
+    /// Starts a fresh run of `config` in `run_dir`.
+    pub fn fresh(config: RunConfig, run_dir: &Path, device: &Device) -> Result<Self, TrainError> {
+        let (size, channels) = T::image_shape(&config)?;
+        Self::start(RunSetup::fresh(config, run_dir, size, channels)?, device)
+    }
+
+    /// Resumes the run in `run_dir` from its newest checkpoint, with `overrides` on top of the
+    /// saved config.
+    pub fn resumed(
+        run_dir: &Path,
+        overrides: &[String],
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        Self::start(RunSetup::resume(run_dir, overrides, T::image_shape)?, device)
+    }
+
+    /// The one path of fresh and resumed runs: the task, its state (initialised or loaded),
+    /// the run's files, the logs and the data feed.
+    pub fn start(mut setup: RunSetup, device: &Device) -> Result<Self, TrainError> {
+        let config = setup.config.clone();
+        let task = T::new(&config)?;
+        let device = device.clone().autodiff();
+        let state = match &setup.checkpoint {
+            None => TrainState::init(&task, &config, &device),
+            Some(dir) => TrainState::load(&task, &config, dir, &device)?,
+        };
+        setup.commit()?;
+        let run_dir = setup.run_dir;
+        let metrics = MetricsLog::open(&run_dir.metrics(), state.step)?;
+        let monitor = Monitor::open(&run_dir, state.step)?;
+        let per_step = config.train.batch_size * config.train.grad_accum_steps;
+        let data = DataFeed::new(
+            setup.data,
+            &run_dir,
+            config.data.augment(),
+            per_step,
+            config.seed,
+            task.label_dropout(),
+            state.step,
+        );
+        Ok(Self {
+            config,
+            run_dir,
+            task,
+            state,
+            data,
+            device,
+            metrics,
+            monitor,
+        })
+    }
+
+    /// Trains until `train.steps` (or `stop_after` more steps, whichever comes first), with
+    /// held-out evaluations, sample grids and checkpoints at their intervals and a final
+    /// checkpoint and grid.
+    pub fn run(
+        &mut self,
+        stop_after: Option<u64>,
+        observer: &mut dyn FnMut(TrainEvent<'_>),
+    ) -> Result<(), TrainError> {
+        let total = self.config.train.steps;
+        let end = match stop_after {
+            Some(n) => (self.state.step + n).min(total),
+            None => total,
+        };
+        observer(TrainEvent::Started {
+            dataset: &self.data.dataset,
+            validation: self.data.validation.len(),
+            report: self.run_dir.data_report(),
+            parameters: self.state.model.num_params(),
+            start_step: self.state.step,
+            total_steps: total,
+        });
+        while self.state.step < end {
+            let stats = self.train_step()?;
+            self.monitor.on_step(&stats)?;
+            for skip in self.data.take_skips() {
+                observer(TrainEvent::Skipped(&skip));
+            }
+            observer(TrainEvent::Step(&stats));
+            self.after_step(self.state.step == end, observer)?;
+        }
+        self.metrics.flush()
+    }
+
+    /// One optimiser step (over `grad_accum_steps` micro-batches), logged to `metrics.jsonl`.
+    pub fn train_step(&mut self) -> Result<StepStats, TrainError> {
+        let started = Instant::now();
+        // Dropout draws from the backend generator: reseed it per step so a resumed run repeats
+        // exactly what an uninterrupted one would have drawn.
+        self.device
+            .seed(derive_seed(self.config.seed, self.state.step));
+        let batch = self.data.step_batch(self.state.step)?;
+        let (loss, grads) = self.forward_backward(&batch);
+        if !loss.is_finite() {
+            return Err(TrainError::Diverged {
+                step: self.state.step + 1,
+                loss,
+            });
+        }
+        let (lr, grad_norm) = self.optimize(grads);
+        self.log(loss, lr, grad_norm, batch.labels.len(), started)
+    }
+
+    /// The mean loss over the step's micro-batches and its gradients (summed by the
+    /// accumulator, then scaled to the mean, so the scale is that of one batch).
+    fn forward_backward(&mut self, batch: &Batch) -> (f64, GradientsParams) {
+        let micro = self.config.train.batch_size;
+        let accum = self.config.train.grad_accum_steps;
+        let mut loss_sum = 0.0;
+        let mut micro_step = |k: usize, state: &mut TrainState<T>| {
+            let range = k * micro..(k + 1) * micro;
+            let images = batch.slice_tensor(range.clone(), &self.device);
+            let loss = self.task.loss(
+                &state.model,
+                images,
+                &batch.labels[range],
+                &mut state.task,
+                &mut state.rng,
+            );
+            loss_sum += loss.clone().into_scalar::<f64>();
+            GradientsParams::from_grads(loss.backward(), &state.model)
+        };
+        let grads = if accum == 1 {
+            micro_step(0, &mut self.state)
+        } else {
+            let mut accumulator = GradientsAccumulator::new();
+            for k in 0..accum {
+                let grads = micro_step(k, &mut self.state);
+                accumulator.accumulate(&self.state.model, grads);
+            }
+            let mut grads = accumulator.grads();
+            let mut scale = ScaleGrads::new(&mut grads, 1.0 / accum as f64);
+            let _ = self.state.model.clone().map(&mut scale);
+            grads
+        };
+        (loss_sum / accum as f64, grads)
+    }
+
+    /// Clips the gradients, steps the optimiser at this step's learning rate, folds the new
+    /// weights into the EMA. Returns the learning rate and the gradient norm before clipping.
+    fn optimize(&mut self, mut grads: GradientsParams) -> (f64, f64) {
+        let train = &self.config.train;
+        let state = &mut self.state;
+        let grad_norm = clip_grad_norm(&state.model, &mut grads, train.grad_clip_norm);
+        let lr = learning_rate(train, state.step);
+        state.model = state.optimizer.step(lr, state.model.clone(), grads);
+        state.ema.update(&state.model);
+        state.step += 1;
+        (lr, grad_norm)
+    }
+
+    fn log(
+        &mut self,
+        loss: f64,
+        lr: f64,
+        grad_norm: f64,
+        images: usize,
+        started: Instant,
+    ) -> Result<StepStats, TrainError> {
+        let stats = StepStats {
+            step: self.state.step,
+            loss,
+            lr,
+            grad_norm,
+            images_per_sec: images as f64 / started.elapsed().as_secs_f64(),
+        };
+        self.metrics.append(&stats)?;
+        Ok(stats)
+    }
+
+    /// What follows a step: held-out evaluation, sample grid and checkpoint when due (all at
+    /// the run's last step), then the plots and report.
+    fn after_step(
+        &mut self,
+        last: bool,
+        observer: &mut dyn FnMut(TrainEvent<'_>),
+    ) -> Result<(), TrainError> {
+        let step = self.state.step;
+        let (sample_every, checkpoint_every) = (
+            self.config.train.sample_every,
+            self.config.train.checkpoint_every,
+        );
+        let mut refresh = false;
+        if let Some(record) = self.evaluate_if_due()? {
+            observer(TrainEvent::Evaluated(&record));
+            refresh = true;
+        }
+        if step.is_multiple_of(sample_every) || (last && step == self.config.train.steps) {
+            let path = self.save_sample_grid()?;
+            self.monitor.on_grid(step, &path)?;
+            observer(TrainEvent::SampleGrid(&path));
+            refresh = true;
+        }
+        if step.is_multiple_of(checkpoint_every) || last {
+            let path = self.save_checkpoint()?;
+            observer(TrainEvent::Checkpoint(&path));
+            refresh = true;
+        }
+        if refresh {
+            self.metrics.flush()?;
+            self.monitor.refresh(&self.config, step)?;
+        }
+        Ok(())
+    }
+
+    /// Samples a grid from the EMA (or online) weights into `samples/step-NNNNNNN.png`.
+    pub fn save_sample_grid(&self) -> Result<PathBuf, TrainError> {
+        let dir = self.run_dir.samples_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+        let path = self.run_dir.sample_grid(self.state.step);
+        let model = self.state.sampling_model(self.config.sample.use_ema);
+        let device = self.device.clone().without_autodiff();
+        self.task.write_samples(
+            model.as_ref(),
+            &path,
+            self.data.standardization.as_ref(),
+            &device,
+        )?;
+        Ok(path)
+    }
+
+    /// The held-out evaluations due at this step (`train.eval_every`, `train.bpd_every`, and
+    /// both at the run's last step), with the weights samples come from; appended to
+    /// `eval.jsonl`.
+    pub fn evaluate_if_due(&mut self) -> Result<Option<EvalRecord>, TrainError> {
+        let steps = self.config.train.steps;
+        let step = self.state.step;
+        let every = self
+            .config
+            .eval_intervals(!self.data.validation.is_empty());
+        let due = |every: u64| every > 0 && (step.is_multiple_of(every) || step == steps);
+        let due = EvalDue {
+            frequent: due(every.band_mse),
+            likelihood: due(every.bpd),
+        };
+        if !(due.frequent || due.likelihood) || self.data.validation.is_empty() {
+            return Ok(None);
+        }
+        let device = self.device.clone().without_autodiff();
+        let model = self.state.sampling_model(self.config.sample.use_ema);
+        let record =
+            self.task
+                .evaluate(model.as_ref(), &self.data.validation, due, step, &device)?;
+        append_eval(&self.run_dir.eval_log(), &record)?;
+        self.monitor.on_eval(&record)?;
+        Ok(Some(record))
+    }
+
+    /// Writes a checkpoint of the current state.
+    pub fn save_checkpoint(&mut self) -> Result<PathBuf, TrainError> {
+        self.metrics.flush()?;
+        self.state.save(&self.config, &self.run_dir)
+    }
+}
+
+/// Mixes the run seed with a counter so every step has its own reproducible stream.
+pub(crate) fn derive_seed(seed: u64, counter: u64) -> u64 {
+    // SplitMix64 finaliser: consecutive counters give unrelated seeds.
+    let mut z = seed ^ counter.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

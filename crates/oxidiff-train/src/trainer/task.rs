@@ -1,0 +1,83 @@
+//! What the loop trains, as one trait: a network, its loss on a batch, the samples and
+//! held-out evaluations it writes. The diffusion UNet is one implementation
+//! ([`super::DiffusionTask`]); a second model (an autoencoder) is a second one, not a second loop.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use oxidiff_data::{ChannelStats, Dataset};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::feed::LabelDropout;
+use crate::config::RunConfig;
+use crate::error::TrainError;
+use crate::eval::log::EvalRecord;
+
+/// Which held-out measurements are due at a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvalDue {
+    /// The cheap one (diffusion: ε-MSE per band of t), `train.eval_every`.
+    pub frequent: bool,
+    /// The expensive one (diffusion: bits/dim), `train.bpd_every`.
+    pub likelihood: bool,
+}
+
+/// A model the training loop can train.
+pub trait TrainTask: Sized {
+    /// The trained network; `Module::valid` gives the copy samples and evaluations use.
+    type Model: Module;
+    /// What the task carries from step to step and through checkpoints besides the weights,
+    /// saved inside `state.json`.
+    type State: Clone + Serialize + DeserializeOwned;
+
+    /// The task a config describes.
+    fn new(config: &RunConfig) -> Result<Self, TrainError>;
+
+    /// `(size, channels)` of the images the task trains on, for a config.
+    fn image_shape(config: &RunConfig) -> Result<(usize, usize), TrainError>;
+
+    /// A freshly initialised network on `device` (seeded by the caller).
+    fn init_model(&self, device: &Device) -> Self::Model;
+
+    /// The task's own state: fresh (`None`) or continued from a checkpoint's.
+    fn state(&self, saved: Option<Self::State>) -> Self::State;
+
+    /// Labels dropped for classifier-free guidance, for a class-conditional model.
+    fn label_dropout(&self) -> Option<LabelDropout>;
+
+    /// The loss of one micro-batch, a scalar to differentiate.
+    ///
+    /// # Shapes
+    /// - `images`: `[B, C, H, W]`, `labels`: `B` values
+    /// - returns `[1]`
+    fn loss(
+        &self,
+        model: &Self::Model,
+        images: Tensor<4>,
+        labels: &[usize],
+        state: &mut Self::State,
+        rng: &mut ChaCha8Rng,
+    ) -> Tensor<1>;
+
+    /// Writes the sample grid of `model` (without autodiff) to `path`.
+    fn write_samples(
+        &self,
+        model: &Self::Model,
+        path: &Path,
+        standardization: Option<&ChannelStats>,
+        device: &Device,
+    ) -> Result<(), TrainError>;
+
+    /// The due held-out measurements of `model` (without autodiff) on `validation`.
+    fn evaluate(
+        &self,
+        model: &Self::Model,
+        validation: &Dataset,
+        due: EvalDue,
+        step: u64,
+        device: &Device,
+    ) -> Result<EvalRecord, TrainError>;
+}
