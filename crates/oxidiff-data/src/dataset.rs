@@ -19,6 +19,7 @@ use crate::idx::{
 };
 use crate::npy::{MissingValues, apply_missing_values, non_finite_samples, npy_images, read_npy};
 use crate::parallel::parallel_map;
+use crate::seeds::{SplitMix64, mix64};
 use crate::split::split_for;
 use crate::standardize::ChannelStats;
 use crate::transform::{dynamic_to_chw, gray_plane_to_chw};
@@ -727,8 +728,8 @@ fn skipped_note(skipped: &[(PathBuf, String)]) -> String {
 /// one permutation and the head of the next (so it may hold an image twice when `len` is small).
 /// This also works when `len < batch_size`.
 ///
-/// The permutation is a Fisher–Yates shuffle driven by SplitMix64, both written out here, so the
-/// order cannot change under a `rand` upgrade and old checkpoints resume identically.
+/// The permutation is a Fisher–Yates shuffle driven by [`SplitMix64`], both written out in this
+/// crate, so the order cannot change under a `rand` upgrade and old checkpoints resume identically.
 #[derive(Debug)]
 pub struct EpochSampler {
     len: usize,
@@ -849,39 +850,10 @@ impl EpochSampler {
     }
 }
 
-/// SplitMix64 (Steele, Lea & Flood 2014): a tiny, well-mixed generator, enough for shuffling.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix64(self.0)
-    }
-
-    /// Uniform in `0..n` for n ≥ 1, without modulo bias (Lemire 2019, "Fast random integer
-    /// generation in an interval").
-    fn below(&mut self, n: u64) -> u64 {
-        let threshold = n.wrapping_neg() % n;
-        loop {
-            let m = self.next_u64() as u128 * n as u128;
-            if (m as u64) >= threshold {
-                return (m >> 64) as u64;
-            }
-        }
-    }
-}
-
-/// SplitMix64's output function (a bijective avalanche mix of 64 bits).
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// The permutation of `0..len` for `(seed, epoch)`: Fisher–Yates driven by a generator seeded
 /// from both, mixed so that neighbouring seeds or epochs give unrelated orders.
 fn permutation(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
-    let mut rng = SplitMix64(mix64(seed) ^ mix64(epoch.wrapping_add(0xD1B5_4A32_D192_ED03)));
+    let mut rng = SplitMix64::new(mix64(seed) ^ mix64(epoch.wrapping_add(0xD1B5_4A32_D192_ED03)));
     let mut perm: Vec<usize> = (0..len).collect();
     for i in (1..len).rev() {
         let j = rng.below(i as u64 + 1) as usize;
@@ -948,16 +920,6 @@ fn files_dataset(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn below_stays_in_range() {
-        let mut rng = SplitMix64(7);
-        for n in [1u64, 2, 3, 10, 1797, u64::MAX] {
-            for _ in 0..100 {
-                assert!(rng.below(n) < n);
-            }
-        }
-    }
 
     #[test]
     fn permutation_is_pinned() {
