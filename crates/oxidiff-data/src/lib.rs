@@ -4,12 +4,12 @@
 //! order; sample-grid PNGs.
 //!
 //! ```no_run
-//! use oxidiff_data::{DataConfig, EpochSampler, load_dataset};
+//! use oxidiff_data::{DataConfig, EpochOrder, load_dataset};
 //! use burn::tensor::Device;
 //!
 //! let data = load_dataset(&DataConfig::default(), 8, 1)?; // the digits, 8×8 grayscale
-//! let sampler = EpochSampler::new(data.len(), 64, 42);
-//! let batch = data.batch(&sampler.batch_indices(0), &Device::flex())?; // [64, 1, 8, 8]
+//! let order = EpochOrder::new(data.len(), 64, 42);
+//! let batch = data.batch(&order.batch_indices(0), &Device::flex())?; // [64, 1, 8, 8]
 //! # Ok::<(), oxidiff_data::DataError>(())
 //! ```
 
@@ -18,6 +18,7 @@ pub mod config;
 pub mod dataset;
 pub mod decode;
 pub mod digits;
+mod epoch_order;
 mod error;
 pub mod folder;
 pub mod grid;
@@ -36,10 +37,9 @@ pub use augment::{Augment, CropMode};
 pub use config::{
     ColorMode, DataConfig, DataSource, ErrorPolicy, FolderLabels, ResizeFilter, Standardize,
 };
-pub use dataset::{
-    Batch, Dataset, EpochSampler, FileStream, Images, load_dataset, load_dataset_for_run,
-};
+pub use dataset::{Batch, Dataset, FileStream, Images, load_dataset, load_dataset_for_run};
 pub use digits::load_digits;
+pub use epoch_order::EpochOrder;
 pub use error::DataError;
 pub use grid::{save_grid, save_png, tensor_to_grid_image};
 pub use idx::{IdxArray, IdxImages, Subset, read_idx, read_idx_images};
