@@ -18,7 +18,7 @@ use crate::idx::{
 };
 use crate::npy::{MissingValues, apply_missing_values, non_finite_samples, npy_images, read_npy};
 use crate::parallel::parallel_map;
-use crate::split::split_for;
+use crate::split::split_of;
 use crate::standardize::ChannelStats;
 use crate::transform::{dynamic_to_chw, gray_plane_to_chw};
 
@@ -90,7 +90,7 @@ pub struct Dataset {
     pub images: Images,
     /// `[N]`, each in `0..num_classes`.
     pub labels: Vec<usize>,
-    /// Number of classes; 1 for a source without classes.
+    /// Number of classes (`class_names.len()`); 1 for a source without classes.
     pub num_classes: usize,
     /// `[num_classes]`: the name of each label ("0".."9" for the digits, sub-folder names for a
     /// folder, the folder's own name when it has no sub-folders).
@@ -109,6 +109,52 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// A dataset of `images`, each `channels` planes of `stored_size`×`stored_size`, with their
+    /// `labels` (indices into `class_names`) and `keys` (see [`Dataset::keys`]), all `[N]`.
+    ///
+    /// The model gets the stored images whole until [`Dataset::cropped_to`] says otherwise, and
+    /// nothing is recorded as skipped until [`Dataset::with_skipped`]. Every source builds its
+    /// dataset here, so `num_classes` is always `class_names.len()`.
+    pub fn new(
+        images: Images,
+        channels: usize,
+        stored_size: usize,
+        labels: Vec<usize>,
+        class_names: Vec<String>,
+        keys: Vec<String>,
+    ) -> Self {
+        debug_assert_eq!(labels.len(), keys.len(), "one key per image");
+        debug_assert!(match &images {
+            Images::Cached(values) => values.len() == labels.len() * channels * stored_size.pow(2),
+            Images::Streamed(stream) => stream.paths.len() == labels.len(),
+        });
+        Self {
+            images,
+            labels,
+            num_classes: class_names.len(),
+            class_names,
+            channels,
+            size: stored_size,
+            stored_size,
+            skipped: Vec::new(),
+            keys,
+        }
+    }
+
+    /// The dataset with `skipped` recorded as the files left out while loading it.
+    pub fn with_skipped(mut self, skipped: Vec<(PathBuf, String)>) -> Self {
+        self.skipped = skipped;
+        self
+    }
+
+    /// The dataset handing the model `size`×`size` crops of its stored images
+    /// (`size <= stored_size`; how each batch crops is [`Dataset::assemble`]'s `augment`).
+    pub fn cropped_to(mut self, size: usize) -> Self {
+        debug_assert!(size <= self.stored_size, "crops lie inside the stored images");
+        self.size = size;
+        self
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -345,17 +391,16 @@ impl Dataset {
                 ..stream.clone()
             }),
         };
-        Dataset {
+        Dataset::new(
             images,
-            labels: self.labels_of(indices),
-            keys: indices.iter().map(|&i| self.keys[i].clone()).collect(),
-            num_classes: self.num_classes,
-            class_names: self.class_names.clone(),
-            channels: self.channels,
-            size: self.size,
-            stored_size: self.stored_size,
-            skipped: self.skipped.clone(),
-        }
+            self.channels,
+            self.stored_size,
+            self.labels_of(indices),
+            self.class_names.clone(),
+            indices.iter().map(|&i| self.keys[i].clone()).collect(),
+        )
+        .with_skipped(self.skipped.clone())
+        .cropped_to(self.size)
     }
 
     /// Number of images per class.
@@ -407,10 +452,7 @@ pub fn load_dataset_for_run(
     check_model_layout(config, size, channels)?;
     let stored = config.stored_side(size)?;
     let filter = config.resize_filter.filter_type();
-    let mut data = load_stored(config, stored, channels, seed, filter)?;
-    data.size = size;
-    data.stored_size = stored;
-    Ok(data)
+    Ok(load_stored(config, stored, channels, seed, filter)?.cropped_to(size))
 }
 
 /// The source converted to `channels` planes of `size`×`size` (the stored side).
@@ -438,17 +480,15 @@ fn load_stored(
                 ));
             }
             let keys = index_keys(labels.len());
-            Ok(Dataset {
-                images: Images::Cached(images),
-                labels,
-                keys,
-                num_classes: DIGITS_CLASSES,
-                class_names: (0..DIGITS_CLASSES).map(|d| d.to_string()).collect(),
+            let class_names = (0..DIGITS_CLASSES).map(|d| d.to_string()).collect();
+            Ok(Dataset::new(
+                Images::Cached(images),
                 channels,
                 size,
-                stored_size: size,
-                skipped: Vec::new(),
-            })
+                labels,
+                class_names,
+                keys,
+            ))
         }
         DataSource::Folder => {
             // validate() guarantees the path is there.
@@ -474,14 +514,7 @@ fn load_stored(
             let set = read_idx_images(images, config.labels.as_deref())?;
             let num_classes = set.labels.iter().max().map_or(1, |&m| m + 1);
             let class_names = (0..num_classes).map(|c| c.to_string()).collect();
-            idx_dataset(
-                config,
-                set,
-                (num_classes, class_names),
-                size,
-                channels,
-                filter,
-            )
+            idx_dataset(config, set, class_names, size, channels, filter)
         }
         DataSource::Manifest => {
             // validate() guarantees the path is there.
@@ -536,8 +569,7 @@ fn load_stored(
                 .iter()
                 .map(|c| c.to_string())
                 .collect();
-            let classes = (FASHION_MNIST_CLASSES.len(), names);
-            idx_dataset(config, set, classes, size, channels, filter)
+            idx_dataset(config, set, names, size, channels, filter)
         }
     }
 }
@@ -547,7 +579,7 @@ fn load_stored(
 fn idx_dataset(
     config: &DataConfig,
     set: IdxImages,
-    (num_classes, class_names): (usize, Vec<String>),
+    class_names: Vec<String>,
     size: usize,
     channels: usize,
     filter: FilterType,
@@ -570,17 +602,14 @@ fn idx_dataset(
             filter,
         ));
     }
-    Ok(Dataset {
-        images: Images::Cached(images),
-        keys: index_keys(set.count),
-        labels: set.labels,
-        num_classes,
-        class_names,
+    Ok(Dataset::new(
+        Images::Cached(images),
         channels,
         size,
-        stored_size: size,
-        skipped: Vec::new(),
-    })
+        set.labels,
+        class_names,
+        index_keys(set.count),
+    ))
 }
 
 /// Loads a `.npy` array, applies the missing-value policy and converts to the model layout.
@@ -598,18 +627,7 @@ fn npy_dataset(
     let all_keys = index_keys(array.count);
     // The split of the whole array, so `fill` uses only training images' values; the trainer
     // computes the same split again from the same keys.
-    let whole = Dataset {
-        images: Images::Cached(Vec::new()),
-        labels: vec![0; array.count],
-        keys: all_keys.clone(),
-        num_classes: 1,
-        class_names: vec!["0".into()],
-        channels,
-        size,
-        stored_size: size,
-        skipped: Vec::new(),
-    };
-    let fill_from = split_for(config, &whole, seed)?.train;
+    let fill_from = split_of(config, &vec![0; array.count], &all_keys, seed)?.train;
     let bad = non_finite_samples(&array);
     let (array, reports) = apply_missing_values(array, config.missing, &fill_from, path)?;
     let dropped: std::collections::HashSet<usize> = match config.missing {
@@ -647,17 +665,15 @@ fn npy_dataset(
         ));
         images.extend(dynamic_to_chw(&img, size, channels, filter));
     }
-    Ok(Dataset {
-        images: Images::Cached(images),
-        labels: vec![0; array.count],
-        keys,
-        num_classes: 1,
-        class_names: vec!["0".into()],
+    Ok(Dataset::new(
+        Images::Cached(images),
         channels,
         size,
-        stored_size: size,
-        skipped,
-    })
+        vec![0; array.count],
+        vec!["0".into()],
+        keys,
+    )
+    .with_skipped(skipped))
 }
 
 /// `#0`, `#1`, …: the keys of a source whose images have no names.
@@ -758,15 +774,13 @@ fn files_dataset(
             standardization: None,
         })
     };
-    Ok(Dataset {
+    Ok(Dataset::new(
         images,
-        labels: loaded.labels,
-        num_classes: loaded.class_names.len(),
-        class_names: loaded.class_names,
         channels,
         size,
-        stored_size: size,
-        skipped: loaded.skipped,
-        keys: loaded.keys,
-    })
+        loaded.labels,
+        loaded.class_names,
+        loaded.keys,
+    )
+    .with_skipped(loaded.skipped))
 }

@@ -115,6 +115,17 @@ pub fn split_for(
     data: &crate::Dataset,
     seed: u64,
 ) -> Result<Split, DataError> {
+    split_of(config, &data.labels, &data.keys, seed)
+}
+
+/// [`split_for`] over bare `labels` and `keys` (`[N]` each), for a source that needs its split
+/// before its dataset exists (`missing = "fill"` takes its means from the training part).
+pub(crate) fn split_of(
+    config: &crate::DataConfig,
+    labels: &[usize],
+    keys: &[String],
+    seed: u64,
+) -> Result<Split, DataError> {
     match &config.validation_list {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
@@ -124,11 +135,11 @@ pub fn split_for(
                 .filter(|l| !l.is_empty())
                 .map(str::to_string)
                 .collect();
-            split_from_list(&data.keys, &listed, &path.display().to_string())
+            split_from_list(keys, &listed, &path.display().to_string())
         }
         None => Ok(stratified_split(
-            &data.labels,
-            &data.keys,
+            labels,
+            keys,
             config.validation_fraction,
             seed,
         )),
