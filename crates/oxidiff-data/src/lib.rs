@@ -17,18 +17,16 @@ pub mod augment;
 pub mod config;
 pub mod dataset;
 pub mod decode;
-pub mod digits;
 mod epoch_order;
 mod error;
-pub mod folder;
 pub mod grid;
-pub mod idx;
 pub mod inspect;
 pub mod npy;
 mod parallel;
 pub mod prefetch;
 pub mod report;
 mod seeds;
+mod source;
 pub mod split;
 pub mod standardize;
 mod transform;
@@ -37,15 +35,24 @@ pub use augment::{Augment, CropMode};
 pub use config::{
     ColorMode, DataConfig, DataSource, ErrorPolicy, FolderLabels, ResizeFilter, Standardize,
 };
-pub use dataset::{Batch, Dataset, FileStream, Images, load_dataset, load_dataset_for_run};
-pub use digits::load_digits;
+pub use dataset::{Batch, Dataset, FileStream, Images};
 pub use epoch_order::EpochOrder;
 pub use error::DataError;
 pub use grid::{save_grid, save_png, tensor_to_grid_image};
-pub use idx::{IdxArray, IdxImages, Subset, read_idx, read_idx_images};
 pub use inspect::{Inspection, channel_stats, inspect};
 pub use prefetch::Prefetcher;
 pub use report::{DataReport, LateSkip};
 pub use seeds::{SplitMix64, derive_seed, mix64};
+pub use source::digits::{DIGITS_CLASSES, DIGITS_LEN, DIGITS_SIZE, load_digits};
+pub use source::folder::{
+    FolderScan, IMAGE_EXTENSIONS, load_folder, scan_folder, scan_folder_with,
+};
+pub use source::idx::{
+    FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, IdxArray, IdxImages, Subset, fashion_mnist_files,
+    parse_idx, read_idx, read_idx_images,
+};
+pub use source::image_files::{FolderImages, ImageEntry, load_image, read_image_exact};
+pub use source::manifest::{ManifestRow, ManifestScan, load_manifest, read_manifest};
+pub use source::{load_dataset, load_dataset_for_run};
 pub use split::{Split, SplitRecord, split_for, split_from_list, stratified_split};
 pub use standardize::ChannelStats;
