@@ -8,7 +8,7 @@ use crate::DataError;
 use crate::augment::{Augment, CropMode};
 use crate::decode::DecodeOptions;
 use crate::source::idx::{FASHION_MNIST_DIR, Subset};
-use crate::npy::{MissingValues, NpyLayout};
+use crate::source::npy::images::{MissingValues, NpyLayout};
 
 /// Where training images come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -21,7 +21,6 @@ mod epoch_order;
 mod error;
 pub mod grid;
 pub mod inspect;
-pub mod npy;
 mod parallel;
 pub mod prefetch;
 pub mod report;
@@ -53,6 +52,10 @@ pub use source::idx::{
 };
 pub use source::image_files::{FolderImages, ImageEntry, load_image, read_image_exact};
 pub use source::manifest::{ManifestRow, ManifestScan, load_manifest, read_manifest};
+pub use source::npy::format::{NpyArray, NpyData, parse_npy, read_npy};
+pub use source::npy::images::{
+    MissingValues, NpyImages, NpyLayout, apply_missing_values, non_finite_samples, npy_images,
+};
 pub use source::{load_dataset, load_dataset_for_run};
 pub use split::{Split, SplitRecord, split_for, split_from_list, stratified_split};
 pub use standardize::ChannelStats;

@@ -1,14 +1,23 @@
-//! The `.npy` source: one `np.save`d array of images, read by [`crate::npy`], its NaN/Inf
-//! values handled per `data.missing`.
+//! NumPy `.npy` arrays as an image source (`source = "npy"`).
+//!
+//! Datasets prepared in Python usually end up as one `np.save`d array, so reading that file
+//! directly spares users an export step to PNG folders or IDX. The file format is [`format`]
+//! (with its header literal in [`header`]), knowing nothing of images; the array is read
+//! as images, with the missing-value policy ([`images`]); this module builds the dataset.
+
+pub(crate) mod format;
+mod header;
+pub(crate) mod images;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
 
+use self::format::read_npy;
+use self::images::{MissingValues, apply_missing_values, non_finite_samples, npy_images};
 use super::index_keys;
 use crate::config::DataConfig;
-use crate::npy::{MissingValues, apply_missing_values, non_finite_samples, npy_images, read_npy};
 use crate::split::split_of;
 use crate::transform::dynamic_to_chw;
 use crate::{DataError, Dataset, Images};
