@@ -13,36 +13,37 @@
 //! # Ok::<(), oxidiff_data::DataError>(())
 //! ```
 
-pub mod augment;
-pub mod config;
-pub mod dataset;
-pub mod decode;
+mod augment;
+mod config;
+mod dataset;
+mod decode;
 mod epoch_order;
 mod error;
-pub mod grid;
-pub mod inspect;
+mod grid;
+mod inspect;
 mod parallel;
 mod png;
-pub mod prefetch;
-pub mod report;
+mod prefetch;
+mod report;
 mod seeds;
 mod source;
-pub mod split;
-pub mod standardize;
+mod split;
+mod standardize;
 mod transform;
 
-pub use augment::{Augment, CropMode};
+pub use augment::{Augment, CropMode, crop_into};
 pub use config::{
     ColorMode, DataConfig, DataSource, ErrorPolicy, FolderLabels, ResizeFilter, Standardize,
 };
 pub use dataset::{Batch, Dataset, FileStream, Images};
+pub use decode::{DecodeOptions, SkipReason, decode_image};
 pub use epoch_order::EpochOrder;
 pub use error::DataError;
-pub use grid::{save_grid, save_png, tensor_to_grid_image};
+pub use grid::{GRID_PADDING, save_grid, save_png, tensor_to_grid_image};
 pub use inspect::{Inspection, channel_stats, inspect};
 pub use png::PngHeader;
 pub use prefetch::Prefetcher;
-pub use report::{DataReport, LateSkip};
+pub use report::{ClassCount, DataReport, LateSkip, SkippedInput};
 pub use seeds::{SplitMix64, derive_seed, mix64};
 pub use source::digits::{DIGITS_CLASSES, DIGITS_LEN, DIGITS_SIZE, load_digits};
 pub use source::folder::{

@@ -66,8 +66,8 @@ pub fn read_mask(
     ))
 }
 
-fn decode_options(data: &DataConfig) -> oxidiff_data::decode::DecodeOptions {
-    oxidiff_data::decode::DecodeOptions {
+fn decode_options(data: &DataConfig) -> oxidiff_data::DecodeOptions {
+    oxidiff_data::DecodeOptions {
         max_pixels: data.max_pixels,
         background: data.background,
     }

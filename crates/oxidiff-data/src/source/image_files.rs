@@ -2,7 +2,7 @@
 //! CSV manifest ([`super::manifest`]) lists them. Both read their files here, so switching from
 //! one to the other never changes an image's pixels:
 //!
-//! - A file that cannot be decoded (see [`crate::decode`]: corrupt, truncated, zero-sized, over
+//! - A file that cannot be decoded (see [`crate::decode_image`]: corrupt, truncated, zero-sized, over
 //!   `data.max_pixels`) is skipped and reported with its reason; it never stops the load unless
 //!   `data.on_error = "fail"`. A folder that cannot be read does stop it, naming the folder.
 //! - Images are centre-cropped to a square, resized to `size`×`size` and converted to the wanted
