@@ -156,16 +156,11 @@ pub fn load_folder(
     } = scan_folder_with(root, labels)?;
 
     let decoded = decode_all(&entries, size, channels, options, filter, keep_pixels);
-    let capacity = if keep_pixels {
-        entries.len() * channels * size * size
-    } else {
-        0
-    };
     let results = entries.into_iter().zip(decoded).map(|(entry, result)| {
         let key = relative_key(root, &entry.path);
         (entry, key, result)
     });
-    let mut loaded = gather(results, class_names, skipped, capacity);
+    let mut loaded = gather(results, class_names, skipped);
     loaded.skipped.sort();
     Ok(loaded)
 }

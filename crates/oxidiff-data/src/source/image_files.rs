@@ -125,8 +125,13 @@ pub(crate) fn gather(
     results: impl IntoIterator<Item = (ImageEntry, String, Result<Vec<f32>, String>)>,
     class_names: Vec<String>,
     mut skipped: Vec<(PathBuf, String)>,
-    capacity: usize,
 ) -> FolderImages {
+    let results: Vec<_> = results.into_iter().collect();
+    // Sized once up front: a large dataset's pixels would otherwise be copied at every growth.
+    let capacity = results
+        .iter()
+        .filter_map(|(_, _, r)| r.as_ref().ok().map(Vec::len))
+        .sum();
     let mut images = Vec::with_capacity(capacity);
     let mut labels = Vec::new();
     let mut keys = Vec::new();

@@ -207,11 +207,6 @@ pub fn load_manifest(
             label: row.label,
         })
         .collect();
-    let capacity = if keep_pixels {
-        entries.len() * channels * size * size
-    } else {
-        0
-    };
     let mut decoded =
         decode_all(&entries, size, channels, options, filter, keep_pixels).into_iter();
     let results = rows.into_iter().zip(early).map(|(row, early)| {
@@ -228,7 +223,7 @@ pub fn load_manifest(
         };
         (entry, row.key, result)
     });
-    Ok(gather(results, class_names, Vec::new(), capacity))
+    Ok(gather(results, class_names, Vec::new()))
 }
 
 /// The files the manifest `manifest` lists, as a dataset (`data.cache`, `data.on_error`).
