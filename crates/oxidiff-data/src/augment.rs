@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::seeds::SplitMix64;
+
 /// Which part of the stored image a training batch sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -24,14 +26,6 @@ pub struct Augment {
     pub crop: CropMode,
     /// Mirror left–right with probability ½.
     pub flip: bool,
-}
-
-/// SplitMix64: independent-looking 64-bit values from consecutive seeds.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Appends to `dst` the `[channels, size, size]` view of one stored `[channels, stored, stored]`
@@ -54,7 +48,8 @@ pub fn crop_into(
     let (top, left, flip) = match seed {
         None => (slack / 2, slack / 2, false),
         Some(seed) => {
-            let r = mix(seed);
+            // One SplitMix64 draw: independent-looking bits from consecutive seeds.
+            let r = SplitMix64::new(seed).next_u64();
             let (top, left) = match augment.crop {
                 CropMode::Center => (slack / 2, slack / 2),
                 CropMode::Random => (

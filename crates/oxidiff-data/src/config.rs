@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 use crate::augment::{Augment, CropMode};
-use crate::idx::{FASHION_MNIST_DIR, Subset};
-use crate::npy::{MissingValues, NpyLayout};
+use crate::decode::DecodeOptions;
+use crate::source::idx::{FASHION_MNIST_DIR, Subset};
+use crate::source::npy::images::{MissingValues, NpyLayout};
 
 /// Where training images come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -191,7 +192,7 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        let decode = crate::decode::DecodeOptions::default();
+        let decode = DecodeOptions::default();
         Self {
             source: DataSource::default(),
             path: None,
@@ -350,6 +351,14 @@ impl DataConfig {
                     "is {side}, below the model's size {size}; crops cannot be larger than the image"
                 ),
             )),
+        }
+    }
+
+    /// The decoder's limits for image files (`max_pixels`, `background`).
+    pub fn decode_options(&self) -> DecodeOptions {
+        DecodeOptions {
+            max_pixels: self.max_pixels,
+            background: self.background,
         }
     }
 

@@ -25,6 +25,8 @@ use image::{
     Rgb,
 };
 
+use crate::png::PngHeader;
+
 /// How far [`decode_image`] trusts a file.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DecodeOptions {
@@ -152,16 +154,17 @@ fn not_an_image(path: &Path) -> String {
 
 /// The size the file declares, read without decoding any pixels.
 ///
-/// PNG is read by hand: `image`'s PNG decoder reports the size only once it has reached the
-/// image data, so a header-only or truncated bomb would be reported as "corrupt" rather than as
-/// too big. Other formats report their size as soon as their header is parsed.
+/// PNG is read by hand ([`PngHeader::dimensions`]): `image`'s PNG decoder reports the size only
+/// once it has reached the image data, so a header-only or truncated bomb would be reported as
+/// "corrupt" rather than as too big. Other formats report their size as soon as their header is
+/// parsed.
 fn declared_dimensions(
     bytes: &[u8],
     format: ImageFormat,
     options: &DecodeOptions,
 ) -> Result<(u32, u32), ImageError> {
     if format == ImageFormat::Png
-        && let Some(dims) = png_ihdr_dimensions(bytes)
+        && let Some(dims) = PngHeader::dimensions(bytes)
     {
         return Ok(dims);
     }
@@ -172,16 +175,6 @@ fn declared_dimensions(
     limits.max_alloc = Some(alloc_budget(options));
     reader.limits(limits);
     reader.into_dimensions()
-}
-
-/// Width and height from a PNG's IHDR chunk, which the PNG specification fixes at bytes 16..24.
-fn png_ihdr_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
-    if bytes.len() < 24 || &bytes[12..16] != b"IHDR" {
-        return None;
-    }
-    let word =
-        |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    Some((word(16), word(20)))
 }
 
 /// Whether a JPEG's image data is followed by its end-of-image marker.

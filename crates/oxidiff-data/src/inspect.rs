@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use image::ImageReader;
 
-use crate::folder::scan_folder_with;
+use crate::source::folder::scan_folder_with;
 use crate::{DataConfig, DataError, DataSource, Dataset, load_dataset};
 
 /// A summary of one source, as loaded for a model of `size`×`size`×`channels`.

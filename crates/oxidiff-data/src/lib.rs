@@ -4,46 +4,61 @@
 //! order; sample-grid PNGs.
 //!
 //! ```no_run
-//! use oxidiff_data::{DataConfig, EpochSampler, load_dataset};
+//! use oxidiff_data::{DataConfig, EpochOrder, load_dataset};
 //! use burn::tensor::Device;
 //!
 //! let data = load_dataset(&DataConfig::default(), 8, 1)?; // the digits, 8×8 grayscale
-//! let sampler = EpochSampler::new(data.len(), 64, 42);
-//! let batch = data.batch(&sampler.batch_indices(0), &Device::flex())?; // [64, 1, 8, 8]
+//! let order = EpochOrder::new(data.len(), 64, 42);
+//! let batch = data.batch(&order.batch_indices(0), &Device::flex())?; // [64, 1, 8, 8]
 //! # Ok::<(), oxidiff_data::DataError>(())
 //! ```
 
-pub mod augment;
-pub mod config;
-pub mod dataset;
-pub mod decode;
-pub mod digits;
+mod augment;
+mod config;
+mod dataset;
+mod decode;
+mod epoch_order;
 mod error;
-pub mod folder;
-pub mod grid;
-pub mod idx;
-pub mod inspect;
-pub mod npy;
+mod grid;
+mod inspect;
 mod parallel;
-pub mod prefetch;
-pub mod report;
-pub mod split;
-pub mod standardize;
+mod png;
+mod prefetch;
+mod report;
+mod seeds;
+mod source;
+mod split;
+mod standardize;
 mod transform;
 
-pub use augment::{Augment, CropMode};
+pub use augment::{Augment, CropMode, crop_into};
 pub use config::{
     ColorMode, DataConfig, DataSource, ErrorPolicy, FolderLabels, ResizeFilter, Standardize,
 };
-pub use dataset::{
-    Batch, Dataset, EpochSampler, FileStream, Images, load_dataset, load_dataset_for_run,
-};
-pub use digits::load_digits;
+pub use dataset::{Batch, Dataset, FileStream, Images};
+pub use decode::{DecodeOptions, SkipReason, decode_image};
+pub use epoch_order::EpochOrder;
 pub use error::DataError;
-pub use grid::{save_grid, save_png, tensor_to_grid_image};
-pub use idx::{IdxArray, IdxImages, Subset, read_idx, read_idx_images};
+pub use grid::{GRID_PADDING, save_grid, save_png, tensor_to_grid_image};
 pub use inspect::{Inspection, channel_stats, inspect};
+pub use png::PngHeader;
 pub use prefetch::Prefetcher;
-pub use report::{DataReport, LateSkip};
+pub use report::{ClassCount, DataReport, LateSkip, SkippedInput};
+pub use seeds::{SplitMix64, derive_seed, mix64};
+pub use source::digits::{DIGITS_CLASSES, DIGITS_LEN, DIGITS_SIZE, load_digits};
+pub use source::folder::{
+    FolderScan, IMAGE_EXTENSIONS, load_folder, scan_folder, scan_folder_with,
+};
+pub use source::idx::{
+    FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, IdxArray, IdxImages, Subset, fashion_mnist_files,
+    parse_idx, read_idx, read_idx_images,
+};
+pub use source::image_files::{FolderImages, ImageEntry, load_image, read_image_exact};
+pub use source::manifest::{ManifestRow, ManifestScan, load_manifest, read_manifest};
+pub use source::npy::format::{NpyArray, NpyData, parse_npy, read_npy};
+pub use source::npy::images::{
+    MissingValues, NpyImages, NpyLayout, apply_missing_values, non_finite_samples, npy_images,
+};
+pub use source::{load_dataset, load_dataset_for_run};
 pub use split::{Split, SplitRecord, split_for, split_from_list, stratified_split};
 pub use standardize::ChannelStats;

@@ -2,7 +2,7 @@
 //!
 //! Why ahead of time and not on demand: decoding a batch of files takes real time (a JPEG
 //! photo is milliseconds), and done inline it would add to every step. The training order is a
-//! pure function of the step ([`crate::EpochSampler`]) and so is each image's augmentation seed,
+//! pure function of the step ([`crate::EpochOrder`]) and so is each image's augmentation seed,
 //! so the next batches are known in advance and can be decoded while the model computes; in
 //! steady state the trainer only takes a finished batch off a queue.
 //!

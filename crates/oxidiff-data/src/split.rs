@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::DataError;
+use crate::seeds::{GAMMA, mix64};
 
 /// Indices into a dataset: the images to train on and the held-out ones, each ascending.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -31,15 +32,14 @@ pub struct SplitRecord {
     pub validation: Vec<String>,
 }
 
-/// SplitMix64 of (seed, key): the ordering key of an image within its class.
+/// The ordering key of an image within its class: the key's bytes folded FNV-1a style (64-bit
+/// FNV prime) into the seed, then SplitMix64's output mix.
 fn rank(seed: u64, key: &str) -> u64 {
-    let mut h = seed ^ 0x9E37_79B9_7F4A_7C15;
+    let mut h = seed ^ GAMMA;
     for &b in key.as_bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3);
     }
-    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    h ^ (h >> 31)
+    mix64(h)
 }
 
 /// Holds out `fraction` of every class (rounded to the nearest image, at least one image of any
@@ -115,6 +115,17 @@ pub fn split_for(
     data: &crate::Dataset,
     seed: u64,
 ) -> Result<Split, DataError> {
+    split_of(config, &data.labels, &data.keys, seed)
+}
+
+/// [`split_for`] over bare `labels` and `keys` (`[N]` each), for a source that needs its split
+/// before its dataset exists (`missing = "fill"` takes its means from the training part).
+pub(crate) fn split_of(
+    config: &crate::DataConfig,
+    labels: &[usize],
+    keys: &[String],
+    seed: u64,
+) -> Result<Split, DataError> {
     match &config.validation_list {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
@@ -124,11 +135,11 @@ pub fn split_for(
                 .filter(|l| !l.is_empty())
                 .map(str::to_string)
                 .collect();
-            split_from_list(&data.keys, &listed, &path.display().to_string())
+            split_from_list(keys, &listed, &path.display().to_string())
         }
         None => Ok(stratified_split(
-            &data.labels,
-            &data.keys,
+            labels,
+            keys,
             config.validation_fraction,
             seed,
         )),

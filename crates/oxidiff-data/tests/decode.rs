@@ -19,7 +19,7 @@ use image::{
     DynamicImage, Frame, ImageBuffer, ImageEncoder, ImageFormat, Luma, Rgb, RgbImage, Rgba,
     RgbaImage,
 };
-use oxidiff_data::decode::{DecodeOptions, SkipReason, decode_image};
+use oxidiff_data::{DecodeOptions, SkipReason, decode_image};
 
 /// Records the largest single allocation each thread makes, so that the bomb test can show that
 /// nothing near the declared size was ever requested (tests run on parallel threads; a global

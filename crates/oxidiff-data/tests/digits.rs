@@ -1,5 +1,4 @@
-use oxidiff_data::digits::{DIGITS_CLASSES, DIGITS_LEN};
-use oxidiff_data::{DataConfig, load_dataset, load_digits};
+use oxidiff_data::{DIGITS_CLASSES, DIGITS_LEN, DataConfig, load_dataset, load_digits};
 
 #[test]
 fn embedded_digits_decode() {

@@ -1,5 +1,4 @@
-use oxidiff_data::grid::GRID_PADDING;
-use oxidiff_data::{DataError, save_grid, tensor_to_grid_image};
+use oxidiff_data::{DataError, GRID_PADDING, save_grid, tensor_to_grid_image};
 
 #[test]
 fn grid_round_trips_through_png() {

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use oxidiff_data::idx::{FASHION_MNIST_DIR, Subset};
-use oxidiff_data::{DataConfig, DataError, DataSource, load_dataset};
+use oxidiff_data::{DataConfig, DataError, DataSource, FASHION_MNIST_DIR, Subset, load_dataset};
 
 fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
     let mut out = vec![0, 0, 0x08, dims.len() as u8];

@@ -4,9 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use oxidiff_data::DataError;
-use oxidiff_data::npy::{
-    MissingValues, NpyArray, NpyData, NpyImages, NpyLayout, apply_missing_values,
+use oxidiff_data::{
+    DataError, MissingValues, NpyArray, NpyData, NpyImages, NpyLayout, apply_missing_values,
     non_finite_samples, npy_images, read_npy,
 };
 

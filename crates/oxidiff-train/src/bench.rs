@@ -273,10 +273,10 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
     let load_start = Instant::now();
     let data = oxidiff_data::load_dataset(&data_config, unet.image_size, unet.in_channels)?;
     let data_load_images_per_s = data.len() as f64 / load_start.elapsed().as_secs_f64();
-    let sampler = oxidiff_data::EpochSampler::new(data.len(), batch, 0);
+    let order = oxidiff_data::EpochOrder::new(data.len(), batch, 0);
     let mut step = 0u64;
     let data_ms = time_median(config.warmup, config.iters, || {
-        let indices = sampler.batch_indices(step);
+        let indices = order.batch_indices(step);
         let seed = step;
         // Cached images cannot fail to load.
         if let Ok(x) = data.batch_with(
@@ -361,11 +361,11 @@ fn streamed_batch_ms(
             ..data_config.clone()
         };
         let files = oxidiff_data::load_dataset(&stream_config, data.size, data.channels)?;
-        let sampler = oxidiff_data::EpochSampler::new(files.len(), batch, 0);
+        let order = oxidiff_data::EpochOrder::new(files.len(), batch, 0);
         let mut step = 0u64;
         let mut failed = None;
         let ms = time_median(config.warmup, config.iters, || {
-            let indices = sampler.batch_indices(step);
+            let indices = order.batch_indices(step);
             let seed = step;
             if let Err(e) = files.assemble(&indices, data_config.augment(), |k| {
                 Some(seed * 1000 + k as u64)

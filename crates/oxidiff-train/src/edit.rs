@@ -8,8 +8,7 @@
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use oxidiff_data::DataConfig;
-use oxidiff_data::folder::read_image_exact;
+use oxidiff_data::{DataConfig, read_image_exact};
 use oxidiff_diffusion::sample::{
     RePaintOptions, denoise_known_sigma, inpaint_ddim, repaint, sdedit, timestep_for_sigma,
 };
@@ -67,8 +66,8 @@ pub fn read_mask(
     ))
 }
 
-fn decode_options(data: &DataConfig) -> oxidiff_data::decode::DecodeOptions {
-    oxidiff_data::decode::DecodeOptions {
+fn decode_options(data: &DataConfig) -> oxidiff_data::DecodeOptions {
+    oxidiff_data::DecodeOptions {
         max_pixels: data.max_pixels,
         background: data.background,
     }

@@ -19,7 +19,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::store::ModuleRecord;
 use burn::tensor::activation::silu;
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
-use oxidiff_data::{Augment, Dataset, EpochSampler};
+use oxidiff_data::{Augment, Dataset, EpochOrder};
 use serde::{Deserialize, Serialize};
 
 use super::frechet::{FeatureStats, frechet_distance, precision_recall};
@@ -150,10 +150,10 @@ pub fn train_feature_net(
     ad.seed(config.seed);
     let mut net = FeatureNet::new(config.channels, config.size, config.task, &ad);
     let mut optim = AdamConfig::new().init();
-    let sampler = EpochSampler::new(indices.len(), config.batch_size, config.seed);
+    let order = EpochOrder::new(indices.len(), config.batch_size, config.seed);
     let cross_entropy = CrossEntropyLossConfig::new().init(&ad);
     for step in 0..config.steps {
-        let picks: Vec<usize> = sampler
+        let picks: Vec<usize> = order
             .batch_indices(step as u64)
             .into_iter()
             .map(|k| indices[k])

@@ -8,8 +8,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
+use image::imageops::FilterType;
 
-use crate::DataError;
+use super::index_keys;
+use crate::config::DataConfig;
+use crate::transform::dynamic_to_chw;
+use crate::{DataError, Dataset, Images};
 
 /// Where `apt-get install dataset-fashion-mnist` puts Fashion-MNIST.
 pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -211,6 +215,107 @@ pub fn fashion_mnist_files(dir: &Path, subset: Subset) -> (PathBuf, PathBuf) {
         dir.join(format!("{prefix}-images-idx3-ubyte.gz")),
         dir.join(format!("{prefix}-labels-idx1-ubyte.gz")),
     )
+}
+
+/// The IDX image file `images` (with `data.labels`, when set) in the model layout; classes are
+/// the label values, named "0", "1", … up to the largest.
+///
+/// # Errors
+/// As [`read_idx_images`]; [`DataError::Empty`] when the file holds no image.
+pub(crate) fn idx_dataset(
+    config: &DataConfig,
+    images: &Path,
+    size: usize,
+    channels: usize,
+    filter: FilterType,
+) -> Result<Dataset, DataError> {
+    let set = read_idx_images(images, config.labels.as_deref())?;
+    let num_classes = set.labels.iter().max().map_or(1, |&m| m + 1);
+    let class_names = (0..num_classes).map(|c| c.to_string()).collect();
+    idx_images_to_dataset(config, set, class_names, size, channels, filter)
+}
+
+/// Fashion-MNIST's `data.subset` from [`DataConfig::fashion_mnist_dir`] in the model layout,
+/// with its ten class names.
+///
+/// # Errors
+/// [`DataError::InvalidConfig`] (key `path`) when a file is missing, saying how to install it;
+/// as [`read_idx_images`]; [`DataError::Format`] for a label outside the ten classes.
+pub(crate) fn fashion_mnist_dataset(
+    config: &DataConfig,
+    size: usize,
+    channels: usize,
+    filter: FilterType,
+) -> Result<Dataset, DataError> {
+    let dir = config.fashion_mnist_dir();
+    let (images, labels) = fashion_mnist_files(&dir, config.subset.unwrap_or_default());
+    for file in [&images, &labels] {
+        if !file.is_file() {
+            return Err(DataError::invalid(
+                "path",
+                format!(
+                    "{} not found: `apt-get install dataset-fashion-mnist` installs \
+                     Fashion-MNIST in {FASHION_MNIST_DIR}, or set data.path to the \
+                     directory holding its four .gz files",
+                    file.display()
+                ),
+            ));
+        }
+    }
+    let set = read_idx_images(&images, Some(&labels))?;
+    if let Some(&bad) = set
+        .labels
+        .iter()
+        .find(|&&l| l >= FASHION_MNIST_CLASSES.len())
+    {
+        return Err(DataError::format(
+            &labels,
+            format!("label {bad} is not one of Fashion-MNIST's 10 classes"),
+        ));
+    }
+    let names = FASHION_MNIST_CLASSES
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    idx_images_to_dataset(config, set, names, size, channels, filter)
+}
+
+/// Converts an IDX image set to the model layout (centre-cropped to a square, resized,
+/// `channels` planes, values in [-1, 1]; 0 is black).
+fn idx_images_to_dataset(
+    config: &DataConfig,
+    set: IdxImages,
+    class_names: Vec<String>,
+    size: usize,
+    channels: usize,
+    filter: FilterType,
+) -> Result<Dataset, DataError> {
+    if set.count == 0 {
+        return Err(DataError::Empty {
+            origin: config.describe_source(),
+            note: String::new(),
+        });
+    }
+    let plane = set.rows * set.cols;
+    let mut images = Vec::with_capacity(set.count * channels * size * size);
+    for pixels in set.pixels.chunks_exact(plane) {
+        let gray = image::GrayImage::from_raw(set.cols as u32, set.rows as u32, pixels.to_vec())
+            .expect("rows·cols bytes by construction");
+        images.extend(dynamic_to_chw(
+            &image::DynamicImage::ImageLuma8(gray),
+            size,
+            channels,
+            filter,
+        ));
+    }
+    Ok(Dataset::new(
+        Images::Cached(images),
+        channels,
+        size,
+        set.labels,
+        class_names,
+        index_keys(set.count),
+    ))
 }
 
 #[cfg(test)]

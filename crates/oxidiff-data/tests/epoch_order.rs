@@ -1,4 +1,4 @@
-use oxidiff_data::EpochSampler;
+use oxidiff_data::EpochOrder;
 
 fn sorted(mut v: Vec<usize>) -> Vec<usize> {
     v.sort_unstable();
@@ -8,7 +8,7 @@ fn sorted(mut v: Vec<usize>) -> Vec<usize> {
 #[test]
 fn each_epoch_is_a_permutation_and_batches_wrap() {
     let (len, bs) = (10, 3);
-    let s = EpochSampler::new(len, bs, 42);
+    let s = EpochOrder::new(len, bs, 42);
     // 10 steps × 3 = 30 positions = exactly 3 epochs.
     let stream: Vec<usize> = (0..10).flat_map(|k| s.batch_indices(k)).collect();
     for k in 0..10 {
@@ -32,8 +32,8 @@ fn each_epoch_is_a_permutation_and_batches_wrap() {
 
 #[test]
 fn deterministic_and_independent_of_call_history() {
-    let a = EpochSampler::new(1797, 64, 7);
-    let b = EpochSampler::new(1797, 64, 7);
+    let a = EpochOrder::new(1797, 64, 7);
+    let b = EpochOrder::new(1797, 64, 7);
     let forward: Vec<Vec<usize>> = (0..100).map(|k| a.batch_indices(k)).collect();
     // Visit the steps in a scrambled order on a fresh sampler, as a resumed run would.
     let mut order: Vec<u64> = (0..100).collect();
@@ -43,13 +43,13 @@ fn deterministic_and_independent_of_call_history() {
         assert_eq!(b.batch_indices(k), forward[k as usize], "step {k}");
     }
     // A resume at step 57 on a new instance draws the same batches.
-    let resumed = EpochSampler::new(1797, 64, 7);
+    let resumed = EpochOrder::new(1797, 64, 7);
     for k in 57..100 {
         assert_eq!(resumed.batch_indices(k), forward[k as usize]);
     }
     assert_eq!(a.clone().batch_indices(99), forward[99]);
 
-    let other_seed = EpochSampler::new(1797, 64, 8);
+    let other_seed = EpochOrder::new(1797, 64, 8);
     assert_ne!(other_seed.batch_indices(0), forward[0]);
     assert!(forward.iter().flatten().all(|&i| i < 1797));
 }
@@ -57,18 +57,18 @@ fn deterministic_and_independent_of_call_history() {
 #[test]
 fn small_dataset_and_degenerate_sizes() {
     // Fewer items than a batch: each batch spans several epochs, each still a permutation.
-    let s = EpochSampler::new(3, 7, 1);
+    let s = EpochOrder::new(3, 7, 1);
     let b0 = s.batch_indices(0);
     assert_eq!(b0.len(), 7);
     assert_eq!(sorted(b0[..3].to_vec()), vec![0, 1, 2]);
     assert_eq!(sorted(b0[3..6].to_vec()), vec![0, 1, 2]);
     assert_eq!(s.epoch_of(1), 2);
 
-    assert!(EpochSampler::new(0, 4, 1).batch_indices(5).is_empty());
-    assert!(EpochSampler::new(4, 0, 1).batch_indices(5).is_empty());
-    assert_eq!(EpochSampler::new(0, 4, 1).epoch_of(9), 0);
+    assert!(EpochOrder::new(0, 4, 1).batch_indices(5).is_empty());
+    assert!(EpochOrder::new(4, 0, 1).batch_indices(5).is_empty());
+    assert_eq!(EpochOrder::new(0, 4, 1).epoch_of(9), 0);
     // Huge step numbers do not overflow.
-    let s = EpochSampler::new(1000, 512, 3);
+    let s = EpochOrder::new(1000, 512, 3);
     let far = s.batch_indices(u64::MAX);
     assert_eq!(far.len(), 512);
     assert_eq!(
@@ -80,7 +80,7 @@ fn small_dataset_and_degenerate_sizes() {
 #[test]
 fn shuffle_is_roughly_uniform() {
     // Where item 0 lands over many epochs: a biased shuffle shows up as a lopsided histogram.
-    let s = EpochSampler::new(5, 5, 99);
+    let s = EpochOrder::new(5, 5, 99);
     let mut hist = [0usize; 5];
     for e in 0..5000 {
         let p = s.epoch_permutation(e);

@@ -4,8 +4,11 @@
 use std::io::Read;
 
 use flate2::read::GzDecoder;
+use image::imageops::FilterType;
 
-use crate::DataError;
+use super::index_keys;
+use crate::transform::gray_plane_to_chw;
+use crate::{DataError, Dataset, Images};
 
 /// Side of a digit image.
 pub const DIGITS_SIZE: usize = 8;
@@ -16,7 +19,7 @@ pub const DIGITS_CLASSES: usize = 10;
 /// Largest pixel value: each pixel counts the "on" pixels of a 4×4 block.
 const MAX_VALUE: f32 = 16.0;
 
-static DIGITS_CSV_GZ: &[u8] = include_bytes!("../data/digits.csv.gz");
+static DIGITS_CSV_GZ: &[u8] = include_bytes!("../../data/digits.csv.gz");
 
 /// Decodes the embedded digits.
 ///
@@ -32,6 +35,42 @@ pub fn load_digits() -> Result<(Vec<f32>, Vec<usize>), DataError> {
             message: format!("gzip/UTF-8 decoding failed: {e}"),
         })?;
     parse_digits_csv(&text)
+}
+
+/// The embedded digits in the model layout: each resized to `size`×`size` with `filter` and
+/// replicated to `channels` planes, values in [-1, 1]; keys `#0`…, classes "0".."9".
+///
+/// # Shapes
+/// - returns: images `[1797, channels, size, size]`, labels and keys `[1797]`
+pub(crate) fn digits_dataset(
+    size: usize,
+    channels: usize,
+    filter: FilterType,
+) -> Result<Dataset, DataError> {
+    let (raw, labels) = load_digits()?;
+    let plane = DIGITS_SIZE * DIGITS_SIZE;
+    let mut images = Vec::with_capacity(labels.len() * channels * size * size);
+    for img in raw.chunks_exact(plane) {
+        // Back to [0, 1] so the resize clamps to the true range, then out to [-1, 1].
+        let unit: Vec<f32> = img.iter().map(|v| (v + 1.0) * 0.5).collect();
+        images.extend(gray_plane_to_chw(
+            &unit,
+            DIGITS_SIZE,
+            size,
+            channels,
+            filter,
+        ));
+    }
+    let keys = index_keys(labels.len());
+    let class_names = (0..DIGITS_CLASSES).map(|d| d.to_string()).collect();
+    Ok(Dataset::new(
+        Images::Cached(images),
+        channels,
+        size,
+        labels,
+        class_names,
+        keys,
+    ))
 }
 
 /// Parses rows of 64 pixel values then the label. Separate from [`load_digits`] so the checks
