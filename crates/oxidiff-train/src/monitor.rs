@@ -99,12 +99,19 @@ impl Monitor {
     /// A sample grid PNG as a TensorBoard image.
     pub fn on_grid(&mut self, step: u64, path: &Path) -> Result<(), TrainError> {
         let png = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
-        let (width, height, channels) = png_header(&png).ok_or_else(|| TrainError::Image {
+        let header = oxidiff_data::PngHeader::parse(&png).ok_or_else(|| TrainError::Image {
             path: path.to_path_buf(),
             message: "not a PNG this program wrote".into(),
         })?;
         self.tensorboard
-            .image("samples", step, &png, width, height, channels)
+            .image(
+                "samples",
+                step,
+                &png,
+                header.width,
+                header.height,
+                header.channels,
+            )
             .map_err(|e| self.tb_error(e))?;
         self.tensorboard.flush().map_err(|e| self.tb_error(e))
     }
@@ -359,22 +366,4 @@ fn latest_numbers(metrics: &[StepStats], evals: &[EvalRecord]) -> Vec<(String, S
         ));
     }
     rows
-}
-
-/// (width, height, channels) from a PNG's IHDR chunk.
-fn png_header(png: &[u8]) -> Option<(u32, u32, u32)> {
-    if png.len() < 26 || &png[..8] != b"\x89PNG\r\n\x1a\n" || &png[12..16] != b"IHDR" {
-        return None;
-    }
-    let width = u32::from_be_bytes(png[16..20].try_into().ok()?);
-    let height = u32::from_be_bytes(png[20..24].try_into().ok()?);
-    let channels = match png[25] {
-        0 => 1, // grey
-        2 => 3, // RGB
-        3 => 3, // palette, shown as RGB
-        4 => 2, // grey + alpha
-        6 => 4, // RGBA
-        _ => return None,
-    };
-    Some((width, height, channels))
 }

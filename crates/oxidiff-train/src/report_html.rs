@@ -185,13 +185,7 @@ fn push_image(h: &mut String, file: &Path, alt: &str, grid_width: Option<u32>) {
 
 /// Width and height from a PNG's IHDR chunk, or `None` when `bytes` do not start like a PNG.
 fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
-    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
-    if bytes.len() < 24 || !bytes.starts_with(SIGNATURE) || &bytes[12..16] != b"IHDR" {
-        return None;
-    }
-    let w = u32::from_be_bytes(bytes[16..20].try_into().ok()?);
-    let h = u32::from_be_bytes(bytes[20..24].try_into().ok()?);
-    (w > 0 && h > 0).then_some((w, h))
+    oxidiff_data::PngHeader::dimensions(bytes).filter(|&(w, h)| w > 0 && h > 0)
 }
 
 /// Escapes text for HTML element content and quoted attribute values.

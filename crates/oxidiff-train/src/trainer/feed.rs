@@ -4,9 +4,11 @@
 
 use std::sync::Arc;
 
-use oxidiff_data::{Augment, Batch, ChannelStats, DataReport, Dataset, EpochSampler, LateSkip, Prefetcher};
+use oxidiff_data::{
+    Augment, Batch, ChannelStats, DataReport, Dataset, EpochOrder, LateSkip, Prefetcher,
+    derive_seed,
+};
 
-use super::derive_seed;
 use super::setup::RunData;
 use crate::error::TrainError;
 use crate::run_dir::{RunDir, write_json};
@@ -49,7 +51,7 @@ pub struct DataFeed {
     /// The per-channel statistics both datasets were standardised with
     /// (`data.standardize = "per-channel"`); `None` for the default [-1, 1] scaling.
     pub standardization: Option<ChannelStats>,
-    order: EpochSampler,
+    order: EpochOrder,
     loader: Loader,
     augment: Augment,
     /// Images per optimiser step (`batch_size × grad_accum_steps`).
@@ -75,7 +77,7 @@ impl DataFeed {
         step: u64,
     ) -> Self {
         let dataset = Arc::new(data.train);
-        let order = EpochSampler::new(dataset.len(), per_step, seed);
+        let order = EpochOrder::new(dataset.len(), per_step, seed);
         let loader = if dataset.cached().is_some() {
             Loader::Inline
         } else {

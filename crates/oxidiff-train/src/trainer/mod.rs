@@ -15,7 +15,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
-use oxidiff_data::{Batch, Dataset, LateSkip};
+use oxidiff_data::{Batch, Dataset, LateSkip, derive_seed};
 
 pub use diffusion::{DiffusionState, DiffusionTask};
 pub use feed::{DataFeed, LabelDropout};
@@ -346,13 +346,4 @@ impl<T: TrainTask> Trainer<T> {
         self.metrics.flush()?;
         self.state.save(&self.config, &self.run_dir)
     }
-}
-
-/// Mixes the run seed with a counter so every step has its own reproducible stream.
-pub(crate) fn derive_seed(seed: u64, counter: u64) -> u64 {
-    // SplitMix64 finaliser: consecutive counters give unrelated seeds.
-    let mut z = seed ^ counter.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
+use oxidiff_data::derive_seed;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -42,7 +43,7 @@ impl<T: TrainTask> TrainState<T> {
             model,
             ema,
             optimizer: build_optimizer(&config.train),
-            rng: ChaCha8Rng::seed_from_u64(super::derive_seed(config.seed, u64::MAX)),
+            rng: ChaCha8Rng::seed_from_u64(derive_seed(config.seed, u64::MAX)),
             step: 0,
             task: task.state(None),
         }
