@@ -175,16 +175,11 @@ pub fn evaluate_checkpoint(
                 }
                 eval_data_config.subset = Some(oxidiff_data::Subset::Test);
             } else {
-                let text = toml::to_string(&eval_data_config).map_err(|e| TrainError::Eval {
-                    message: format!("cannot re-read the run's [data] section: {e}"),
-                })?;
-                let with_section = format!("[data]\n{text}");
-                eval_data_config = RunConfig::from_toml_str(
-                    &with_section,
+                eval_data_config = RunConfig::data_with_overrides(
+                    &eval_data_config,
                     "the run's [data] section",
                     &options.data_overrides,
-                )?
-                .data;
+                )?;
             }
             // A test source is used whole: no split of it is held out.
             eval_data_config.validation_fraction = 0.0;
