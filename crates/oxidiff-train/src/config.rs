@@ -269,10 +269,20 @@ impl RunConfig {
         origin: &str,
         overrides: &[String],
     ) -> Result<Self, TrainError> {
-        let mut value: toml::Value = toml::from_str(text).map_err(|e| TrainError::Config {
+        let value: toml::Value = toml::from_str(text).map_err(|e| TrainError::Config {
             origin: origin.to_string(),
             message: e.to_string(),
         })?;
+        Self::from_value(value, origin, overrides)
+    }
+
+    /// Applies `section.key=value` overrides to a parsed TOML tree, deserialises and validates
+    /// the result: the one path every config (file, text, or section value) takes.
+    fn from_value(
+        mut value: toml::Value,
+        origin: &str,
+        overrides: &[String],
+    ) -> Result<Self, TrainError> {
         for assignment in overrides {
             apply_override(&mut value, assignment)?;
         }
@@ -288,6 +298,22 @@ impl RunConfig {
             message,
         })?;
         Ok(config)
+    }
+
+    /// `data` with `data.key=value` overrides applied, deserialised and validated as
+    /// [`RunConfig::from_toml_str`] does a `[data]` section alone (the other sections at their
+    /// defaults); messages name `origin` and the bad key or assignment.
+    pub(crate) fn data_with_overrides(
+        data: &DataConfig,
+        origin: &str,
+        overrides: &[String],
+    ) -> Result<DataConfig, TrainError> {
+        let section = toml::Value::try_from(data).map_err(|e| TrainError::Config {
+            origin: origin.to_string(),
+            message: format!("cannot re-read it: {e}"),
+        })?;
+        let root = toml::Value::Table(toml::Table::from_iter([("data".to_string(), section)]));
+        Ok(Self::from_value(root, origin, overrides)?.data)
     }
 
     /// Reads, overrides and validates a config file.
@@ -459,4 +485,46 @@ fn apply_override(root: &mut toml::Value, assignment: &str) -> Result<(), TrainE
     })?;
     table.insert(parts[parts.len() - 1].to_string(), value);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `oxidiff eval --split test` did before [`RunConfig::data_with_overrides`]: the
+    /// `[data]` section written as TOML text and read back with the overrides.
+    fn through_text(data: &DataConfig, overrides: &[String]) -> Result<DataConfig, TrainError> {
+        let text = format!("[data]\n{}", toml::to_string(data).unwrap());
+        Ok(RunConfig::from_toml_str(&text, "the run's [data] section", overrides)?.data)
+    }
+
+    #[test]
+    fn data_overrides_match_the_text_round_trip() {
+        let mut data = DataConfig {
+            validation_fraction: 0.3,
+            ..DataConfig::default()
+        };
+        data.path = Some("/runs/images".into());
+        let cases: &[&[&str]] = &[
+            &[],
+            &["data.source=\"folder\"", "data.path=\"/elsewhere\""],
+            &["data.source=npy", "data.validation_fraction=0"],
+            &["data.validation_fraction=2"],
+            &["data.no_such_key=1"],
+            &["data.validation_fraction=\"half\""],
+            &["data.source"],
+            &["data.=1"],
+            &["model.preset=\"no-such-preset\""],
+        ];
+        for case in cases {
+            let overrides: Vec<String> = case.iter().map(|s| s.to_string()).collect();
+            let origin = "the run's [data] section";
+            let direct = RunConfig::data_with_overrides(&data, origin, &overrides);
+            match (direct, through_text(&data, &overrides)) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{case:?}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{case:?}"),
+                (a, b) => panic!("{case:?}: {a:?} vs {b:?}"),
+            }
+        }
+    }
 }

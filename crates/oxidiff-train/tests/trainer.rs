@@ -597,7 +597,10 @@ fn evaluation_during_training_writes_logs_plots_report_and_tensorboard() {
 
 #[test]
 fn a_checkpoint_is_evaluated_the_same_way_twice() {
-    use oxidiff_train::eval::checkpoint::{EvalOptions, EvalSplit, evaluate_checkpoint};
+    use oxidiff_train::eval::checkpoint::{
+        DistanceOptions, EditOptions, EvalOptions, EvalSplit, ImageSelection, NllOptions,
+        evaluate_checkpoint,
+    };
     let _turn = serial();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -614,19 +617,19 @@ fn a_checkpoint_is_evaluated_the_same_way_twice() {
     let mut trainer = Trainer::new(config, &run, &Device::flex()).unwrap();
     trainer.run(None, &mut |_| {}).unwrap();
     let options = EvalOptions {
-        split: EvalSplit::Val,
-        data_overrides: Vec::new(),
-        max_images: None,
-        bpd_stride: Some(100),
         batch_size: 3,
         seed: 7,
-        fd_samples: Some(6),
-        use_ema: true,
-        sample: None,
-        inpaint: vec![oxidiff_train::edit::InpaintMethod::Replacement],
-        denoise_sigmas: vec![25.0],
-        edit_steps: 4,
-        timestep_spacing: None,
+        nll: Some(NllOptions { stride: 100 }),
+        distance: DistanceOptions {
+            samples: Some(6),
+            sample: None,
+        },
+        editing: EditOptions {
+            inpaint: vec![oxidiff_train::edit::InpaintMethod::Replacement],
+            denoise_sigmas: vec![25.0],
+            steps: 4,
+        },
+        ..EvalOptions::default()
     };
     let device = Device::flex();
     let a = evaluate_checkpoint(&run, &options, &device, &mut |_, _, _| {}).unwrap();
@@ -661,7 +664,10 @@ fn a_checkpoint_is_evaluated_the_same_way_twice() {
     let err = evaluate_checkpoint(
         &run,
         &EvalOptions {
-            split: EvalSplit::Test,
+            images: ImageSelection {
+                split: EvalSplit::Test,
+                ..options.images.clone()
+            },
             ..options.clone()
         },
         &device,
@@ -674,9 +680,15 @@ fn a_checkpoint_is_evaluated_the_same_way_twice() {
     let test = evaluate_checkpoint(
         &run,
         &EvalOptions {
-            split: EvalSplit::Test,
-            data_overrides: vec![format!("data.path=\"{}\"", data.display())],
-            fd_samples: None,
+            images: ImageSelection {
+                split: EvalSplit::Test,
+                data_overrides: vec![format!("data.path=\"{}\"", data.display())],
+                max_images: None,
+            },
+            distance: DistanceOptions {
+                samples: None,
+                ..options.distance.clone()
+            },
             ..options
         },
         &device,

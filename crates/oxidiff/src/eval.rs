@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use oxidiff_train::eval::checkpoint::{
-    EvalOptions, EvalPhase, EvalResult, EvalSplit, evaluate_checkpoint,
+    DistanceOptions, EditOptions, EvalOptions, EvalPhase, EvalResult, EvalSplit, ImageSelection,
+    NllOptions, evaluate_checkpoint,
 };
 
 use oxidiff_diffusion::sample::RePaintOptions;
@@ -118,33 +119,41 @@ pub fn eval_command(args: EvalArgs) -> Result<()> {
     };
     data_overrides.extend(args.overrides.iter().cloned());
     let options = EvalOptions {
-        split: match args.split {
-            SplitArg::Val => EvalSplit::Val,
-            SplitArg::Test => EvalSplit::Test,
-            SplitArg::Train => EvalSplit::Train,
+        images: ImageSelection {
+            split: match args.split {
+                SplitArg::Val => EvalSplit::Val,
+                SplitArg::Test => EvalSplit::Test,
+                SplitArg::Train => EvalSplit::Train,
+            },
+            data_overrides,
+            max_images: args.images,
         },
-        data_overrides,
-        max_images: args.images,
-        bpd_stride: (!args.no_bpd).then_some(args.stride),
         batch_size: args.batch,
         seed: args.seed,
-        fd_samples: args.fd.then_some(args.fd_samples),
         use_ema: !args.no_ema,
-        sample: sampling(&args)?,
-        inpaint: if args.inpaint {
-            vec![
-                InpaintMethod::Replacement,
-                InpaintMethod::RePaint(RePaintOptions {
-                    jump_length: args.jump_length,
-                    resample_count: args.resample,
-                }),
-            ]
-        } else {
-            Vec::new()
-        },
-        denoise_sigmas: args.denoise_sigmas.clone(),
-        edit_steps: args.edit_steps,
         timestep_spacing: args.spacing.map(Into::into),
+        nll: (!args.no_bpd).then_some(NllOptions {
+            stride: args.stride,
+        }),
+        distance: DistanceOptions {
+            samples: args.fd.then_some(args.fd_samples),
+            sample: sampling(&args)?,
+        },
+        editing: EditOptions {
+            inpaint: if args.inpaint {
+                vec![
+                    InpaintMethod::Replacement,
+                    InpaintMethod::RePaint(RePaintOptions {
+                        jump_length: args.jump_length,
+                        resample_count: args.resample,
+                    }),
+                ]
+            } else {
+                Vec::new()
+            },
+            denoise_sigmas: args.denoise_sigmas.clone(),
+            steps: args.edit_steps,
+        },
     };
     let device = args.device.device()?;
     let bar = indicatif::ProgressBar::new(0);

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor};
 use oxidiff_data::{DataSource, Dataset, Standardize, load_dataset_for_run};
+use oxidiff_diffusion::TimestepSpacing;
 use serde::{Deserialize, Serialize};
 
 use super::features::{
@@ -14,17 +15,18 @@ use super::features::{
 use super::tasks::{DenoiseScore, InpaintScore, denoise_score, inpaint_score};
 use super::{BandMse, NllReport, band_mse, nll};
 use crate::TrainError;
-use crate::config::RunConfig;
+use crate::config::{RunConfig, SampleConfig};
 use crate::edit::InpaintMethod;
 use crate::generate::{generate, load_for_sampling};
 use crate::run_dir::RunDir;
 use crate::trainer::{DiffusionState, saved_split};
 
 /// Which images a checkpoint is evaluated on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EvalSplit {
     /// The run's held-out images (`split.json`).
+    #[default]
     Val,
     /// A test set: Fashion-MNIST's test files for a Fashion-MNIST run, otherwise every image
     /// of the source given by the data overrides.
@@ -33,34 +35,96 @@ pub enum EvalSplit {
     Train,
 }
 
-/// What to measure and how.
+/// What to measure and how, grouped by the measurement that reads it. The defaults are
+/// `oxidiff eval`'s: the held-out images, ε-MSE and bits/dim (stride 20), batches of 100, seed
+/// 0, EMA weights; no FD-oxidiff, inpainting or denoising.
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
+    /// Which images every measurement runs on.
+    pub images: ImageSelection,
+    pub batch_size: usize,
+    /// Seeds the evaluation noise (timesteps, ε, generated samples).
+    pub seed: u64,
+    pub use_ema: bool,
+    /// Timestep spacing of every sampler here; `None`: the run's `diffusion.timestep_spacing`.
+    pub timestep_spacing: Option<TimestepSpacing>,
+    /// Bits/dim from the bound; `None` skips it.
+    pub nll: Option<NllOptions>,
+    /// FD-oxidiff against generated samples.
+    pub distance: DistanceOptions,
+    /// Inpainting and denoising of the evaluated images.
+    pub editing: EditOptions,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            images: ImageSelection::default(),
+            batch_size: 100,
+            seed: 0,
+            use_ema: true,
+            timestep_spacing: None,
+            nll: Some(NllOptions::default()),
+            distance: DistanceOptions::default(),
+            editing: EditOptions::default(),
+        }
+    }
+}
+
+/// Which images are evaluated (see [`EvalSplit`]).
+#[derive(Debug, Clone, Default)]
+pub struct ImageSelection {
     pub split: EvalSplit,
     /// `data.key=value` assignments applied to the run's `[data]` section for the evaluated
     /// images (e.g. another folder for `--split test`).
     pub data_overrides: Vec<String>,
     /// Evaluate at most this many images (the first of the split).
     pub max_images: Option<usize>,
-    /// Bits/dim stride (1 = exact bound); `None` skips bits/dim.
-    pub bpd_stride: Option<usize>,
-    pub batch_size: usize,
-    /// Seeds the evaluation noise (timesteps, ε, generated samples).
-    pub seed: u64,
+}
+
+/// How bits/dim is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NllOptions {
+    /// 1 = the exact bound; k = every k-th KL term counted k times (see [`NllReport::stride`]).
+    pub stride: usize,
+}
+
+impl Default for NllOptions {
+    fn default() -> Self {
+        Self { stride: 20 }
+    }
+}
+
+/// FD-oxidiff against generated samples, and how samples are drawn.
+#[derive(Debug, Clone, Default)]
+pub struct DistanceOptions {
     /// Generate this many samples and compute FD-oxidiff against the evaluated images
     /// (`None` skips it).
-    pub fd_samples: Option<usize>,
-    pub use_ema: bool,
-    /// How the FD-oxidiff samples are drawn; `None`: the run's `[sample]` section.
-    pub sample: Option<crate::config::SampleConfig>,
+    pub samples: Option<usize>,
+    /// How samples are drawn (and what [`EvalResult::sampler`] says); `None`: the run's
+    /// `[sample]` section.
+    pub sample: Option<SampleConfig>,
+}
+
+/// Inpainting and denoising of every evaluated image.
+#[derive(Debug, Clone)]
+pub struct EditOptions {
     /// Inpaint the centre square of every evaluated image with these methods and score them.
     pub inpaint: Vec<InpaintMethod>,
     /// Add Gaussian noise of these σ (8-bit levels) to every evaluated image, denoise, score.
     pub denoise_sigmas: Vec<f64>,
     /// Sampling steps of inpainting and denoising.
-    pub edit_steps: usize,
-    /// Timestep spacing of every sampler here; `None`: the run's `diffusion.timestep_spacing`.
-    pub timestep_spacing: Option<oxidiff_diffusion::TimestepSpacing>,
+    pub steps: usize,
+}
+
+impl Default for EditOptions {
+    fn default() -> Self {
+        Self {
+            inpaint: Vec::new(),
+            denoise_sigmas: Vec::new(),
+            steps: 50,
+        }
+    }
 }
 
 /// The numbers of one evaluation.
@@ -118,7 +182,7 @@ pub fn evaluate_checkpoint(
         crate::checkpoint::load_state::<DiffusionState>(
             &loaded.checkpoint.join(crate::run_dir::STATE_FILE),
         )?;
-    if options.bpd_stride.is_some() && config.data.standardize == Standardize::PerChannel {
+    if options.nll.is_some() && config.data.standardize == Standardize::PerChannel {
         return Err(TrainError::Eval {
             message: "bits/dim needs 8-bit images in [-1, 1], and this run standardised per \
                       channel (data.standardize = \"per-channel\"); leave bits/dim out"
@@ -133,8 +197,9 @@ pub fn evaluate_checkpoint(
     let split = saved_split(&run_dir, &train_all)?;
 
     let mut eval_data_config = config.data.clone();
-    let evaluated: (Dataset, Vec<usize>, String) = match options.split {
-        EvalSplit::Val | EvalSplit::Train if !options.data_overrides.is_empty() => {
+    let selection = &options.images;
+    let evaluated: (Dataset, Vec<usize>, String) = match selection.split {
+        EvalSplit::Val | EvalSplit::Train if !selection.data_overrides.is_empty() => {
             return Err(TrainError::Eval {
                 message: "data overrides choose a test source; use them with --split test".into(),
             });
@@ -157,7 +222,7 @@ pub fn evaluate_checkpoint(
             (train_all.clone(), split.train.clone(), source)
         }
         EvalSplit::Test => {
-            if options.data_overrides.is_empty() {
+            if selection.data_overrides.is_empty() {
                 if config.data.source != DataSource::FashionMnist {
                     return Err(TrainError::Eval {
                         message: format!(
@@ -169,16 +234,11 @@ pub fn evaluate_checkpoint(
                 }
                 eval_data_config.subset = Some(oxidiff_data::Subset::Test);
             } else {
-                let text = toml::to_string(&eval_data_config).map_err(|e| TrainError::Eval {
-                    message: format!("cannot re-read the run's [data] section: {e}"),
-                })?;
-                let with_section = format!("[data]\n{text}");
-                eval_data_config = RunConfig::from_toml_str(
-                    &with_section,
+                eval_data_config = RunConfig::data_with_overrides(
+                    &eval_data_config,
                     "the run's [data] section",
-                    &options.data_overrides,
-                )?
-                .data;
+                    &selection.data_overrides,
+                )?;
             }
             // A test source is used whole: no split of it is held out.
             eval_data_config.validation_fraction = 0.0;
@@ -190,7 +250,7 @@ pub fn evaluate_checkpoint(
         }
     };
     let (data, mut indices, source) = evaluated;
-    if let Some(max) = options.max_images {
+    if let Some(max) = selection.max_images {
         indices.truncate(max);
     }
     if indices.is_empty() {
@@ -215,8 +275,8 @@ pub fn evaluate_checkpoint(
         options.seed,
         device,
     )?;
-    let nll: Option<NllReport> = match options.bpd_stride {
-        Some(stride) => Some(nll(
+    let nll: Option<NllReport> = match options.nll {
+        Some(NllOptions { stride }) => Some(nll(
             model,
             diffusion,
             &data,
@@ -230,7 +290,7 @@ pub fn evaluate_checkpoint(
         None => None,
     };
 
-    let sample = options.sample.as_ref().unwrap_or(&config.sample);
+    let sample = options.distance.sample.as_ref().unwrap_or(&config.sample);
     let sampler = format!(
         "{}{}, {} network calls",
         sample.sampler.name(),
@@ -247,7 +307,7 @@ pub fn evaluate_checkpoint(
     let real_batch = data.assemble(&indices, oxidiff_data::Augment::default(), |_| None)?;
     let real_images = real_batch.to_tensor(device);
     // The feature network, when a distance is asked for (samples or inpainted images).
-    let features = if options.fd_samples.is_some() || !options.inpaint.is_empty() {
+    let features = if options.distance.samples.is_some() || !options.editing.inpaint.is_empty() {
         let mut train_data = train_all;
         if let Some(stats) = &loaded.standardization {
             train_data.standardize(stats);
@@ -278,7 +338,7 @@ pub fn evaluate_checkpoint(
     } else {
         None
     };
-    let distance = match (options.fd_samples, &features) {
+    let distance = match (options.distance.samples, &features) {
         (Some(count), Some((net, real, accuracy))) => {
             let mut generated = Vec::with_capacity(count * super::features::FEATURE_DIM);
             let mut made = 0;
@@ -306,12 +366,12 @@ pub fn evaluate_checkpoint(
         _ => None,
     };
     let mut inpaint = Vec::new();
-    for (k, &method) in options.inpaint.iter().enumerate() {
+    for (k, &method) in options.editing.inpaint.iter().enumerate() {
         let (mut score, filled) = inpaint_score(
             &loaded,
             real_images.clone(),
             method,
-            options.edit_steps,
+            options.editing.steps,
             options.seed,
         )?;
         if let Some((net, real, _)) = &features {
@@ -319,23 +379,27 @@ pub fn evaluate_checkpoint(
             score.fd_oxidiff = Some(sample_distance(real, &filled_features)?.fd_oxidiff);
         }
         inpaint.push(score);
-        progress(EvalPhase::Inpainting, k + 1, options.inpaint.len());
+        progress(EvalPhase::Inpainting, k + 1, options.editing.inpaint.len());
     }
     let mut denoise = Vec::new();
-    for (k, &sigma) in options.denoise_sigmas.iter().enumerate() {
+    for (k, &sigma) in options.editing.denoise_sigmas.iter().enumerate() {
         denoise.push(denoise_score(
             &loaded,
             real_images.clone(),
             sigma,
-            options.edit_steps,
+            options.editing.steps,
             options.seed,
         )?);
-        progress(EvalPhase::Denoising, k + 1, options.denoise_sigmas.len());
+        progress(
+            EvalPhase::Denoising,
+            k + 1,
+            options.editing.denoise_sigmas.len(),
+        );
     }
     Ok(EvalResult {
         checkpoint: loaded.checkpoint.clone(),
         step: state.step,
-        split: options.split,
+        split: selection.split,
         source,
         images: indices.len(),
         band_mse,
