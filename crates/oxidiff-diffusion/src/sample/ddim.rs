@@ -7,6 +7,23 @@ use rand::Rng;
 use super::timestep_tensor;
 use crate::{Denoiser, DiffusionError, GaussianDiffusion, noise::randn, respace_timesteps};
 
+/// Checks DDIM's η (Song et al. 2021, eq. 16), the stochasticity of every sampler built on
+/// [`ddim_step`]: 0 is deterministic, 1 gives the DDPM posterior's variance.
+///
+/// # Errors
+///
+/// [`DiffusionError::InvalidArgument`] naming `eta` when it is not in [0, 1] (NaN included).
+pub fn check_eta(eta: f64) -> Result<(), DiffusionError> {
+    if (0.0..=1.0).contains(&eta) {
+        Ok(())
+    } else {
+        Err(DiffusionError::argument(
+            "eta",
+            format!("must be in [0, 1], got {eta}"),
+        ))
+    }
+}
+
 /// One DDIM step from timestep `t` to `prev_t` (`None` after the last step, where ᾱ_prev = 1 as
 /// diffusers' `set_alpha_to_one = True`).
 ///
@@ -84,12 +101,7 @@ pub fn sample_ddim(
     rng: &mut impl Rng,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Tensor<4>, DiffusionError> {
-    if !(0.0..=1.0).contains(&eta) {
-        return Err(DiffusionError::argument(
-            "eta",
-            format!("must be in [0, 1], got {eta}"),
-        ));
-    }
+    check_eta(eta)?;
     let timesteps = respace_timesteps(
         diffusion.num_timesteps(),
         num_steps,

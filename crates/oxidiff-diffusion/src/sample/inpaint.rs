@@ -22,8 +22,7 @@ use burn::tensor::Tensor;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::sdedit::check_eta;
-use super::{ddim_step, respaced_ddpm_step, timestep_tensor};
+use super::{check_eta, ddim_step, respaced_ddpm_step, timestep_tensor};
 use crate::{Denoiser, DiffusionError, GaussianDiffusion, noise::randn, respace_timesteps};
 
 /// The known image and its mask (expanded to the image's shape), checked once.

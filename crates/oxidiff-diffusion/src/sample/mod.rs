@@ -13,7 +13,7 @@ mod inpaint;
 mod sdedit;
 pub mod sigmas;
 
-pub use ddim::{ddim_step, sample_ddim};
+pub use ddim::{check_eta, ddim_step, sample_ddim};
 pub use ddpm::{ddpm_step, respaced_ddpm_step, sample_ddpm};
 pub use dpm_solver::{
     DpmSolverAlgorithm, DpmSolverOptions, dpm_solver_sigmas, dpm_solver_step, sample_dpm_solver,
