@@ -113,19 +113,52 @@ pub fn sample_ddim(
 }
 
 /// DDIM ([`ddim_step`]) from `x_t` at `timesteps[0]` through each following timestep to a clean
-/// x₀ (ᾱ = 1 after the last), the loop of [`sample_ddim`] over its respaced schedule and of SDEdit over its shortened one.
+/// x₀ (ᾱ = 1 after the last), the loop of [`sample_ddim`] over its respaced schedule and of SDEdit over its shortened one;
+/// [`ddim_over_with`] without a hook.
 ///
 /// # Shapes
 ///
 /// - `x_t`: `[B, C, H, W]`
 /// - returns `[B, C, H, W]`
-pub(crate) fn ddim_over(
+pub(crate) fn ddim_over<R: Rng>(
     denoiser: &impl Denoiser,
     diffusion: &GaussianDiffusion,
     x_t: Tensor<4>,
     timesteps: &[usize],
     eta: f64,
-    rng: &mut impl Rng,
+    rng: &mut R,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Tensor<4> {
+    ddim_over_with(
+        denoiser,
+        diffusion,
+        x_t,
+        timesteps,
+        eta,
+        rng,
+        |x, _, _| x,
+        progress,
+    )
+}
+
+/// [`ddim_over`] with `after_step(x, prev_t, rng)` applied to the result of every step before
+/// `progress` is called: `prev_t` is the timestep the step went to (`None` after the last,
+/// clean one), and what it returns is the x the next step starts from (inpainting's
+/// known-region replacement).
+///
+/// # Shapes
+///
+/// - `x_t`: `[B, C, H, W]`; `after_step` takes and returns `[B, C, H, W]`
+/// - returns `[B, C, H, W]`
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn ddim_over_with<R: Rng>(
+    denoiser: &impl Denoiser,
+    diffusion: &GaussianDiffusion,
+    x_t: Tensor<4>,
+    timesteps: &[usize],
+    eta: f64,
+    rng: &mut R,
+    mut after_step: impl FnMut(Tensor<4>, Option<usize>, &mut R) -> Tensor<4>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Tensor<4> {
     let dims = x_t.dims();
@@ -136,6 +169,7 @@ pub(crate) fn ddim_over(
         let model_output = denoiser.denoise(x.clone(), timestep_tensor(t, dims[0], &device));
         let noise = (eta > 0.0).then(|| randn(rng, dims, &device));
         x = ddim_step(diffusion, model_output, t, prev_t, x, eta, noise);
+        x = after_step(x, prev_t, rng);
         progress(i + 1, timesteps.len());
     }
     x
