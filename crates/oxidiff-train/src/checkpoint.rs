@@ -12,7 +12,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
-use oxidiff_diffusion::timesteps::LossHistory;
+use oxidiff_diffusion::LossHistory;
 use oxidiff_models::UNet;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

@@ -5,8 +5,7 @@ use std::path::Path;
 
 use oxidiff_data::DataConfig;
 use oxidiff_diffusion::sample::KarrasOptions;
-use oxidiff_diffusion::timesteps::TimestepSampling;
-use oxidiff_diffusion::{DiffusionConfig, LossKind, VarianceType};
+use oxidiff_diffusion::{DiffusionConfig, LossKind, TimestepSampling, VarianceType};
 use oxidiff_models::{ModelConfig, UNetConfig};
 use serde::{Deserialize, Serialize};
 
@@ -130,7 +129,7 @@ pub struct TrainConfig {
     pub eval_images: usize,
     /// Steps between held-out bits/dim (0 = never).
     pub bpd_every: u64,
-    /// Stride of the bits/dim estimate (see `oxidiff_diffusion::likelihood::bound_timesteps`).
+    /// Stride of the bits/dim estimate (see `oxidiff_diffusion::bound_timesteps`).
     pub bpd_stride: usize,
     /// Class-conditional models: probability that a training label is replaced by "no class",
     /// which trains the unconditional model classifier-free guidance needs.

@@ -3,9 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use oxidiff_diffusion::guidance::ClassifierFreeGuidance;
 use oxidiff_diffusion::sample::heun_error_gain;
-use oxidiff_diffusion::{Denoiser, TimestepSpacing};
+use oxidiff_diffusion::{ClassifierFreeGuidance, Denoiser, TimestepSpacing};
 use oxidiff_train::{
     LoadedModel, SampleConfig, SamplerKind, generate, load_for_sampling, save_image_grid,
 };

@@ -244,7 +244,7 @@ pub(crate) fn start_in_sigma_space(
 /// Euler sampling over `num_steps` noise levels (Karras et al. 2022, Algorithm 2 without the
 /// second-order correction), from `x_t` to x₀.
 ///
-/// `x_t` is the VP-space starting noise x_T ~ N(0, I), as for [`crate::sample_ddim`]. It is
+/// `x_t` is the VP-space starting noise x_T ~ N(0, I), as for [`super::sample_ddim`]. It is
 /// scaled to σ-space as x_{σ_0} = x_T √(σ_0² + 1), so that the first network input is exactly
 /// x_T. (diffusers scales by its `init_noise_sigma`: the same √(σ_0² + 1) with `leading`
 /// spacing, σ_0 alone with `linspace` and `trailing`.) Each step with γ > 0 draws its churn

@@ -45,7 +45,7 @@ pub fn heun_correction(
 /// x₀: 2·num_steps − 1 network evaluations, the last step being a plain Euler step to σ = 0.
 ///
 /// `x_t` is the VP-space starting noise x_T ~ N(0, I), scaled to σ-space as
-/// x_{σ_0} = x_T √(σ_0² + 1) (see [`crate::sample_euler`] for how diffusers differs). With
+/// x_{σ_0} = x_T √(σ_0² + 1) (see [`super::sample_euler`] for how diffusers differs). With
 /// churn (`options.s_churn > 0`, which diffusers' Heun scheduler does not offer) each eligible
 /// step draws its noise from `rng` through [`crate::noise::randn`]. The result is in x₀ space.
 /// `progress(i, num_steps)` is called after step i = 1..=num_steps.

@@ -139,7 +139,7 @@ fn check_num_steps(diffusion: &GaussianDiffusion, num_steps: usize) -> Result<()
 /// timestep τ₁ gets the same replacement, so even a schedule that does not begin at T − 1 shows
 /// the model a consistent known region.
 ///
-/// Timesteps are those of [`crate::sample_ddim`] (`config.timestep_spacing`). All noise — the
+/// Timesteps are those of [`super::sample_ddim`] (`config.timestep_spacing`). All noise — the
 /// start, each replacement and, with `eta > 0`, each step's — comes from `rng` through
 /// [`randn`]. `progress(i, num_steps)` is called after step i = 1..=num_steps. See the module
 /// docs for the mask convention.

@@ -11,7 +11,7 @@ mod euler;
 mod heun;
 mod inpaint;
 mod sdedit;
-pub mod sigmas;
+mod sigmas;
 
 pub use ddim::{check_eta, ddim_step, sample_ddim};
 pub use ddpm::{ddpm_step, respaced_ddpm_step, sample_ddpm};
@@ -24,7 +24,10 @@ pub use inpaint::{RePaintOptions, inpaint_ddim, repaint, repaint_schedule};
 pub use sdedit::{
     denoise_known_sigma, sdedit, sdedit_timesteps, timestep_for_sigma, timesteps_within,
 };
-pub use sigmas::{denoise_at_sigma, predict_start_at_sigma};
+pub use sigmas::{
+    KARRAS_RHO, SigmaSchedule, ZERO_SNR_ALPHA_CUMPROD, denoise_at_sigma, discrete_sigmas,
+    karras_sigmas, predict_start_at_sigma, sigma_to_timestep, timestep_to_sigma, training_sigmas,
+};
 
 use burn::tensor::{Device, Tensor, TensorData};
 

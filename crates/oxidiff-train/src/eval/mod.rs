@@ -14,7 +14,7 @@ pub mod tasks;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use oxidiff_data::{Augment, Dataset};
-use oxidiff_diffusion::{Denoiser, GaussianDiffusion, noise::randn};
+use oxidiff_diffusion::{Denoiser, GaussianDiffusion, randn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
