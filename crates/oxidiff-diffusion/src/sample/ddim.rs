@@ -4,7 +4,7 @@
 use burn::tensor::Tensor;
 use rand::Rng;
 
-use super::timestep_tensor;
+use super::over_timesteps;
 use crate::{Denoiser, DiffusionError, GaussianDiffusion, noise::randn, respace_timesteps};
 
 /// Checks DDIM's η (Song et al. 2021, eq. 16), the stochasticity of every sampler built on
@@ -161,16 +161,16 @@ pub(crate) fn ddim_over_with<R: Rng>(
     mut after_step: impl FnMut(Tensor<4>, Option<usize>, &mut R) -> Tensor<4>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Tensor<4> {
-    let dims = x_t.dims();
-    let device = x_t.device();
-    let mut x = x_t;
-    for (i, &t) in timesteps.iter().enumerate() {
-        let prev_t = timesteps.get(i + 1).copied();
-        let model_output = denoiser.denoise(x.clone(), timestep_tensor(t, dims[0], &device));
-        let noise = (eta > 0.0).then(|| randn(rng, dims, &device));
-        x = ddim_step(diffusion, model_output, t, prev_t, x, eta, noise);
-        x = after_step(x, prev_t, rng);
-        progress(i + 1, timesteps.len());
-    }
-    x
+    let (dims, device) = (x_t.dims(), x_t.device());
+    over_timesteps(
+        denoiser,
+        x_t,
+        timesteps,
+        |model_output, x, t, prev_t| {
+            let noise = (eta > 0.0).then(|| randn(rng, dims, &device));
+            let x = ddim_step(diffusion, model_output, t, prev_t, x, eta, noise);
+            after_step(x, prev_t, rng)
+        },
+        progress,
+    )
 }

@@ -4,7 +4,7 @@
 use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
 
-use super::timestep_tensor;
+use super::over_timesteps;
 use crate::likelihood::learned_log_variance;
 use crate::{
     Denoiser, DiffusionError, GaussianDiffusion, NoiseSchedule, noise::randn, respace_timesteps,
@@ -185,17 +185,17 @@ pub fn sample_ddpm(
         num_steps,
         diffusion.config.timestep_spacing,
     )?;
-    let dims = x_t.dims();
-    let device = x_t.device();
-    let mut x = x_t;
-    for (i, &t) in timesteps.iter().enumerate() {
-        let prev_t = timesteps.get(i + 1).copied();
-        let model_output = denoiser.denoise(x.clone(), timestep_tensor(t, dims[0], &device));
-        let noise = prev_t.map(|_| randn(rng, dims, &device));
-        x = respaced_ddpm_step(diffusion, model_output, t, prev_t, x, noise);
-        progress(i + 1, num_steps);
-    }
-    Ok(x)
+    let (dims, device) = (x_t.dims(), x_t.device());
+    Ok(over_timesteps(
+        denoiser,
+        x_t,
+        &timesteps,
+        |model_output, x, t, prev_t| {
+            let noise = prev_t.map(|_| randn(rng, dims, &device));
+            respaced_ddpm_step(diffusion, model_output, t, prev_t, x, noise)
+        },
+        progress,
+    ))
 }
 
 #[cfg(test)]

@@ -39,3 +39,30 @@ use burn::tensor::{Device, Tensor, TensorData};
 pub(crate) fn timestep_tensor(t: usize, batch: usize, device: &Device) -> Tensor<1> {
     Tensor::from_data(TensorData::new(vec![t as f32; batch], [batch]), device)
 }
+
+/// The loop of the samplers over discrete timesteps: from `x_t` at `timesteps[0]`, evaluates
+/// the denoiser at each t and lets `step(model_output, x, t, prev_t)` take x to the next
+/// timestep (`None` after the last: the clean end), then calls `progress(i, timesteps.len())`
+/// for step i = 1, 2, ….
+///
+/// # Shapes
+///
+/// - `x_t`: `[B, C, H, W]`; `step` takes the denoiser's output and x, returns `[B, C, H, W]`
+/// - returns `[B, C, H, W]`
+pub(crate) fn over_timesteps(
+    denoiser: &impl crate::Denoiser,
+    x_t: Tensor<4>,
+    timesteps: &[usize],
+    mut step: impl FnMut(Tensor<4>, Tensor<4>, usize, Option<usize>) -> Tensor<4>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Tensor<4> {
+    let (batch, device) = (x_t.dims()[0], x_t.device());
+    let mut x = x_t;
+    for (i, &t) in timesteps.iter().enumerate() {
+        let prev_t = timesteps.get(i + 1).copied();
+        let model_output = denoiser.denoise(x.clone(), timestep_tensor(t, batch, &device));
+        x = step(model_output, x, t, prev_t);
+        progress(i + 1, timesteps.len());
+    }
+    x
+}
