@@ -30,6 +30,7 @@ mod error;
 mod guidance;
 mod likelihood;
 mod loss;
+mod names;
 mod noise;
 mod process;
 mod respace;
@@ -49,6 +50,7 @@ pub use likelihood::{
     standard_normal_cdf,
 };
 pub use loss::TrainingLoss;
+pub use names::{UnknownName, expected_names};
 pub use noise::{randn, sample_timesteps, training_noise};
 pub use process::{GaussianDiffusion, extract};
 pub use respace::respace_timesteps;
