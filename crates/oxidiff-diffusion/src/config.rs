@@ -96,7 +96,7 @@ crate::named_enum! {
     /// 647 against 106 with `Trailing` (docs/samplers.md).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
     pub enum TimestepSpacing {
-        /// 0, k, 2k, … with k = T / n (integer division): never visits t = T − 1.
+        /// 0, k, 2k, … with k = T / n for n steps (integer division): never visits t = T − 1.
         Leading = "leading",
         /// round(T − i·T/n) − 1 for i = 0..n: starts at t = T − 1.
         #[default]
