@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use oxidiff_data::DataConfig;
-use oxidiff_diffusion::sample::KarrasOptions;
+use oxidiff_diffusion::sample::{KarrasOptions, check_eta};
 use oxidiff_diffusion::{DiffusionConfig, LossKind, TimestepSampling, VarianceType};
 use oxidiff_models::{ModelConfig, UNetConfig};
 use serde::{Deserialize, Serialize};
@@ -353,12 +353,7 @@ impl RunConfig {
                 self.sample.s_churn
             ));
         }
-        if !(self.sample.eta.is_finite() && self.sample.eta >= 0.0) {
-            return Err(format!(
-                "sample.eta: must be zero or positive, got {}",
-                self.sample.eta
-            ));
-        }
+        check_eta(self.sample.eta).map_err(|e| format!("sample.{e}"))?;
         Ok(())
     }
 }

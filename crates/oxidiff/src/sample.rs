@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
-use oxidiff_diffusion::sample::heun_error_gain;
+use anyhow::{Context, Result, anyhow, bail};
+use oxidiff_diffusion::sample::{check_eta, heun_error_gain};
 use oxidiff_diffusion::{ClassifierFreeGuidance, Denoiser};
-use oxidiff_train::{LoadedModel, SampleConfig, SamplerKind, generate, load_for_sampling, save_image_grid};
+use oxidiff_train::{
+    LoadedModel, SampleConfig, SamplerKind, generate, load_for_sampling, save_image_grid,
+};
 
 use crate::device::DeviceArg;
 use crate::enum_arg::{SamplerArg, SpacingArg};
@@ -49,7 +51,7 @@ pub struct SampleArgs {
     /// ancestral chain, S = T the full one).
     #[arg(long)]
     pub steps: Option<usize>,
-    /// DDIM η (default: the run's `sample.eta`).
+    /// DDIM η in [0, 1] (default: the run's `sample.eta`).
     #[arg(long)]
     pub eta: Option<f64>,
     /// Euler, Heun, DPM-Solver++: Karras et al.'s σ schedule (ρ = 7).
@@ -106,9 +108,7 @@ pub fn sample_command(args: SampleArgs) -> Result<()> {
         options.steps = s;
     }
     if let Some(e) = args.eta {
-        if !(e.is_finite() && e >= 0.0) {
-            bail!("--eta {e}: must be zero or positive");
-        }
+        check_eta(e).map_err(|err| anyhow!("--{err}"))?;
         options.eta = e;
     }
     if let Some(c) = args.s_churn {
