@@ -5,98 +5,105 @@ use serde::{Deserialize, Serialize};
 
 use crate::DiffusionError;
 
-/// How β_t grows with t.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum BetaSchedule {
-    /// β_t evenly spaced from `beta_start` to `beta_end` (Ho et al. 2020, §4).
-    #[default]
-    Linear,
-    /// √β_t evenly spaced from √`beta_start` to √`beta_end`, then squared (the Stable Diffusion
-    /// schedule; diffusers `scaled_linear`).
-    ScaledLinear,
-    /// ᾱ_t = f(t)/f(0), f(t) = cos²((t/T + s)/(1 + s) · π/2), s = 0.008, β_t clipped at 0.999
-    /// (Nichol & Dhariwal 2021, eq. 17; diffusers `squaredcos_cap_v2`). Ignores `beta_start` and
-    /// `beta_end`.
-    Cosine,
-    /// β_t = sigmoid(linspace(−6, 6, T)) · (`beta_end` − `beta_start`) + `beta_start`
-    /// (diffusers `sigmoid`, from GeoDiff).
-    Sigmoid,
+crate::named_enum! {
+    /// How β_t grows with t.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum BetaSchedule {
+        /// β_t evenly spaced from `beta_start` to `beta_end` (Ho et al. 2020, §4).
+        #[default]
+        Linear = "linear",
+        /// √β_t evenly spaced from √`beta_start` to √`beta_end`, then squared (the Stable Diffusion
+        /// schedule; diffusers `scaled_linear`).
+        ScaledLinear = "scaled-linear",
+        /// ᾱ_t = f(t)/f(0), f(t) = cos²((t/T + s)/(1 + s) · π/2), s = 0.008, β_t clipped at 0.999
+        /// (Nichol & Dhariwal 2021, eq. 17; diffusers `squaredcos_cap_v2`). Ignores `beta_start`
+        /// and `beta_end`.
+        Cosine = "cosine",
+        /// β_t = sigmoid(linspace(−6, 6, T)) · (`beta_end` − `beta_start`) + `beta_start`
+        /// (diffusers `sigmoid`, from GeoDiff).
+        Sigmoid = "sigmoid",
+    }
 }
 
-/// What the network is trained to output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Prediction {
-    /// The noise ε that was added (Ho et al. 2020).
-    #[default]
-    Epsilon,
-    /// The clean sample x₀.
-    Sample,
-    /// The velocity v = √ᾱ_t ε − √(1−ᾱ_t) x₀ (Salimans & Ho 2022, §4).
-    Velocity,
+crate::named_enum! {
+    /// What the network is trained to output.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Prediction {
+        /// The noise ε that was added (Ho et al. 2020).
+        #[default]
+        Epsilon = "epsilon",
+        /// The clean sample x₀.
+        Sample = "sample",
+        /// The velocity v = √ᾱ_t ε − √(1−ᾱ_t) x₀ (Salimans & Ho 2022, §4).
+        Velocity = "velocity",
+    }
 }
 
-/// The variance of the reverse step p(x_{t−1} | x_t) used by ancestral (DDPM) sampling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum DdpmVariance {
-    /// σ²_t = β̃_t, the variance of the true posterior q(x_{t−1} | x_t, x₀) (Ho et al. 2020, §3.2).
-    #[default]
-    FixedSmall,
-    /// σ²_t = β_t, with the t = 0 entry set to β̃_1 as in improved-diffusion (that entry only
-    /// matters for likelihoods: no noise is added at t = 0).
-    FixedLarge,
+crate::named_enum! {
+    /// The variance of the reverse step p(x_{t−1} | x_t) used by ancestral (DDPM) sampling.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum DdpmVariance {
+        /// σ²_t = β̃_t, the variance of the true posterior q(x_{t−1} | x_t, x₀) (Ho et al. 2020,
+        /// §3.2).
+        #[default]
+        FixedSmall = "fixed-small",
+        /// σ²_t = β_t, with the t = 0 entry set to β̃_1 as in improved-diffusion (that entry only
+        /// matters for likelihoods: no noise is added at t = 0).
+        FixedLarge = "fixed-large",
+    }
 }
 
-/// Whether the network also predicts the variance of the reverse step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum VarianceType {
-    /// σ²_t fixed by `ddpm_variance`; the network outputs C channels.
-    #[default]
-    Fixed,
-    /// The network outputs 2C channels: the mean target, then v ∈ [−1, 1] per pixel that
-    /// interpolates log σ²_t between log β̃_t (v = −1) and log β_t (v = 1)
-    /// (Nichol & Dhariwal 2021, eq. 15). Needs a loss that trains it: `hybrid` or `vlb`.
-    Learned,
+crate::named_enum! {
+    /// Whether the network also predicts the variance of the reverse step.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum VarianceType {
+        /// σ²_t fixed by `ddpm_variance`; the network outputs C channels.
+        #[default]
+        Fixed = "fixed",
+        /// The network outputs 2C channels: the mean target, then v ∈ [−1, 1] per pixel that
+        /// interpolates log σ²_t between log β̃_t (v = −1) and log β_t (v = 1)
+        /// (Nichol & Dhariwal 2021, eq. 15). Needs a loss that trains it: `hybrid` or `vlb`.
+        Learned = "learned",
+    }
 }
 
-/// What the training loss measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum LossKind {
-    /// L_simple: the MSE of the network's target (Ho et al. 2020, eq. 14), optionally
-    /// min-SNR weighted.
-    #[default]
-    Simple,
-    /// L_simple + λ·L_vlb with the mean frozen inside L_vlb, so the bound trains only the
-    /// variance (Nichol & Dhariwal 2021, §3.1); needs `variance_type = "learned"`.
-    Hybrid,
-    /// The variational bound alone (Ho et al. 2020, eq. 5), in bits per dimension: trains mean
-    /// and (when learned) variance for likelihood.
-    Vlb,
+crate::named_enum! {
+    /// What the training loss measures.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum LossKind {
+        /// L_simple: the MSE of the network's target (Ho et al. 2020, eq. 14), optionally
+        /// min-SNR weighted.
+        #[default]
+        Simple = "simple",
+        /// L_simple + λ·L_vlb with the mean frozen inside L_vlb, so the bound trains only the
+        /// variance (Nichol & Dhariwal 2021, §3.1); needs `variance_type = "learned"`.
+        Hybrid = "hybrid",
+        /// The variational bound alone (Ho et al. 2020, eq. 5), in bits per dimension: trains mean
+        /// and (when learned) variance for likelihood.
+        Vlb = "vlb",
+    }
 }
 
-/// How a shorter inference schedule picks its timesteps out of the training ones; the same three
-/// strategies as diffusers' `timestep_spacing` (Lin et al. 2023, Table 2).
-///
-/// The default is `Trailing`, not diffusers' DDIM default `Leading`: a sampler starts from pure
-/// noise, and only `Trailing` (and `Linspace`) start at t = T − 1 where x_t is pure noise. With
-/// `Leading` and few steps the first timestep is well below T − 1 (900 for 10 of 1000 steps),
-/// where a cosine schedule still keeps √ᾱ = 0.15 of the image, so the model is asked to denoise
-/// an x_t with no image in it; on Fashion-MNIST this cost DDIM at 10 steps a sample distance of
-/// 647 against 106 with `Trailing` (docs/samplers.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum TimestepSpacing {
-    /// 0, k, 2k, … with k = T / n (integer division): never visits t = T − 1.
-    Leading,
-    /// round(T − i·T/n) − 1 for i = 0..n: starts at t = T − 1.
-    #[default]
-    Trailing,
-    /// round(linspace(0, T − 1, n)): both ends included.
-    Linspace,
+crate::named_enum! {
+    /// How a shorter inference schedule picks its timesteps out of the training ones; the same
+    /// three strategies as diffusers' `timestep_spacing` (Lin et al. 2023, Table 2).
+    ///
+    /// The default is `Trailing`, not diffusers' DDIM default `Leading`: a sampler starts from pure
+    /// noise, and only `Trailing` (and `Linspace`) start at t = T − 1 where x_t is pure noise. With
+    /// `Leading` and few steps the first timestep is well below T − 1 (900 for 10 of 1000 steps),
+    /// where a cosine schedule still keeps √ᾱ = 0.15 of the image, so the model is asked to denoise
+    /// an x_t with no image in it; on Fashion-MNIST this cost DDIM at 10 steps a sample distance of
+    /// 647 against 106 with `Trailing` (docs/samplers.md).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum TimestepSpacing {
+        /// 0, k, 2k, … with k = T / n for n steps (integer division): never visits t = T − 1.
+        Leading = "leading",
+        /// round(T − i·T/n) − 1 for i = 0..n: starts at t = T − 1.
+        #[default]
+        Trailing = "trailing",
+        /// round(linspace(0, T − 1, n)): both ends included.
+        Linspace = "linspace",
+    }
 }
 
 /// The `[diffusion]` section: everything that defines the forward process and how it is

@@ -124,6 +124,24 @@ fn bits_per_sample(nats: Tensor<4>) -> Tensor<1> {
         .mul_scalar((1.0 / LN_2) as f32)
 }
 
+/// log σ²_θ of a learned variance, per pixel: the network's v ∈ [−1, 1], mapped to [0, 1],
+/// interpolates between `min_log` = log β̃_t (v = −1) and `max_log` = log β_t (v = 1) — for the
+/// bound and for ancestral sampling alike (Nichol & Dhariwal 2021, §3.1).
+///
+/// # Shapes
+/// - `v`: `[B, C, H, W]`
+/// - `min_log`, `max_log`: broadcastable to it (`[B, 1, 1, 1]` or `[1, 1, 1, 1]`)
+/// - returns `[B, C, H, W]`
+pub(crate) fn learned_log_variance(
+    v: Tensor<4>,
+    min_log: Tensor<4>,
+    max_log: Tensor<4>,
+) -> Tensor<4> {
+    let frac = v.add_scalar(1.0).mul_scalar(0.5);
+    // Nichol & Dhariwal 2021, eq. 15: Σ_θ = exp(v log β_t + (1 − v) log β̃_t)
+    frac.clone() * max_log + frac.neg().add_scalar(1.0) * min_log
+}
+
 /// The reverse step p(x_{t−1} | x_t) a network output defines.
 #[derive(Debug, Clone)]
 pub struct ReverseStep {
@@ -233,9 +251,7 @@ impl GaussianDiffusion {
             Some(v) => {
                 let min_log = extract(&s.posterior_log_variance_clipped, t, device);
                 let max_log = extract_with(t, device, |ti| s.betas[ti].ln());
-                let frac = v.add_scalar(1.0).mul_scalar(0.5);
-                // Nichol & Dhariwal 2021, eq. 15: Σ_θ = exp(v log β_t + (1 − v) log β̃_t)
-                frac.clone() * max_log + (frac.neg().add_scalar(1.0)) * min_log
+                learned_log_variance(v, min_log, max_log)
             }
         }
     }

@@ -7,17 +7,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::noise::sample_timesteps;
 
-/// How training draws t.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum TimestepSampling {
-    /// t ~ U{0, …, T − 1} (Ho et al. 2020, Algorithm 1).
-    #[default]
-    Uniform,
-    /// p_t ∝ √E\[L_t²\] over the last [`HISTORY_PER_T`] losses seen at each t, uniform until every
-    /// t has that many; each sample's loss is weighted by 1 / (T p_t) so the objective's
-    /// expectation is unchanged.
-    LossSecondMoment,
+crate::named_enum! {
+    /// How training draws t.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum TimestepSampling {
+        /// t ~ U{0, …, T − 1} (Ho et al. 2020, Algorithm 1).
+        #[default]
+        Uniform = "uniform",
+        /// p_t ∝ √E\[L_t²\] over the last [`HISTORY_PER_T`] losses seen at each t, uniform until
+        /// every t has that many; each sample's loss is weighted by 1 / (T p_t) so the objective's
+        /// expectation is unchanged.
+        LossSecondMoment = "loss-second-moment",
+    }
 }
 
 /// Losses remembered per timestep (improved-diffusion keeps 10).

@@ -5,11 +5,13 @@ mod common;
 
 use burn::tensor::Tensor;
 use common::{PointDenoiser, device, max_abs_diff, tensor4, to_vec};
-use oxidiff_diffusion::sample::{repaint_schedule, sdedit_timesteps, timestep_for_sigma};
+use oxidiff_diffusion::sample::{
+    RePaintOptions, denoise_known_sigma, inpaint_ddim, repaint, repaint_schedule, sdedit,
+    sdedit_timesteps, timestep_for_sigma,
+};
 use oxidiff_diffusion::{
     Denoiser, DiffusionConfig, DiffusionError, GaussianDiffusion, LossKind, Prediction,
-    RePaintOptions, TimestepSpacing, VarianceType, denoise_known_sigma, inpaint_ddim, noise::randn,
-    repaint, sdedit,
+    TimestepSpacing, VarianceType, randn,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -21,9 +21,9 @@ mod common;
 
 use burn::tensor::Tensor;
 use common::{assert_close_scaled, device, tensor4, to_vec};
-use oxidiff_diffusion::likelihood::{discretized_gaussian_log_likelihood, normal_kl};
 use oxidiff_diffusion::{
     BetaSchedule, Denoiser, DiffusionConfig, GaussianDiffusion, Prediction, VarianceType,
+    discretized_gaussian_log_likelihood, normal_kl,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

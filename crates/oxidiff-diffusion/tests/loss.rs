@@ -8,9 +8,7 @@ mod common;
 
 use burn::tensor::{Tensor, TensorData};
 use common::{device, tensor4, to_vec};
-use oxidiff_diffusion::{
-    DiffusionConfig, DiffusionError, GaussianDiffusion, Prediction, noise::randn,
-};
+use oxidiff_diffusion::{DiffusionConfig, DiffusionError, GaussianDiffusion, Prediction, randn};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 

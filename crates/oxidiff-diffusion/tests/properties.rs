@@ -6,9 +6,10 @@ use std::cell::RefCell;
 
 use burn::tensor::Tensor;
 use common::{device, to_vec};
+use oxidiff_diffusion::sample::{sample_ddim, sample_ddpm};
 use oxidiff_diffusion::{
     BetaSchedule, DiffusionConfig, GaussianDiffusion, NoiseSchedule, Prediction, TimestepSpacing,
-    respace_timesteps, sample_ddim, sample_ddpm,
+    respace_timesteps,
 };
 use proptest::prelude::*;
 use rand::SeedableRng;

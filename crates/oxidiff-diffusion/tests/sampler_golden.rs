@@ -27,18 +27,15 @@ mod common;
 
 use burn::tensor::Tensor;
 use common::{PointDenoiser, assert_close_scaled, device, max_abs_diff, tensor4, to_vec};
+use oxidiff_diffusion::sample::{
+    DpmSolverAlgorithm, DpmSolverOptions, KarrasOptions, SigmaSchedule, churn, denoise_at_sigma,
+    discrete_sigmas, dpm_solver_sigmas, dpm_solver_step, euler_step, heun_correction,
+    karras_sigmas, ode_derivative, predict_start_at_sigma, sample_dpm_solver, sample_euler,
+    sample_heun, timestep_to_sigma, training_sigmas,
+};
 use oxidiff_diffusion::{
-    BetaSchedule, Denoiser, DiffusionConfig, DiffusionError, DpmSolverAlgorithm, DpmSolverOptions,
-    GaussianDiffusion, KarrasOptions, LossKind, Prediction, TimestepSpacing, VarianceType,
-    noise::randn,
-    sample::{
-        churn, denoise_at_sigma, dpm_solver_sigmas, dpm_solver_step, euler_step, heun_correction,
-        ode_derivative, predict_start_at_sigma,
-        sigmas::{
-            SigmaSchedule, discrete_sigmas, karras_sigmas, timestep_to_sigma, training_sigmas,
-        },
-    },
-    sample_dpm_solver, sample_euler, sample_heun,
+    BetaSchedule, Denoiser, DiffusionConfig, DiffusionError, GaussianDiffusion, LossKind,
+    Prediction, TimestepSpacing, VarianceType, randn,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

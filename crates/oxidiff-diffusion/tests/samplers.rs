@@ -4,9 +4,10 @@ mod common;
 
 use burn::tensor::Tensor;
 use common::{PointDenoiser, device, max_abs_diff, to_vec};
+use oxidiff_diffusion::sample::{sample_ddim, sample_ddpm};
 use oxidiff_diffusion::{
     DdpmVariance, Denoiser, DiffusionConfig, DiffusionError, GaussianDiffusion, Prediction,
-    TimestepSpacing, noise::randn, sample_ddim, sample_ddpm,
+    TimestepSpacing, randn,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use oxidiff_models::cpu::conv_kernels::{
+use oxidiff_models::cpu::{
     ConvGeometry, conv2d_forward, conv2d_weight_backward, conv2d_x_backward,
 };
 

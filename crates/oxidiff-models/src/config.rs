@@ -6,14 +6,16 @@ use serde::{Deserialize, Serialize};
 use crate::error::ModelError;
 use crate::presets::Preset;
 
-/// How the timestep embedding enters a residual block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TimeInjection {
-    /// DDPM: `h = h + Linear(SiLU(emb))` after the first convolution.
-    Add,
-    /// ADM ("use_scale_shift_norm"): `h = GN(h)·(1 + scale) + shift` before the second convolution.
-    ScaleShift,
+oxidiff_diffusion::named_enum! {
+    /// How the timestep embedding enters a residual block.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum TimeInjection {
+        /// DDPM: `h = h + Linear(SiLU(emb))` after the first convolution.
+        Add = "add",
+        /// ADM ("use_scale_shift_norm"): `h = GN(h)·(1 + scale) + shift` before the second
+        /// convolution.
+        ScaleShift = "scale-shift",
+    }
 }
 
 /// Everything needed to build a [`crate::UNet`].

@@ -1,14 +1,19 @@
 //! Networks for oxidiff: the ADM-style UNet and its presets.
+//!
+//! Every item has one path: the CPU fast paths live in [`cpu`], all else at the crate root.
 
-pub mod config;
+mod config;
 pub mod cpu;
 mod error;
-pub mod flops;
-pub mod presets;
-pub mod unet;
+mod flops;
+mod presets;
+mod unet;
 
 pub use config::{ModelConfig, TimeInjection, UNetConfig};
 pub use error::ModelError;
 pub use flops::FlopCount;
 pub use presets::Preset;
-pub use unet::UNet;
+pub use unet::{
+    AttentionBlock, DownLevel, Downsample, ResAttn, ResBlock, TimeEmbedding, UNet, UpLevel,
+    Upsample, timestep_embedding,
+};

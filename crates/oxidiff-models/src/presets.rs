@@ -1,40 +1,22 @@
 //! Named architectures sized to the compute at hand.
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::{TimeInjection, UNetConfig};
 
-/// A named starting architecture.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Preset {
-    /// 1×8×8 (the embedded digits); trains on two CPU cores in minutes.
-    Tiny,
-    /// 3×32×32, the benchmark model "bench-small" of DESIGN.md: 6,472,195 parameters.
-    Small,
-    /// 3×32×32, the DDPM paper's CIFAR-10 network (Ho et al. 2020, appendix B): 35.7M parameters.
-    #[serde(rename = "ddpm-cifar10")]
-    DdpmCifar10,
+oxidiff_diffusion::named_enum! {
+    /// A named starting architecture.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Preset {
+        /// 1×8×8 (the embedded digits); trains on two CPU cores in minutes.
+        Tiny = "tiny",
+        /// 3×32×32, the benchmark model "bench-small" of DESIGN.md: 6,472,195 parameters.
+        Small = "small",
+        /// 3×32×32, the DDPM paper's CIFAR-10 network (Ho et al. 2020, appendix B): 35.7M
+        /// parameters.
+        DdpmCifar10 = "ddpm-cifar10",
+    }
 }
 
 impl Preset {
-    /// Every preset, for help texts and listings.
-    pub const ALL: [Preset; 3] = [Preset::Tiny, Preset::Small, Preset::DdpmCifar10];
-
-    /// The name used in configs and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Preset::Tiny => "tiny",
-            Preset::Small => "small",
-            Preset::DdpmCifar10 => "ddpm-cifar10",
-        }
-    }
-
-    /// Parses a preset name as written in configs.
-    pub fn from_name(name: &str) -> Option<Preset> {
-        Self::ALL.into_iter().find(|p| p.name() == name)
-    }
-
     /// The architecture of this preset.
     pub fn config(self) -> UNetConfig {
         match self {
@@ -84,11 +66,5 @@ impl Preset {
                 num_classes: None,
             },
         }
-    }
-}
-
-impl std::fmt::Display for Preset {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
     }
 }

@@ -4,90 +4,63 @@
 use std::path::Path;
 
 use oxidiff_data::DataConfig;
-use oxidiff_diffusion::sample::KarrasOptions;
-use oxidiff_diffusion::timesteps::TimestepSampling;
-use oxidiff_diffusion::{DiffusionConfig, LossKind, VarianceType};
+use oxidiff_diffusion::sample::{KarrasOptions, check_eta};
+use oxidiff_diffusion::{DiffusionConfig, LossKind, TimestepSampling, VarianceType};
 use oxidiff_models::{ModelConfig, UNetConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
 
-/// Which optimiser updates the weights.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OptimizerKind {
-    /// Adam with L2 weight decay added to the gradient (Kingma & Ba 2015).
-    Adam,
-    /// Adam with decoupled weight decay (Loshchilov & Hutter 2019).
-    #[serde(rename = "adamw")]
-    AdamW,
-    /// RMSprop (Hinton 2012), with optional momentum.
-    #[serde(rename = "rmsprop")]
-    RmsProp,
-    /// Stochastic gradient descent with momentum (Nesterov when `nesterov = true`).
-    Sgd,
+oxidiff_diffusion::named_enum! {
+    /// Which optimiser updates the weights.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum OptimizerKind {
+        /// Adam with L2 weight decay added to the gradient (Kingma & Ba 2015).
+        Adam = "adam",
+        /// Adam with decoupled weight decay (Loshchilov & Hutter 2019).
+        AdamW = "adamw",
+        /// RMSprop (Hinton 2012), with optional momentum.
+        RmsProp = "rmsprop",
+        /// Stochastic gradient descent with momentum (Nesterov when `nesterov = true`).
+        Sgd = "sgd",
+    }
 }
 
-/// How the learning rate moves after the linear warm-up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LrSchedule {
-    /// `lr` throughout.
-    Constant,
-    /// Half-cosine from `lr` to `min_lr` over the steps after warm-up.
-    Cosine,
-    /// Straight line from `lr` to `min_lr` over the steps after warm-up.
-    Linear,
+oxidiff_diffusion::named_enum! {
+    /// How the learning rate moves after the linear warm-up.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum LrSchedule {
+        /// `lr` throughout.
+        Constant = "constant",
+        /// Half-cosine from `lr` to `min_lr` over the steps after warm-up.
+        Cosine = "cosine",
+        /// Straight line from `lr` to `min_lr` over the steps after warm-up.
+        Linear = "linear",
+    }
 }
 
-/// Which sampler draws images from a trained model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SamplerKind {
-    /// Ancestral sampling over all training timesteps (Ho et al. 2020, Algorithm 2).
-    Ddpm,
-    /// DDIM (Song et al. 2021) over `steps` respaced timesteps, stochasticity `eta`.
-    Ddim,
-    /// Euler's method on the probability-flow ODE in σ-space (Karras et al. 2022, Algorithm 2
-    /// without its correction), `steps` network calls; S_churn noise optional.
-    Euler,
-    /// Heun's 2nd-order method (Karras et al. 2022, Algorithm 2): 2·`steps` − 1 network calls.
-    Heun,
-    /// DPM-Solver++(2M) (Lu et al. 2022), multistep, `steps` network calls.
-    #[serde(rename = "dpmpp-2m")]
-    DpmPp2m,
-    /// Its SDE variant (fresh noise every step).
-    #[serde(rename = "dpmpp-2m-sde")]
-    DpmPp2mSde,
+oxidiff_diffusion::named_enum! {
+    /// Which sampler draws images from a trained model.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum SamplerKind {
+        /// Ancestral sampling (Ho et al. 2020, Algorithm 2) over `steps` timesteps: all of them
+        /// when `steps` = T, else the respaced chain (Nichol & Dhariwal 2021, §4).
+        Ddpm = "ddpm",
+        /// DDIM (Song et al. 2021) over `steps` respaced timesteps, stochasticity `eta`.
+        Ddim = "ddim",
+        /// Euler's method on the probability-flow ODE in σ-space (Karras et al. 2022, Algorithm 2
+        /// without its correction), `steps` network calls; S_churn noise optional.
+        Euler = "euler",
+        /// Heun's 2nd-order method (Karras et al. 2022, Algorithm 2): 2·`steps` − 1 network calls.
+        Heun = "heun",
+        /// DPM-Solver++(2M) (Lu et al. 2022), multistep, `steps` network calls.
+        DpmPp2m = "dpmpp-2m",
+        /// Its SDE variant (fresh noise every step).
+        DpmPp2mSde = "dpmpp-2m-sde",
+    }
 }
 
 impl SamplerKind {
-    /// Every sampler, in the order the CLI lists them.
-    pub const ALL: [SamplerKind; 6] = [
-        SamplerKind::Ddpm,
-        SamplerKind::Ddim,
-        SamplerKind::Euler,
-        SamplerKind::Heun,
-        SamplerKind::DpmPp2m,
-        SamplerKind::DpmPp2mSde,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SamplerKind::Ddpm => "ddpm",
-            SamplerKind::Ddim => "ddim",
-            SamplerKind::Euler => "euler",
-            SamplerKind::Heun => "heun",
-            SamplerKind::DpmPp2m => "dpmpp-2m",
-            SamplerKind::DpmPp2mSde => "dpmpp-2m-sde",
-        }
-    }
-
-    /// The sampler called `name` (as in the config and on the command line).
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
-    }
-
     /// Network calls for `steps` sampling steps.
     pub fn network_calls(self, steps: usize) -> usize {
         match self {
@@ -127,16 +100,16 @@ pub struct TrainConfig {
     #[serde(alias = "timestep_sampler")]
     pub timestep_draw: TimestepSampling,
     /// Steps between per-band MSEs on the held-out images (0 = never); unset: about six per
-    /// run when images are held out ([`TrainConfig::eval_interval`]).
+    /// run when images are held out ([`RunConfig::eval_intervals`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_every: Option<u64>,
     /// Held-out images the in-training evaluation uses (the first ones of the split).
     pub eval_images: usize,
     /// Steps between held-out bits/dim (0 = never); unset: twice per run when images are held
-    /// out and the data are 8-bit images in [-1, 1] ([`TrainConfig::bpd_interval`]).
+    /// out and the data are 8-bit images in [-1, 1] ([`RunConfig::eval_intervals`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bpd_every: Option<u64>,
-    /// Stride of the bits/dim estimate (see `oxidiff_diffusion::likelihood::bound_timesteps`).
+    /// Stride of the bits/dim estimate (see `oxidiff_diffusion::bound_timesteps`).
     pub bpd_stride: usize,
     /// Class-conditional models: probability that a training label is replaced by "no class",
     /// which trains the unconditional model classifier-free guidance needs.
@@ -437,12 +410,7 @@ impl RunConfig {
                 self.sample.s_churn
             ));
         }
-        if !(self.sample.eta.is_finite() && self.sample.eta >= 0.0) {
-            return Err(format!(
-                "sample.eta: must be zero or positive, got {}",
-                self.sample.eta
-            ));
-        }
+        check_eta(self.sample.eta).map_err(|e| format!("sample.{e}"))?;
         Ok(())
     }
 }

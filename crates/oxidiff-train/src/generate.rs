@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor};
-use oxidiff_diffusion::noise::randn;
 use oxidiff_diffusion::sample::{
-    DpmSolverAlgorithm, DpmSolverOptions, sample_dpm_solver, sample_euler, sample_heun,
+    DpmSolverAlgorithm, DpmSolverOptions, sample_ddim, sample_ddpm, sample_dpm_solver,
+    sample_euler, sample_heun,
 };
-use oxidiff_diffusion::{Denoiser, GaussianDiffusion, TimestepSpacing, sample_ddim, sample_ddpm};
+use oxidiff_diffusion::{Denoiser, GaussianDiffusion, TimestepSpacing, randn};
 use oxidiff_models::UNet;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

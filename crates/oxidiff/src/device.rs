@@ -41,19 +41,18 @@ impl DeviceArg {
     /// would otherwise pick a GPU backend whenever one is compiled in.
     pub fn make_default(self) {
         let burn_name = match self {
-            DeviceArg::Cpu => "flex",
+            DeviceArg::Cpu => "flex".to_owned(),
             other => other.name(),
         };
         // SAFETY: called at the start of `main`, before any other thread exists.
         unsafe { std::env::set_var("BURN_DEVICE", burn_name) };
     }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            DeviceArg::Cpu => "cpu",
-            DeviceArg::Wgpu => "wgpu",
-            DeviceArg::Vulkan => "vulkan",
-            DeviceArg::Cuda => "cuda",
-        }
+    /// The backend's name on the command line (`--device cpu`), from clap's `ValueEnum`.
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .expect("every backend is a possible value")
+            .get_name()
+            .to_owned()
     }
 }

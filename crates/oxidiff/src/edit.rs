@@ -11,7 +11,8 @@ use oxidiff_train::generate::save_image;
 use oxidiff_train::load_for_sampling;
 
 use crate::device::DeviceArg;
-use crate::sample::{SpacingArg, apply_spacing};
+use crate::enum_arg::SpacingArg;
+use crate::sample::apply_spacing;
 
 /// `oxidiff inpaint`'s arguments.
 #[derive(clap::Args)]

@@ -13,7 +13,7 @@ use oxidiff_train::edit::InpaintMethod;
 use oxidiff_train::{RunConfig, SampleConfig, SamplerKind};
 
 use crate::device::DeviceArg;
-use crate::sample::SpacingArg;
+use crate::enum_arg::SpacingArg;
 
 /// `oxidiff eval`'s arguments.
 #[derive(clap::Args)]

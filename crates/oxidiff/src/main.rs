@@ -4,6 +4,7 @@ mod bench;
 mod data;
 mod device;
 mod edit;
+mod enum_arg;
 mod eval;
 mod progress;
 mod sample;
@@ -12,13 +13,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use burn::module::Module;
 use clap::{Parser, Subcommand};
 use oxidiff_models::Preset;
 use oxidiff_train::{DEFAULT_CONFIG_TOML, RunConfig, Trainer};
 
 use crate::device::DeviceArg;
+use crate::enum_arg::PresetArg;
 use crate::progress::Progress;
 
 #[derive(Parser)]
@@ -77,14 +79,14 @@ enum Command {
     },
     /// Print a preset's architecture and parameter count.
     Model {
-        #[arg(long, default_value = "tiny", value_parser = preset_names())]
-        preset: String,
+        #[arg(long, value_enum, default_value_t = PresetArg(Preset::Tiny))]
+        preset: PresetArg,
     },
     /// Time a training step, a forward pass and a DDIM step (median after warm-up), with
     /// images/s, peak memory and GFLOP/s; `--peer` also runs the PyTorch peer and prints ratios.
     Bench {
-        #[arg(long, default_value = "small", value_parser = preset_names())]
-        preset: String,
+        #[arg(long, value_enum, default_value_t = PresetArg(Preset::Small))]
+        preset: PresetArg,
         #[arg(long, default_value_t = 16)]
         batch: usize,
         /// Untimed repetitions of each measurement first.
@@ -133,10 +135,6 @@ enum DataAction {
 enum ConfigAction {
     /// Print the full default configuration, every key documented.
     Default,
-}
-
-fn preset_names() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(Preset::ALL.map(Preset::name))
 }
 
 fn main() -> ExitCode {
@@ -193,10 +191,7 @@ fn run(cli: Cli) -> Result<()> {
             overrides,
             preview,
         }),
-        Command::Model { preset } => {
-            let preset = Preset::from_name(&preset).context("unknown preset")?;
-            print_model(preset)
-        }
+        Command::Model { preset } => print_model(preset.into()),
         Command::Bench {
             preset,
             batch,
@@ -213,7 +208,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             bench::bench(bench::BenchArgs {
                 config: oxidiff_train::BenchConfig {
-                    preset: Preset::from_name(&preset).context("unknown preset")?,
+                    preset: preset.into(),
                     batch,
                     warmup,
                     iters,

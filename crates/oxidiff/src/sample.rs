@@ -2,43 +2,20 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
-use oxidiff_diffusion::guidance::ClassifierFreeGuidance;
-use oxidiff_diffusion::sample::heun_error_gain;
-use oxidiff_diffusion::{Denoiser, TimestepSpacing};
+use anyhow::{Context, Result, anyhow, bail};
+use oxidiff_diffusion::sample::{check_eta, heun_error_gain};
+use oxidiff_diffusion::{ClassifierFreeGuidance, Denoiser};
 use oxidiff_train::{
     LoadedModel, SampleConfig, SamplerKind, generate, load_for_sampling, save_image_grid,
 };
 
 use crate::device::DeviceArg;
-
-/// `--spacing`: which training timesteps a sampler with fewer steps visits (diffusers'
-/// `timestep_spacing`), chosen at sampling time over the run's `diffusion.timestep_spacing`.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum SpacingArg {
-    /// 0, k, 2k, … (k = T / steps), so the first step starts below T − 1 (diffusers' DDIM
-    /// default).
-    Leading,
-    /// Counting down from T − 1 in steps of T / steps (Lin et al. 2023): starts at pure noise.
-    Trailing,
-    /// Rounded linspace from T − 1 to 0.
-    Linspace,
-}
+use crate::enum_arg::{SamplerArg, SpacingArg};
 
 /// Applies `--spacing` to a loaded model.
 pub fn apply_spacing(loaded: &mut LoadedModel, spacing: Option<SpacingArg>) {
     if let Some(spacing) = spacing {
         loaded.set_timestep_spacing(spacing.into());
-    }
-}
-
-impl From<SpacingArg> for TimestepSpacing {
-    fn from(arg: SpacingArg) -> Self {
-        match arg {
-            SpacingArg::Leading => TimestepSpacing::Leading,
-            SpacingArg::Trailing => TimestepSpacing::Trailing,
-            SpacingArg::Linspace => TimestepSpacing::Linspace,
-        }
     }
 }
 
@@ -68,13 +45,13 @@ pub struct SampleArgs {
     pub checkpoint: PathBuf,
     /// Sampler (default: the run's `sample.sampler`). Network calls for S steps: S, except heun
     /// 2S − 1.
-    #[arg(long, value_parser = sampler_names())]
-    pub sampler: Option<String>,
+    #[arg(long, value_enum)]
+    pub sampler: Option<SamplerArg>,
     /// Sampling steps (default: the run's `sample.steps`; `ddpm` with S below T is the respaced
     /// ancestral chain, S = T the full one).
     #[arg(long)]
     pub steps: Option<usize>,
-    /// DDIM η (default: the run's `sample.eta`).
+    /// DDIM η in [0, 1] (default: the run's `sample.eta`).
     #[arg(long)]
     pub eta: Option<f64>,
     /// Euler, Heun, DPM-Solver++: Karras et al.'s σ schedule (ρ = 7).
@@ -112,10 +89,6 @@ pub struct SampleArgs {
     pub device: DeviceArg,
 }
 
-fn sampler_names() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(SamplerKind::ALL.map(SamplerKind::name))
-}
-
 pub fn sample_command(args: SampleArgs) -> Result<()> {
     if args.num == 0 {
         bail!("--num must be at least 1");
@@ -124,8 +97,8 @@ pub fn sample_command(args: SampleArgs) -> Result<()> {
     let mut loaded = load_for_sampling(&args.checkpoint, !args.no_ema, &backend)?;
     apply_spacing(&mut loaded, args.spacing);
     let mut options = loaded.config.sample.clone();
-    if let Some(name) = &args.sampler {
-        options.sampler = SamplerKind::from_name(name).context("unknown sampler")?;
+    if let Some(sampler) = args.sampler {
+        options.sampler = sampler.into();
     }
     let max = loaded.config.diffusion.num_train_timesteps;
     if let Some(s) = args.steps {
@@ -135,9 +108,7 @@ pub fn sample_command(args: SampleArgs) -> Result<()> {
         options.steps = s;
     }
     if let Some(e) = args.eta {
-        if !(e.is_finite() && e >= 0.0) {
-            bail!("--eta {e}: must be zero or positive");
-        }
+        check_eta(e).map_err(|err| anyhow!("--{err}"))?;
         options.eta = e;
     }
     if let Some(c) = args.s_churn {

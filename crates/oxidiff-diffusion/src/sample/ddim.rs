@@ -4,8 +4,25 @@
 use burn::tensor::Tensor;
 use rand::Rng;
 
-use super::timestep_tensor;
+use super::over_timesteps;
 use crate::{Denoiser, DiffusionError, GaussianDiffusion, noise::randn, respace_timesteps};
+
+/// Checks DDIM's η (Song et al. 2021, eq. 16), the stochasticity of every sampler built on
+/// [`ddim_step`]: 0 is deterministic, 1 gives the DDPM posterior's variance.
+///
+/// # Errors
+///
+/// [`DiffusionError::InvalidArgument`] naming `eta` when it is not in [0, 1] (NaN included).
+pub fn check_eta(eta: f64) -> Result<(), DiffusionError> {
+    if (0.0..=1.0).contains(&eta) {
+        Ok(())
+    } else {
+        Err(DiffusionError::argument(
+            "eta",
+            format!("must be in [0, 1], got {eta}"),
+        ))
+    }
+}
 
 /// One DDIM step from timestep `t` to `prev_t` (`None` after the last step, where ᾱ_prev = 1 as
 /// diffusers' `set_alpha_to_one = True`).
@@ -84,12 +101,7 @@ pub fn sample_ddim(
     rng: &mut impl Rng,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Tensor<4>, DiffusionError> {
-    if !(0.0..=1.0).contains(&eta) {
-        return Err(DiffusionError::argument(
-            "eta",
-            format!("must be in [0, 1], got {eta}"),
-        ));
-    }
+    check_eta(eta)?;
     let timesteps = respace_timesteps(
         diffusion.num_timesteps(),
         num_steps,
@@ -101,30 +113,64 @@ pub fn sample_ddim(
 }
 
 /// DDIM ([`ddim_step`]) from `x_t` at `timesteps[0]` through each following timestep to a clean
-/// x₀ (ᾱ = 1 after the last), the loop of [`sample_ddim`] over its respaced schedule and of SDEdit over its shortened one.
+/// x₀ (ᾱ = 1 after the last), the loop of [`sample_ddim`] over its respaced schedule and of SDEdit over its shortened one;
+/// [`ddim_over_with`] without a hook.
 ///
 /// # Shapes
 ///
 /// - `x_t`: `[B, C, H, W]`
 /// - returns `[B, C, H, W]`
-pub(crate) fn ddim_over(
+pub(crate) fn ddim_over<R: Rng>(
     denoiser: &impl Denoiser,
     diffusion: &GaussianDiffusion,
     x_t: Tensor<4>,
     timesteps: &[usize],
     eta: f64,
-    rng: &mut impl Rng,
+    rng: &mut R,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Tensor<4> {
-    let dims = x_t.dims();
-    let device = x_t.device();
-    let mut x = x_t;
-    for (i, &t) in timesteps.iter().enumerate() {
-        let prev_t = timesteps.get(i + 1).copied();
-        let model_output = denoiser.denoise(x.clone(), timestep_tensor(t, dims[0], &device));
-        let noise = (eta > 0.0).then(|| randn(rng, dims, &device));
-        x = ddim_step(diffusion, model_output, t, prev_t, x, eta, noise);
-        progress(i + 1, timesteps.len());
-    }
-    x
+    ddim_over_with(
+        denoiser,
+        diffusion,
+        x_t,
+        timesteps,
+        eta,
+        rng,
+        |x, _, _| x,
+        progress,
+    )
+}
+
+/// [`ddim_over`] with `after_step(x, prev_t, rng)` applied to the result of every step before
+/// `progress` is called: `prev_t` is the timestep the step went to (`None` after the last,
+/// clean one), and what it returns is the x the next step starts from (inpainting's
+/// known-region replacement).
+///
+/// # Shapes
+///
+/// - `x_t`: `[B, C, H, W]`; `after_step` takes and returns `[B, C, H, W]`
+/// - returns `[B, C, H, W]`
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn ddim_over_with<R: Rng>(
+    denoiser: &impl Denoiser,
+    diffusion: &GaussianDiffusion,
+    x_t: Tensor<4>,
+    timesteps: &[usize],
+    eta: f64,
+    rng: &mut R,
+    mut after_step: impl FnMut(Tensor<4>, Option<usize>, &mut R) -> Tensor<4>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Tensor<4> {
+    let (dims, device) = (x_t.dims(), x_t.device());
+    over_timesteps(
+        denoiser,
+        x_t,
+        timesteps,
+        |model_output, x, t, prev_t| {
+            let noise = (eta > 0.0).then(|| randn(rng, dims, &device));
+            let x = ddim_step(diffusion, model_output, t, prev_t, x, eta, noise);
+            after_step(x, prev_t, rng)
+        },
+        progress,
+    )
 }

@@ -1,10 +1,11 @@
 //! Ancestral sampling (Ho et al. 2020, Algorithm 2), over every training timestep or a respaced
 //! subset of them (Nichol & Dhariwal 2021, §4).
 
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
 
-use super::timestep_tensor;
+use super::over_timesteps;
+use crate::likelihood::learned_log_variance;
 use crate::{
     Denoiser, DiffusionError, GaussianDiffusion, NoiseSchedule, noise::randn, respace_timesteps,
 };
@@ -134,11 +135,13 @@ pub fn respaced_ddpm_step(
     };
     match v {
         Some(v) => {
-            let (max_log, min_log) = (step.beta.ln(), step.posterior_variance().ln());
-            let frac = v.add_scalar(1.0).mul_scalar(0.5);
-            // Nichol & Dhariwal 2021, eq. 15: Σ_θ = exp(v log β_t + (1 − v) log β̃_t)
-            let log_variance = frac.clone().mul_scalar(max_log as f32)
-                + frac.neg().add_scalar(1.0).mul_scalar(min_log as f32);
+            let device = v.device();
+            let log_of = |variance: f64| {
+                let log = vec![variance.ln() as f32];
+                Tensor::<4>::from_data(TensorData::new(log, [1, 1, 1, 1]), &device)
+            };
+            let (min_log, max_log) = (log_of(step.posterior_variance()), log_of(step.beta));
+            let log_variance = learned_log_variance(v, min_log, max_log);
             mean + noise * log_variance.mul_scalar(0.5).exp()
         }
         None => {
@@ -182,24 +185,24 @@ pub fn sample_ddpm(
         num_steps,
         diffusion.config.timestep_spacing,
     )?;
-    let dims = x_t.dims();
-    let device = x_t.device();
-    let mut x = x_t;
-    for (i, &t) in timesteps.iter().enumerate() {
-        let prev_t = timesteps.get(i + 1).copied();
-        let model_output = denoiser.denoise(x.clone(), timestep_tensor(t, dims[0], &device));
-        let noise = prev_t.map(|_| randn(rng, dims, &device));
-        x = respaced_ddpm_step(diffusion, model_output, t, prev_t, x, noise);
-        progress(i + 1, num_steps);
-    }
-    Ok(x)
+    let (dims, device) = (x_t.dims(), x_t.device());
+    Ok(over_timesteps(
+        denoiser,
+        x_t,
+        &timesteps,
+        |model_output, x, t, prev_t| {
+            let noise = prev_t.map(|_| randn(rng, dims, &device));
+            respaced_ddpm_step(diffusion, model_output, t, prev_t, x, noise)
+        },
+        progress,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{DdpmVariance, DiffusionConfig, LossKind, VarianceType};
-    use burn::tensor::{Device, TensorData};
+    use burn::tensor::Device;
 
     fn values(t: Tensor<4>) -> Vec<f32> {
         t.into_data().try_to_vec::<f32>().unwrap()

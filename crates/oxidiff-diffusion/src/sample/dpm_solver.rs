@@ -19,18 +19,18 @@ use crate::{
     Denoiser, DiffusionError, GaussianDiffusion, TimestepSpacing, noise::randn, respace_timesteps,
 };
 
-/// Deterministic DPM-Solver++ or its stochastic variant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum DpmSolverAlgorithm {
-    /// DPM-Solver++(2M), the ODE solver (diffusers `"dpmsolver++"`).
-    #[default]
-    #[serde(rename = "dpmsolver++")]
-    DpmSolverPlusPlus,
-    /// SDE-DPM-Solver++(2M): the same multistep data-prediction update for the reverse SDE,
-    /// integrating its linear part exactly and adding fresh noise every step (diffusers
-    /// `"sde-dpmsolver++"`, contributed by the DPM-Solver++ authors; not in the paper itself).
-    #[serde(rename = "sde-dpmsolver++")]
-    SdeDpmSolverPlusPlus,
+crate::named_enum! {
+    /// Deterministic DPM-Solver++ or its stochastic variant.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum DpmSolverAlgorithm {
+        /// DPM-Solver++(2M), the ODE solver (diffusers `"dpmsolver++"`).
+        #[default]
+        DpmSolverPlusPlus = "dpmsolver++",
+        /// SDE-DPM-Solver++(2M): the same multistep data-prediction update for the reverse SDE,
+        /// integrating its linear part exactly and adding fresh noise every step (diffusers
+        /// `"sde-dpmsolver++"`, contributed by the DPM-Solver++ authors; not in the paper itself).
+        SdeDpmSolverPlusPlus = "sde-dpmsolver++",
+    }
 }
 
 /// Options of [`sample_dpm_solver`]. `Default` is diffusers' default: the ODE solver on the

@@ -202,7 +202,7 @@ pub(crate) fn denoise_sigma_space(
 ///
 /// - `x`: `[B, C, H, W]`
 /// - returns `[B, C, H, W]`
-pub(crate) fn churn_from_options(
+fn churn_from_options(
     options: &KarrasOptions,
     schedule: &SigmaSchedule,
     train_sigmas: &[f64],
@@ -226,7 +226,7 @@ pub(crate) fn churn_from_options(
 ///
 /// # Shapes
 /// - `x_t`: `[B, C, H, W]`; returns it as x_σ, same shape
-pub(crate) fn start_in_sigma_space(
+fn start_in_sigma_space(
     diffusion: &GaussianDiffusion,
     x_t: Tensor<4>,
     num_steps: usize,
@@ -241,10 +241,44 @@ pub(crate) fn start_in_sigma_space(
     Ok((schedule, train, x))
 }
 
+/// The loop of Euler and Heun ([`super::sample_heun`]): from the VP-space noise `x_t` moved to
+/// σ-space ([`start_in_sigma_space`]), each step i churns x ([`churn_from_options`]), evaluates
+/// the denoiser at (x̂, σ̂) and lets `step(model_output, x̂, σ̂, i, schedule)` take x̂ to
+/// σ_{i+1}; `progress(i + 1, num_steps)` is called after it.
+///
+/// # Shapes
+///
+/// - `x_t`: `[B, C, H, W]`; `step` takes the denoiser's output and x̂, returns `[B, C, H, W]`
+/// - returns `[B, C, H, W]`
+///
+/// # Errors
+///
+/// As [`sample_euler`], for an invalid `num_steps` or option.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn over_sigmas(
+    denoiser: &impl Denoiser,
+    diffusion: &GaussianDiffusion,
+    x_t: Tensor<4>,
+    num_steps: usize,
+    options: &KarrasOptions,
+    rng: &mut impl Rng,
+    mut step: impl FnMut(Tensor<4>, Tensor<4>, f64, usize, &SigmaSchedule) -> Tensor<4>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Tensor<4>, DiffusionError> {
+    let (schedule, train, mut x) = start_in_sigma_space(diffusion, x_t, num_steps, options)?;
+    for i in 0..num_steps {
+        let (x_hat, sigma_hat, t_hat) = churn_from_options(options, &schedule, &train, i, x, rng);
+        let model_output = denoise_sigma_space(denoiser, x_hat.clone(), sigma_hat, t_hat);
+        x = step(model_output, x_hat, sigma_hat, i, &schedule);
+        progress(i + 1, num_steps);
+    }
+    Ok(x)
+}
+
 /// Euler sampling over `num_steps` noise levels (Karras et al. 2022, Algorithm 2 without the
 /// second-order correction), from `x_t` to x₀.
 ///
-/// `x_t` is the VP-space starting noise x_T ~ N(0, I), as for [`crate::sample_ddim`]. It is
+/// `x_t` is the VP-space starting noise x_T ~ N(0, I), as for [`super::sample_ddim`]. It is
 /// scaled to σ-space as x_{σ_0} = x_T √(σ_0² + 1), so that the first network input is exactly
 /// x_T. (diffusers scales by its `init_noise_sigma`: the same √(σ_0² + 1) with `leading`
 /// spacing, σ_0 alone with `linspace` and `trailing`.) Each step with γ > 0 draws its churn
@@ -270,18 +304,22 @@ pub fn sample_euler(
     rng: &mut impl Rng,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Tensor<4>, DiffusionError> {
-    let (schedule, train, mut x) = start_in_sigma_space(diffusion, x_t, num_steps, options)?;
-    for i in 0..num_steps {
-        let (x_hat, sigma_hat, t_hat) = churn_from_options(options, &schedule, &train, i, x, rng);
-        let model_output = denoise_sigma_space(denoiser, x_hat.clone(), sigma_hat, t_hat);
-        x = euler_step(
-            diffusion,
-            model_output,
-            x_hat,
-            sigma_hat,
-            schedule.sigmas[i + 1],
-        );
-        progress(i + 1, num_steps);
-    }
-    Ok(x)
+    over_sigmas(
+        denoiser,
+        diffusion,
+        x_t,
+        num_steps,
+        options,
+        rng,
+        |model_output, x_hat, sigma_hat, i, schedule| {
+            euler_step(
+                diffusion,
+                model_output,
+                x_hat,
+                sigma_hat,
+                schedule.sigmas[i + 1],
+            )
+        },
+        progress,
+    )
 }

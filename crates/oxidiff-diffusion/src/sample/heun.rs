@@ -6,9 +6,7 @@
 use burn::tensor::Tensor;
 use rand::Rng;
 
-use super::euler::{
-    KarrasOptions, churn_from_options, denoise_sigma_space, ode_derivative, start_in_sigma_space,
-};
+use super::euler::{KarrasOptions, denoise_sigma_space, ode_derivative, over_sigmas};
 use crate::{Denoiser, DiffusionError, GaussianDiffusion};
 
 /// The second half of a Heun step: given the Euler prediction `x_next` at `sigma_next`, the raw
@@ -45,7 +43,7 @@ pub fn heun_correction(
 /// x₀: 2·num_steps − 1 network evaluations, the last step being a plain Euler step to σ = 0.
 ///
 /// `x_t` is the VP-space starting noise x_T ~ N(0, I), scaled to σ-space as
-/// x_{σ_0} = x_T √(σ_0² + 1) (see [`crate::sample_euler`] for how diffusers differs). With
+/// x_{σ_0} = x_T √(σ_0² + 1) (see [`super::sample_euler`] for how diffusers differs). With
 /// churn (`options.s_churn > 0`, which diffusers' Heun scheduler does not offer) each eligible
 /// step draws its noise from `rng` through [`crate::noise::randn`]. The result is in x₀ space.
 /// `progress(i, num_steps)` is called after step i = 1..=num_steps.
@@ -68,14 +66,18 @@ pub fn sample_heun(
     rng: &mut impl Rng,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Tensor<4>, DiffusionError> {
-    let (schedule, train, mut x) = start_in_sigma_space(diffusion, x_t, num_steps, options)?;
-    for i in 0..num_steps {
-        let (x_hat, sigma_hat, t_hat) = churn_from_options(options, &schedule, &train, i, x, rng);
-        let sigma_next = schedule.sigmas[i + 1];
-        let model_output = denoise_sigma_space(denoiser, x_hat.clone(), sigma_hat, t_hat);
-        x = if sigma_next == 0.0 {
-            super::euler_step(diffusion, model_output, x_hat, sigma_hat, sigma_next)
-        } else {
+    over_sigmas(
+        denoiser,
+        diffusion,
+        x_t,
+        num_steps,
+        options,
+        rng,
+        |model_output, x_hat, sigma_hat, i, schedule| {
+            let sigma_next = schedule.sigmas[i + 1];
+            if sigma_next == 0.0 {
+                return super::euler_step(diffusion, model_output, x_hat, sigma_hat, sigma_next);
+            }
             let derivative = ode_derivative(diffusion, model_output, x_hat.clone(), sigma_hat);
             // Karras et al. 2022, Algorithm 2 line 8: x_{i+1} = x̂_i + (t_{i+1} − t̂_i) d_i
             let x_next = x_hat.clone()
@@ -97,10 +99,9 @@ pub fn sample_heun(
                 sigma_hat,
                 sigma_next,
             )
-        };
-        progress(i + 1, num_steps);
-    }
-    Ok(x)
+        },
+        progress,
+    )
 }
 
 /// The data's standard deviation σ_data that Karras et al. (2022, §5) assume for images in

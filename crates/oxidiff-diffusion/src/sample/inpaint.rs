@@ -22,8 +22,8 @@ use burn::tensor::Tensor;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::sdedit::check_eta;
-use super::{ddim_step, respaced_ddpm_step, timestep_tensor};
+use super::ddim::ddim_over_with;
+use super::{check_eta, respaced_ddpm_step, timestep_tensor};
 use crate::{Denoiser, DiffusionError, GaussianDiffusion, noise::randn, respace_timesteps};
 
 /// The known image and its mask (expanded to the image's shape), checked once.
@@ -139,7 +139,7 @@ fn check_num_steps(diffusion: &GaussianDiffusion, num_steps: usize) -> Result<()
 /// timestep τ₁ gets the same replacement, so even a schedule that does not begin at T − 1 shows
 /// the model a consistent known region.
 ///
-/// Timesteps are those of [`crate::sample_ddim`] (`config.timestep_spacing`). All noise — the
+/// Timesteps are those of [`super::sample_ddim`] (`config.timestep_spacing`). All noise — the
 /// start, each replacement and, with `eta > 0`, each step's — comes from `rng` through
 /// [`randn`]. `progress(i, num_steps)` is called after step i = 1..=num_steps. See the module
 /// docs for the mask convention.
@@ -173,22 +173,21 @@ pub fn inpaint_ddim(
         num_steps,
         diffusion.config.timestep_spacing,
     )?;
-    let dims = region.known.dims();
-    let device = region.known.device();
-    let x = randn(rng, dims, &device);
-    let mut x = region.replace_at(diffusion, x, timesteps[0], rng);
-    for (i, &t) in timesteps.iter().enumerate() {
-        let prev_t = timesteps.get(i + 1).copied();
-        let model_output = denoiser.denoise(x.clone(), timestep_tensor(t, dims[0], &device));
-        let noise = (eta > 0.0).then(|| randn(rng, dims, &device));
-        x = ddim_step(diffusion, model_output, t, prev_t, x, eta, noise);
-        x = match prev_t {
+    let x = randn(rng, region.known.dims(), &region.known.device());
+    let x = region.replace_at(diffusion, x, timesteps[0], rng);
+    Ok(ddim_over_with(
+        denoiser,
+        diffusion,
+        x,
+        &timesteps,
+        eta,
+        rng,
+        |x, prev_t, rng| match prev_t {
             Some(s) => region.replace_at(diffusion, x, s, rng),
             None => region.paste(x),
-        };
-        progress(i + 1, timesteps.len());
-    }
-    Ok(x)
+        },
+        progress,
+    ))
 }
 
 /// RePaint's resampling options (Lugmayr et al. 2022, §4.2): the jump length j and the number

@@ -12,19 +12,8 @@
 use burn::tensor::Tensor;
 use rand::Rng;
 
+use super::check_eta;
 use crate::{Denoiser, DiffusionError, GaussianDiffusion, noise::randn};
-
-/// Checks DDIM's η, as [`crate::sample_ddim`] does.
-pub(super) fn check_eta(eta: f64) -> Result<(), DiffusionError> {
-    if (0.0..=1.0).contains(&eta) {
-        Ok(())
-    } else {
-        Err(DiffusionError::argument(
-            "eta",
-            format!("must be in [0, 1], got {eta}"),
-        ))
-    }
-}
 
 /// `num_steps` distinct timesteps of [0, `t_start`] in descending order, from `t_start` to 0:
 /// τ_i = round(i · t_start / (n − 1)) for i = n − 1, …, 0 (integer rounding, half up), or

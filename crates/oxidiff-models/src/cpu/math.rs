@@ -8,7 +8,7 @@
 /// (truncation error 0.35⁷/7! ≈ 1.3e-7), and 2^n is built in the exponent bits. x is clamped to
 /// [−87, 88], where e^x is a normal f32.
 #[inline(always)]
-pub fn exp_approx(x: f32) -> f32 {
+pub(crate) fn exp_approx(x: f32) -> f32 {
     // 1.5·2²³: adding it rounds to an integer held in the low mantissa bits.
     const ROUND: f32 = 12_582_912.0;
     const LN2_HI: f32 = 0.693_359_4;

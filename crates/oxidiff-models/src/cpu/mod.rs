@@ -4,16 +4,19 @@
 //! `OXIDIFF_CPU_KERNELS=0` in the environment (to measure or rule them out), they fall back to
 //! burn's implementation. The maths is the same: tests check forward values and gradients of
 //! every fast path against burn's own on random inputs.
+//!
+//! The slice-level kernels behind the layers (`*_forward`, `*_backward` over a `*Geometry`) are
+//! public too, for benchmarks; the Winograd transforms stay inside the crate.
 
 mod attention;
-pub mod attention_kernels;
+mod attention_kernels;
 mod conv;
-pub mod conv_kernels;
+mod conv_kernels;
 mod group_norm;
-pub mod group_norm_kernels;
-pub mod math;
+mod group_norm_kernels;
+mod math;
 mod matmul;
-pub mod winograd_kernels;
+mod winograd_kernels;
 
 use std::sync::OnceLock;
 
@@ -22,8 +25,17 @@ use burn::backend::{DispatchDevice, GradientCheckpointingStrategy};
 use burn::tensor::{DType, Tensor, TensorData};
 
 pub use attention::{attention, attention_route};
+pub use attention_kernels::{
+    AttentionForward, AttentionGeometry, attention_backward, attention_forward,
+};
 pub use conv::{conv2d, conv2d_route};
+pub use conv_kernels::{
+    ConvGeometry, conv2d_bias_backward, conv2d_forward, conv2d_weight_backward, conv2d_x_backward,
+};
 pub use group_norm::{group_norm, group_norm_route, group_norm_silu};
+pub use group_norm_kernels::{
+    GroupNormForward, GroupNormGeometry, group_norm_backward, group_norm_forward,
+};
 
 /// Runs `f` compiled for AVX2 and FMA where the CPU has them (checked once, at run time).
 ///

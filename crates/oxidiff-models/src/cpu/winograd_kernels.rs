@@ -33,7 +33,7 @@ use super::vectorised;
 
 /// One Winograd algorithm F(m×m, 3×3): its output tile size and transform matrices (row-major).
 #[derive(Debug)]
-pub struct Tile {
+pub(crate) struct Tile {
     /// Output tile side m; the input tile side is α = m + 2.
     m: usize,
     /// Bᵀ, α × α.
@@ -45,7 +45,7 @@ pub struct Tile {
 }
 
 /// F(2×2, 3×3): every constant is 0, ±½ or ±1, so the transforms add no rounding of their own.
-pub const F2: Tile = Tile {
+pub(crate) const F2: Tile = Tile {
     m: 2,
     #[rustfmt::skip]
     bt: &[
@@ -71,7 +71,7 @@ pub const F2: Tile = Tile {
 /// F(4×4, 3×3), with the points 0, ±1, ±2 and ∞ (Lavin & Gray's matrices): 4× fewer
 /// multiplications, at the price of constants up to 8 and 1/24, i.e. a few times the rounding
 /// error of F(2×2) (still ~1e-6 relative in f32, see the tests).
-pub const F4: Tile = Tile {
+pub(crate) const F4: Tile = Tile {
     m: 4,
     #[rustfmt::skip]
     bt: &[
@@ -119,7 +119,7 @@ const TARGET_TILES: usize = 256;
 /// F(2×2) on smaller ones (an 8×8 image has only four 4×4 tiles, too few columns for the GEMM
 /// to run at speed), or F(2×2) everywhere with `OXIDIFF_WINOGRAD=2` (`OXIDIFF_WINOGRAD=0`,
 /// handled there, turns Winograd off).
-pub fn tile_for(g: &ConvGeometry) -> &'static Tile {
+pub(crate) fn tile_for(g: &ConvGeometry) -> &'static Tile {
     static ONLY_F2: OnceLock<bool> = OnceLock::new();
     let only_f2 =
         *ONLY_F2.get_or_init(|| std::env::var("OXIDIFF_WINOGRAD").is_ok_and(|v| v == "2"));
@@ -131,7 +131,7 @@ pub fn tile_for(g: &ConvGeometry) -> &'static Tile {
 }
 
 /// Whether `g` is a convolution this module computes.
-pub fn applies(g: &ConvGeometry) -> bool {
+pub(crate) fn applies(g: &ConvGeometry) -> bool {
     g.kernel == 3 && g.stride == 1 && g.padding == 1 && g.height > 0 && g.width > 0
 }
 
@@ -418,7 +418,7 @@ fn transform_output<const M: usize, const A: usize>(
 }
 
 /// Forward convolution for a geometry where [`applies`] holds: `[B, C_out, H, W]`.
-pub fn forward(
+pub(crate) fn forward(
     tile: &Tile,
     g: &ConvGeometry,
     x: &[f32],
@@ -553,7 +553,7 @@ fn transform_output_gradient<const M: usize, const A: usize>(
 ///
 /// Each thread sums one contiguous share of the batch; the shares are added in order, so the
 /// result does not depend on scheduling.
-pub fn weight_backward(tile: &Tile, g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+pub(crate) fn weight_backward(tile: &Tile, g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
     assert!(
         applies(g),
         "winograd: not a 3×3, stride 1, padding 1 convolution"
@@ -639,7 +639,7 @@ pub fn weight_backward(tile: &Tile, g: &ConvGeometry, x: &[f32], grad: &[f32]) -
 /// Input gradient for a geometry where [`applies`] holds: `[B, C_in, H, W]` from `grad`
 /// (`[B, C_out, H, W]`). It is the forward convolution of `grad` with
 /// `W'[ci][co][kh][kw] = W[co][ci][2 − kh][2 − kw]`.
-pub fn x_backward(tile: &Tile, g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
+pub(crate) fn x_backward(tile: &Tile, g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
     assert!(
         applies(g),
         "winograd: not a 3×3, stride 1, padding 1 convolution"

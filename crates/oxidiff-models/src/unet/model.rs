@@ -214,7 +214,7 @@ impl UNet {
     }
 }
 
-impl oxidiff_diffusion::guidance::ConditionalDenoiser for UNet {
+impl oxidiff_diffusion::ConditionalDenoiser for UNet {
     fn denoise_with_labels(
         &self,
         x_t: Tensor<4>,

@@ -14,7 +14,7 @@ pub mod tasks;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use oxidiff_data::{Augment, Dataset};
-use oxidiff_diffusion::{Denoiser, GaussianDiffusion, noise::randn};
+use oxidiff_diffusion::{Denoiser, GaussianDiffusion, randn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -50,7 +50,7 @@ pub struct NllReport {
     pub diffusion: f64,
     pub images: usize,
     /// 1 = every KL term; k = every k-th term counted k times (see
-    /// `oxidiff_diffusion::likelihood::bound_timesteps`).
+    /// `oxidiff_diffusion::bound_timesteps`).
     pub stride: usize,
 }
 

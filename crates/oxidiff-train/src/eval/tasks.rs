@@ -3,7 +3,7 @@
 //! `oxidiff eval --inpaint` and `--denoise-sigmas`.
 
 use burn::tensor::{Device, Tensor, TensorData};
-use oxidiff_diffusion::noise::randn;
+use oxidiff_diffusion::randn;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

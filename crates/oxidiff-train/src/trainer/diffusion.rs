@@ -6,9 +6,9 @@ use std::path::Path;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use oxidiff_data::{ChannelStats, Dataset};
-use oxidiff_diffusion::GaussianDiffusion;
-use oxidiff_diffusion::noise::training_noise;
-use oxidiff_diffusion::timesteps::{LossHistory, TimestepSampling, draw_timesteps};
+use oxidiff_diffusion::{
+    GaussianDiffusion, LossHistory, TimestepSampling, draw_timesteps, training_noise,
+};
 use oxidiff_models::{UNet, UNetConfig};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

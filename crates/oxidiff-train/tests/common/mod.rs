@@ -4,7 +4,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use oxidiff_diffusion::noise::randn;
+use oxidiff_diffusion::randn;
 use oxidiff_train::{RunConfig, Trainer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
