@@ -28,9 +28,11 @@ pub enum EvalSplit {
 pub struct EvalOptions {
     /// Which images every measurement runs on.
     pub images: ImageSelection,
+    /// Images (or samples) through the network at once; 0 counts as 1.
     pub batch_size: usize,
     /// Seeds the evaluation noise (timesteps, ε, generated samples).
     pub seed: u64,
+    /// Evaluate the EMA weights (`true`) or the online weights.
     pub use_ema: bool,
     /// Timestep spacing of every sampler here; `None`: the run's `diffusion.timestep_spacing`.
     pub timestep_spacing: Option<TimestepSpacing>,
@@ -60,6 +62,7 @@ impl Default for EvalOptions {
 /// Which images are evaluated (see [`EvalSplit`]).
 #[derive(Debug, Clone, Default)]
 pub struct ImageSelection {
+    /// The run's held-out or training images, or a test source.
     pub split: EvalSplit,
     /// `data.key=value` assignments applied to the run's `[data]` section for the evaluated
     /// images (e.g. another folder for `--split test`).
