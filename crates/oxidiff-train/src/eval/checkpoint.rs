@@ -4,128 +4,28 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor};
-use oxidiff_data::{DataSource, Dataset, Standardize, load_dataset_for_run};
-use oxidiff_diffusion::TimestepSpacing;
+use oxidiff_data::{
+    Augment, DataConfig, DataSource, Dataset, Split, Standardize, Subset, load_dataset_for_run,
+};
+use oxidiff_diffusion::GaussianDiffusion;
 use serde::{Deserialize, Serialize};
 
 use super::features::{
-    FeatureNetConfig, SampleDistance, classifier_accuracy, features_of, load_or_train,
-    sample_distance,
+    FEATURE_DIM, FeatureNet, FeatureNetConfig, SampleDistance, classifier_accuracy,
+    features_of, load_or_train, sample_distance,
 };
 use super::tasks::{DenoiseScore, InpaintScore, denoise_score, inpaint_score};
 use super::{BandMse, NllReport, band_mse, nll};
 use crate::TrainError;
 use crate::config::{RunConfig, SampleConfig};
-use crate::edit::InpaintMethod;
-use crate::generate::{generate, load_for_sampling};
+use crate::generate::{LoadedModel, generate, load_for_sampling};
 use crate::run_dir::RunDir;
-use crate::trainer::{DiffusionState, saved_split};
+use crate::trainer::DiffusionState;
 
-/// Which images a checkpoint is evaluated on.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EvalSplit {
-    /// The run's held-out images (`split.json`).
-    #[default]
-    Val,
-    /// A test set: Fashion-MNIST's test files for a Fashion-MNIST run, otherwise every image
-    /// of the source given by the data overrides.
-    Test,
-    /// The run's training images (to compare against held-out numbers).
-    Train,
-}
-
-/// What to measure and how, grouped by the measurement that reads it. The defaults are
-/// `oxidiff eval`'s: the held-out images, ε-MSE and bits/dim (stride 20), batches of 100, seed
-/// 0, EMA weights; no FD-oxidiff, inpainting or denoising.
-#[derive(Debug, Clone)]
-pub struct EvalOptions {
-    /// Which images every measurement runs on.
-    pub images: ImageSelection,
-    pub batch_size: usize,
-    /// Seeds the evaluation noise (timesteps, ε, generated samples).
-    pub seed: u64,
-    pub use_ema: bool,
-    /// Timestep spacing of every sampler here; `None`: the run's `diffusion.timestep_spacing`.
-    pub timestep_spacing: Option<TimestepSpacing>,
-    /// Bits/dim from the bound; `None` skips it.
-    pub nll: Option<NllOptions>,
-    /// FD-oxidiff against generated samples.
-    pub distance: DistanceOptions,
-    /// Inpainting and denoising of the evaluated images.
-    pub editing: EditOptions,
-}
-
-impl Default for EvalOptions {
-    fn default() -> Self {
-        Self {
-            images: ImageSelection::default(),
-            batch_size: 100,
-            seed: 0,
-            use_ema: true,
-            timestep_spacing: None,
-            nll: Some(NllOptions::default()),
-            distance: DistanceOptions::default(),
-            editing: EditOptions::default(),
-        }
-    }
-}
-
-/// Which images are evaluated (see [`EvalSplit`]).
-#[derive(Debug, Clone, Default)]
-pub struct ImageSelection {
-    pub split: EvalSplit,
-    /// `data.key=value` assignments applied to the run's `[data]` section for the evaluated
-    /// images (e.g. another folder for `--split test`).
-    pub data_overrides: Vec<String>,
-    /// Evaluate at most this many images (the first of the split).
-    pub max_images: Option<usize>,
-}
-
-/// How bits/dim is computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NllOptions {
-    /// 1 = the exact bound; k = every k-th KL term counted k times (see [`NllReport::stride`]).
-    pub stride: usize,
-}
-
-impl Default for NllOptions {
-    fn default() -> Self {
-        Self { stride: 20 }
-    }
-}
-
-/// FD-oxidiff against generated samples, and how samples are drawn.
-#[derive(Debug, Clone, Default)]
-pub struct DistanceOptions {
-    /// Generate this many samples and compute FD-oxidiff against the evaluated images
-    /// (`None` skips it).
-    pub samples: Option<usize>,
-    /// How samples are drawn (and what [`EvalResult::sampler`] says); `None`: the run's
-    /// `[sample]` section.
-    pub sample: Option<SampleConfig>,
-}
-
-/// Inpainting and denoising of every evaluated image.
-#[derive(Debug, Clone)]
-pub struct EditOptions {
-    /// Inpaint the centre square of every evaluated image with these methods and score them.
-    pub inpaint: Vec<InpaintMethod>,
-    /// Add Gaussian noise of these σ (8-bit levels) to every evaluated image, denoise, score.
-    pub denoise_sigmas: Vec<f64>,
-    /// Sampling steps of inpainting and denoising.
-    pub steps: usize,
-}
-
-impl Default for EditOptions {
-    fn default() -> Self {
-        Self {
-            inpaint: Vec::new(),
-            denoise_sigmas: Vec::new(),
-            steps: 50,
-        }
-    }
-}
+mod options;
+pub use options::{
+    DistanceOptions, EditOptions, EvalOptions, EvalSplit, ImageSelection, NllOptions,
+};
 
 /// The numbers of one evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,7 +43,7 @@ pub struct EvalResult {
     pub inpaint: Vec<InpaintScore>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denoise: Vec<DenoiseScore>,
-    /// How the generated samples were drawn (`"ddim, 50 steps"`).
+    /// How the generated samples were drawn (`"ddim (leading spacing), 50 network calls"`).
     pub sampler: String,
 }
 
@@ -158,7 +58,7 @@ pub enum EvalPhase {
 }
 
 /// Evaluates the checkpoint at `path` (or a run directory's newest): ε-MSE per band of t,
-/// bits/dim and FD-oxidiff as `options` ask, on `device` (no autodiff).
+/// bits/dim, FD-oxidiff, inpainting and denoising as `options` ask, on `device` (no autodiff).
 ///
 /// # Errors
 /// - the checkpoint or its run files cannot be read;
@@ -176,29 +76,168 @@ pub fn evaluate_checkpoint(
     if let Some(spacing) = options.timestep_spacing {
         loaded.set_timestep_spacing(spacing);
     }
-    let config = &loaded.config;
     let run_dir = RunDir::of_checkpoint(&loaded.checkpoint);
     let state =
         crate::checkpoint::load_state::<DiffusionState>(
             &loaded.checkpoint.join(crate::run_dir::STATE_FILE),
         )?;
-    if options.nll.is_some() && config.data.standardize == Standardize::PerChannel {
+    if options.nll.is_some() {
+        check_nll_possible(&loaded.config)?;
+    }
+    let m = Measuring::new(&loaded, options, device)?;
+    let run = RunData::load(&m, run_dir)?;
+    let evaluated = select_images(&m, &run, &options.images)?;
+
+    let band_mse = measure_band_mse(&m, &evaluated)?;
+    let nll = options
+        .nll
+        .map(|nll| measure_nll(&m, &evaluated, nll, progress))
+        .transpose()?;
+    let (real, labels) = evaluated.assemble(device)?;
+    // The feature network, when a distance is asked for (samples or inpainted images).
+    let features = if options.distance.samples.is_some() || !options.editing.inpaint.is_empty() {
+        Some(feature_network(&m, run, &real, &labels, progress)?)
+    } else {
+        None
+    };
+    let sample = options.distance.sample_config(&loaded.config);
+    let distance = match (options.distance.samples, &features) {
+        (Some(count), Some(net)) => Some(measure_distance(&m, sample, count, net, progress)?),
+        _ => None,
+    };
+    let inpaint = measure_inpainting(&m, &real, features.as_ref(), &options.editing, progress)?;
+    let denoise = measure_denoising(&m, &real, &options.editing, progress)?;
+    Ok(EvalResult {
+        checkpoint: loaded.checkpoint.clone(),
+        step: state.step,
+        split: options.images.split,
+        images: evaluated.indices.len(),
+        source: evaluated.source,
+        band_mse,
+        nll,
+        distance,
+        inpaint,
+        denoise,
+        sampler: describe_sampler(sample, &loaded.diffusion),
+    })
+}
+
+/// The images one evaluation measures: the dataset they are in (standardised as the run's
+/// training images were), their positions in it, and the source in words.
+struct Evaluated {
+    data: Dataset,
+    indices: Vec<usize>,
+    source: String,
+}
+
+impl Evaluated {
+    /// The evaluated images as one tensor `[N, C, S, S]` (centre crops), with their labels
+    /// `[N]`.
+    fn assemble(&self, device: &Device) -> Result<(Tensor<4>, Vec<usize>), TrainError> {
+        let batch = self
+            .data
+            .assemble(&self.indices, Augment::default(), |_| None)?;
+        Ok((batch.to_tensor(device), batch.labels))
+    }
+}
+
+/// What every measurement reads besides its own options.
+struct Measuring<'a> {
+    loaded: &'a LoadedModel,
+    /// The model's image: channels and side.
+    channels: usize,
+    size: usize,
+    /// At least 1.
+    batch: usize,
+    seed: u64,
+    device: &'a Device,
+}
+
+impl<'a> Measuring<'a> {
+    /// The settings of `options` every measurement shares, for the model `loaded`.
+    fn new(
+        loaded: &'a LoadedModel,
+        options: &EvalOptions,
+        device: &'a Device,
+    ) -> Result<Self, TrainError> {
+        let unet = loaded.config.unet()?;
+        Ok(Self {
+            loaded,
+            channels: unet.in_channels,
+            size: unet.image_size,
+            batch: options.batch_size.max(1),
+            seed: options.seed,
+            device,
+        })
+    }
+}
+
+/// The run's own data: its directory, every training image (unstandardised) and the split
+/// it was trained with.
+struct RunData {
+    dir: RunDir,
+    all: Dataset,
+    split: Split,
+}
+
+impl RunData {
+    /// The training data of the run in `dir` (for the split, and to train the feature network
+    /// on) and its saved split.
+    ///
+    /// # Errors
+    /// The data or `split.json` cannot be read, or no longer match.
+    fn load(m: &Measuring, dir: RunDir) -> Result<Self, TrainError> {
+        let config = &m.loaded.config;
+        let all = load_dataset_for_run(&config.data, m.size, m.channels, config.seed)?;
+        let split = crate::trainer::saved_split(&dir, &all)?;
+        Ok(Self { dir, all, split })
+    }
+}
+
+/// The feature network FD-oxidiff compares through, with the features of the evaluated
+/// images and its accuracy on their labels (`None` for an auto-encoder).
+struct Features {
+    net: FeatureNet,
+    real: Vec<f32>,
+    accuracy: Option<f64>,
+}
+
+/// Refuses bits/dim for a run standardised per channel: the bound's discretised decoder needs
+/// 8-bit data in [-1, 1].
+fn check_nll_possible(config: &RunConfig) -> Result<(), TrainError> {
+    if config.data.standardize == Standardize::PerChannel {
         return Err(TrainError::Eval {
             message: "bits/dim needs 8-bit images in [-1, 1], and this run standardised per \
                       channel (data.standardize = \"per-channel\"); leave bits/dim out"
                 .into(),
         });
     }
-    let unet = config.unet()?;
-    let (size, channels) = (unet.image_size, unet.in_channels);
+    Ok(())
+}
 
-    // The training data of the run (for the split, and to train the feature network on).
-    let train_all = load_dataset_for_run(&config.data, size, channels, config.seed)?;
-    let split = saved_split(&run_dir, &train_all)?;
+/// `data` standardised as the run's training images were (unchanged for a [-1, 1] run).
+fn standardized(loaded: &LoadedModel, mut data: Dataset) -> Dataset {
+    if let Some(stats) = &loaded.standardization {
+        data.standardize(stats);
+    }
+    data
+}
 
-    let mut eval_data_config = config.data.clone();
-    let selection = &options.images;
-    let evaluated: (Dataset, Vec<usize>, String) = match selection.split {
+/// The images `selection` asks for: the held-out or the training split of the run's data,
+/// or every image of a test source ([`test_source`]); the first `max_images` of them,
+/// standardised as the run's.
+///
+/// # Errors
+/// Data overrides with a split of the run, a run without held-out images for
+/// [`EvalSplit::Val`], no test source, a test source that cannot be read, no images left.
+fn select_images(
+    m: &Measuring,
+    run: &RunData,
+    selection: &ImageSelection,
+) -> Result<Evaluated, TrainError> {
+    let config = &m.loaded.config;
+    let split = &run.split;
+    let (data, mut indices, source) = match selection.split {
         EvalSplit::Val | EvalSplit::Train if !selection.data_overrides.is_empty() => {
             return Err(TrainError::Eval {
                 message: "data overrides choose a test source; use them with --split test".into(),
@@ -210,46 +249,24 @@ pub fn evaluate_checkpoint(
                     message: format!(
                         "the run in {} held no images out (data.validation_fraction = 0); \
                          evaluate --split test, or train with a validation split",
-                        run_dir.path().display()
+                        run.dir.path().display()
                     ),
                 });
             }
             let source = format!("{} (held-out split)", config.data.describe_source());
-            (train_all.clone(), split.validation.clone(), source)
+            (run.all.clone(), split.validation.clone(), source)
         }
         EvalSplit::Train => {
             let source = format!("{} (training split)", config.data.describe_source());
-            (train_all.clone(), split.train.clone(), source)
+            (run.all.clone(), split.train.clone(), source)
         }
         EvalSplit::Test => {
-            if selection.data_overrides.is_empty() {
-                if config.data.source != DataSource::FashionMnist {
-                    return Err(TrainError::Eval {
-                        message: format!(
-                            "--split test needs a test source for {} (e.g. --data PATH); \
-                             Fashion-MNIST runs use its test files by themselves",
-                            config.data.describe_source()
-                        ),
-                    });
-                }
-                eval_data_config.subset = Some(oxidiff_data::Subset::Test);
-            } else {
-                eval_data_config = RunConfig::data_with_overrides(
-                    &eval_data_config,
-                    "the run's [data] section",
-                    &selection.data_overrides,
-                )?;
-            }
-            // A test source is used whole: no split of it is held out.
-            eval_data_config.validation_fraction = 0.0;
-            eval_data_config.validation_list = None;
-            let data = load_dataset_for_run(&eval_data_config, size, channels, config.seed)?;
+            let test = test_source(config, &selection.data_overrides)?;
+            let data = load_dataset_for_run(&test, m.size, m.channels, config.seed)?;
             let all = (0..data.len()).collect();
-            let source = eval_data_config.describe_source();
-            (data, all, source)
+            (data, all, test.describe_source())
         }
     };
-    let (data, mut indices, source) = evaluated;
     if let Some(max) = selection.max_images {
         indices.truncate(max);
     }
@@ -258,155 +275,223 @@ pub fn evaluate_checkpoint(
             message: format!("no images to evaluate in {source}"),
         });
     }
-    let mut data = data;
-    if let Some(stats) = &loaded.standardization {
-        data.standardize(stats);
-    }
-
-    let model = &loaded.model;
-    let diffusion = &loaded.diffusion;
-    let batch = options.batch_size.max(1);
-    let band_mse: BandMse = band_mse(
-        model,
-        diffusion,
-        &data,
-        &indices,
-        batch,
-        options.seed,
-        device,
-    )?;
-    let nll: Option<NllReport> = match options.nll {
-        Some(NllOptions { stride }) => Some(nll(
-            model,
-            diffusion,
-            &data,
-            &indices,
-            batch,
-            stride,
-            options.seed,
-            device,
-            &mut |done, total| progress(EvalPhase::Nll, done, total),
-        )?),
-        None => None,
-    };
-
-    let sample = options.distance.sample.as_ref().unwrap_or(&config.sample);
-    let sampler = format!(
-        "{}{}, {} network calls",
-        sample.sampler.name(),
-        if sample.karras_sigmas {
-            " (Karras σ)".to_string()
-        } else {
-            format!(
-                " ({} spacing)",
-                format!("{:?}", diffusion.config.timestep_spacing).to_lowercase()
-            )
-        },
-        sample.sampler.network_calls(sample.steps)
-    );
-    let real_batch = data.assemble(&indices, oxidiff_data::Augment::default(), |_| None)?;
-    let real_images = real_batch.to_tensor(device);
-    // The feature network, when a distance is asked for (samples or inpainted images).
-    let features = if options.distance.samples.is_some() || !options.editing.inpaint.is_empty() {
-        let mut train_data = train_all;
-        if let Some(stats) = &loaded.standardization {
-            train_data.standardize(stats);
-        }
-        let net_config = FeatureNetConfig::for_data(
-            &train_data,
-            split.train.len(),
-            config.data.describe_source(),
-            config.seed,
-        );
-        let (net, _cached) = load_or_train(
-            &run_dir.fd_cache_dir(),
-            &net_config,
-            &train_data,
-            &split.train,
-            device,
-            &mut |done, total| progress(EvalPhase::FeatureNet, done, total),
-        )?;
-        let accuracy = classifier_accuracy(
-            &net,
-            net_config.task,
-            real_images.clone(),
-            &real_batch.labels,
-            batch,
-        );
-        let real = features_of(&net, real_images.clone(), batch);
-        Some((net, real, accuracy))
-    } else {
-        None
-    };
-    let distance = match (options.distance.samples, &features) {
-        (Some(count), Some((net, real, accuracy))) => {
-            let mut generated = Vec::with_capacity(count * super::features::FEATURE_DIM);
-            let mut made = 0;
-            while made < count {
-                let n = batch.min(count - made);
-                let images: Tensor<4> = generate(
-                    model,
-                    diffusion,
-                    sample,
-                    [n, channels, size, size],
-                    options.seed.wrapping_add(made as u64 + 1),
-                    device,
-                    &mut |_, _| {},
-                )?
-                .clamp(-1.0, 1.0);
-                generated.extend(features_of(net, images, batch));
-                made += n;
-                progress(EvalPhase::Sampling, made, count);
-            }
-            Some(SampleDistance {
-                feature_accuracy: *accuracy,
-                ..sample_distance(real, &generated)?
-            })
-        }
-        _ => None,
-    };
-    let mut inpaint = Vec::new();
-    for (k, &method) in options.editing.inpaint.iter().enumerate() {
-        let (mut score, filled) = inpaint_score(
-            &loaded,
-            real_images.clone(),
-            method,
-            options.editing.steps,
-            options.seed,
-        )?;
-        if let Some((net, real, _)) = &features {
-            let filled_features = features_of(net, filled, batch);
-            score.fd_oxidiff = Some(sample_distance(real, &filled_features)?.fd_oxidiff);
-        }
-        inpaint.push(score);
-        progress(EvalPhase::Inpainting, k + 1, options.editing.inpaint.len());
-    }
-    let mut denoise = Vec::new();
-    for (k, &sigma) in options.editing.denoise_sigmas.iter().enumerate() {
-        denoise.push(denoise_score(
-            &loaded,
-            real_images.clone(),
-            sigma,
-            options.editing.steps,
-            options.seed,
-        )?);
-        progress(
-            EvalPhase::Denoising,
-            k + 1,
-            options.editing.denoise_sigmas.len(),
-        );
-    }
-    Ok(EvalResult {
-        checkpoint: loaded.checkpoint.clone(),
-        step: state.step,
-        split: selection.split,
+    Ok(Evaluated {
+        data: standardized(m.loaded, data),
+        indices,
         source,
-        images: indices.len(),
-        band_mse,
-        nll,
-        distance,
-        inpaint,
-        denoise,
-        sampler,
     })
+}
+
+/// The `[data]` section of a test source: the run's with `data_overrides` applied, or, with
+/// none, Fashion-MNIST's test files for a Fashion-MNIST run; used whole (nothing held out).
+///
+/// # Errors
+/// No overrides for a run of another source; a bad override (the message names it).
+fn test_source(config: &RunConfig, data_overrides: &[String]) -> Result<DataConfig, TrainError> {
+    let mut test = if data_overrides.is_empty() {
+        if config.data.source != DataSource::FashionMnist {
+            return Err(TrainError::Eval {
+                message: format!(
+                    "--split test needs a test source for {} (e.g. --data PATH); \
+                     Fashion-MNIST runs use its test files by themselves",
+                    config.data.describe_source()
+                ),
+            });
+        }
+        DataConfig {
+            subset: Some(Subset::Test),
+            ..config.data.clone()
+        }
+    } else {
+        RunConfig::data_with_overrides(&config.data, "the run's [data] section", data_overrides)?
+    };
+    // A test source is used whole: no split of it is held out.
+    test.validation_fraction = 0.0;
+    test.validation_list = None;
+    Ok(test)
+}
+
+/// ε-MSE of the evaluated images per band of t (see [`band_mse`]).
+fn measure_band_mse(m: &Measuring, images: &Evaluated) -> Result<BandMse, TrainError> {
+    band_mse(
+        &m.loaded.model,
+        &m.loaded.diffusion,
+        &images.data,
+        &images.indices,
+        m.batch,
+        m.seed,
+        m.device,
+    )
+}
+
+/// Bits/dim of the evaluated images from the bound (see [`nll`]); progress as
+/// [`EvalPhase::Nll`].
+fn measure_nll(
+    m: &Measuring,
+    images: &Evaluated,
+    options: NllOptions,
+    progress: &mut dyn FnMut(EvalPhase, usize, usize),
+) -> Result<NllReport, TrainError> {
+    nll(
+        &m.loaded.model,
+        &m.loaded.diffusion,
+        &images.data,
+        &images.indices,
+        m.batch,
+        options.stride,
+        m.seed,
+        m.device,
+        &mut |done, total| progress(EvalPhase::Nll, done, total),
+    )
+}
+
+/// The run's feature network, from its cache or trained on the training split of the run's
+/// data (progress as [`EvalPhase::FeatureNet`]), with the features of `real_images` and its
+/// accuracy on `labels`.
+///
+/// # Shapes
+/// - `real_images`: `[N, C, S, S]`; `labels`: `[N]`
+///
+/// # Errors
+/// The feature network cannot be trained or its cache read.
+fn feature_network(
+    m: &Measuring,
+    run: RunData,
+    real_images: &Tensor<4>,
+    labels: &[usize],
+    progress: &mut dyn FnMut(EvalPhase, usize, usize),
+) -> Result<Features, TrainError> {
+    let config = &m.loaded.config;
+    let split = &run.split;
+    let train_data = standardized(m.loaded, run.all);
+    let net_config = FeatureNetConfig::for_data(
+        &train_data,
+        split.train.len(),
+        config.data.describe_source(),
+        config.seed,
+    );
+    let (net, _cached) = load_or_train(
+        &run.dir.fd_cache_dir(),
+        &net_config,
+        &train_data,
+        &split.train,
+        m.device,
+        &mut |done, total| progress(EvalPhase::FeatureNet, done, total),
+    )?;
+    let accuracy = classifier_accuracy(&net, net_config.task, real_images.clone(), labels, m.batch);
+    let real = features_of(&net, real_images.clone(), m.batch);
+    Ok(Features {
+        net,
+        real,
+        accuracy,
+    })
+}
+
+/// FD-oxidiff, precision and recall of `count` samples drawn with `sample` against the
+/// evaluated images, through `features`. Samples come in batches of the batch size, each
+/// seeded by `seed` + 1 + the number drawn before it; progress as [`EvalPhase::Sampling`].
+///
+/// # Errors
+/// A sampling error; too few samples or non-finite features (see [`sample_distance`]).
+fn measure_distance(
+    m: &Measuring,
+    sample: &SampleConfig,
+    count: usize,
+    features: &Features,
+    progress: &mut dyn FnMut(EvalPhase, usize, usize),
+) -> Result<SampleDistance, TrainError> {
+    let mut generated = Vec::with_capacity(count * FEATURE_DIM);
+    let mut made = 0;
+    while made < count {
+        let n = m.batch.min(count - made);
+        let images: Tensor<4> = generate(
+            &m.loaded.model,
+            &m.loaded.diffusion,
+            sample,
+            [n, m.channels, m.size, m.size],
+            m.seed.wrapping_add(made as u64 + 1),
+            m.device,
+            &mut |_, _| {},
+        )?
+        .clamp(-1.0, 1.0);
+        generated.extend(features_of(&features.net, images, m.batch));
+        made += n;
+        progress(EvalPhase::Sampling, made, count);
+    }
+    Ok(SampleDistance {
+        feature_accuracy: features.accuracy,
+        ..sample_distance(&features.real, &generated)?
+    })
+}
+
+/// The centre square of `real_images` inpainted with each of `editing.inpaint` and scored
+/// (see [`inpaint_score`]), with FD-oxidiff of the filled images when `features` is given;
+/// progress as [`EvalPhase::Inpainting`].
+///
+/// # Shapes
+/// - `real_images`: `[N, C, S, S]`
+///
+/// # Errors
+/// Bad steps or RePaint options; non-finite features.
+fn measure_inpainting(
+    m: &Measuring,
+    real_images: &Tensor<4>,
+    features: Option<&Features>,
+    editing: &EditOptions,
+    progress: &mut dyn FnMut(EvalPhase, usize, usize),
+) -> Result<Vec<InpaintScore>, TrainError> {
+    let mut scores = Vec::with_capacity(editing.inpaint.len());
+    for (k, &method) in editing.inpaint.iter().enumerate() {
+        let (mut score, filled) =
+            inpaint_score(m.loaded, real_images.clone(), method, editing.steps, m.seed)?;
+        if let Some(features) = features {
+            let filled_features = features_of(&features.net, filled, m.batch);
+            score.fd_oxidiff = Some(sample_distance(&features.real, &filled_features)?.fd_oxidiff);
+        }
+        scores.push(score);
+        progress(EvalPhase::Inpainting, k + 1, editing.inpaint.len());
+    }
+    Ok(scores)
+}
+
+/// `real_images` with noise of each of `editing.denoise_sigmas` added, denoised and scored
+/// (see [`denoise_score`]); progress as [`EvalPhase::Denoising`].
+///
+/// # Shapes
+/// - `real_images`: `[N, C, S, S]`
+///
+/// # Errors
+/// σ not positive or beyond the schedule, bad steps.
+fn measure_denoising(
+    m: &Measuring,
+    real_images: &Tensor<4>,
+    editing: &EditOptions,
+    progress: &mut dyn FnMut(EvalPhase, usize, usize),
+) -> Result<Vec<DenoiseScore>, TrainError> {
+    let sigmas = &editing.denoise_sigmas;
+    let mut scores = Vec::with_capacity(sigmas.len());
+    for (k, &sigma) in sigmas.iter().enumerate() {
+        let score = denoise_score(m.loaded, real_images.clone(), sigma, editing.steps, m.seed)?;
+        scores.push(score);
+        progress(EvalPhase::Denoising, k + 1, sigmas.len());
+    }
+    Ok(scores)
+}
+
+/// How the samples are drawn, in words: `"ddim (leading spacing), 50 network calls"`, or
+/// `"heun (Karras σ), 19 network calls"`.
+fn describe_sampler(sample: &SampleConfig, diffusion: &GaussianDiffusion) -> String {
+    let schedule = if sample.karras_sigmas {
+        " (Karras σ)".to_string()
+    } else {
+        format!(
+            " ({} spacing)",
+            format!("{:?}", diffusion.config.timestep_spacing).to_lowercase()
+        )
+    };
+    format!(
+        "{}{schedule}, {} network calls",
+        sample.sampler.name(),
+        sample.sampler.network_calls(sample.steps)
+    )
 }
