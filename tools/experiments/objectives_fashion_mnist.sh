@@ -18,7 +18,7 @@ mkdir -p "$out"
 declare -A objective=(
   [simple]="--set diffusion.loss=simple"
   [hybrid]="--set diffusion.loss=hybrid --set diffusion.variance_type=learned"
-  [vlb]="--set diffusion.loss=vlb --set diffusion.variance_type=learned --set train.timestep_sampler=loss-second-moment"
+  [vlb]="--set diffusion.loss=vlb --set diffusion.variance_type=learned --set train.timestep_draw=loss-second-moment"
 )
 for name in simple hybrid vlb; do
   if [ ! -d "$out/$name/checkpoints" ]; then

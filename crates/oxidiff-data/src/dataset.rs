@@ -142,7 +142,10 @@ impl Dataset {
     /// The dataset handing the model `size`×`size` crops of its stored images
     /// (`size <= stored_size`; how each batch crops is [`Dataset::assemble`]'s `augment`).
     pub fn cropped_to(mut self, size: usize) -> Self {
-        debug_assert!(size <= self.stored_size, "crops lie inside the stored images");
+        debug_assert!(
+            size <= self.stored_size,
+            "crops lie inside the stored images"
+        );
         self.size = size;
         self
     }

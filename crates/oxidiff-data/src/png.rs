@@ -85,7 +85,11 @@ mod tests {
     #[test]
     fn anything_but_a_png_header_is_refused() {
         let good = header(3, 4, 6);
-        assert_eq!(PngHeader::parse(&good[..25]), None, "cut before the colour type");
+        assert_eq!(
+            PngHeader::parse(&good[..25]),
+            None,
+            "cut before the colour type"
+        );
         assert_eq!(PngHeader::dimensions(&good[..24]), Some((3, 4)));
         assert_eq!(PngHeader::dimensions(&good[..23]), None);
         let mut no_signature = good.clone();

@@ -80,6 +80,9 @@ mod tests {
         assert_eq!(derive_seed(0, 0), 0);
         assert_eq!(derive_seed(42, 7), 0x53AD_348A_F3DD_AF4B);
         assert_eq!(derive_seed(u64::MAX, u64::MAX), 0xE4D9_7177_1B65_2C20);
-        assert_eq!(derive_seed(0xA5A5_0000_0000_0001, 123), 0x2206_B9C9_EF76_E78C);
+        assert_eq!(
+            derive_seed(0xA5A5_0000_0000_0001, 123),
+            0x2206_B9C9_EF76_E78C
+        );
     }
 }

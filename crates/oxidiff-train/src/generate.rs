@@ -54,9 +54,7 @@ pub fn load_for_sampling(
     let diffusion = GaussianDiffusion::new(config.diffusion.clone())?;
     let standardization = match config.data.standardize {
         Standardize::MinusOneOne => None,
-        Standardize::PerChannel => Some(read_json(
-            &RunDir::of_checkpoint(&dir).standardization(),
-        )?),
+        Standardize::PerChannel => Some(read_json(&RunDir::of_checkpoint(&dir).standardization())?),
     };
     Ok(LoadedModel {
         config,
@@ -146,14 +144,13 @@ fn to_pixels(
     standardization: Option<&ChannelStats>,
 ) -> Result<Vec<f32>, TrainError> {
     let [_, _, h, w] = images.dims();
-    let mut data: Vec<f32> =
-        images
-            .into_data()
-            .try_to_vec()
-            .map_err(|e| TrainError::Image {
-                path: path.to_path_buf(),
-                message: format!("cannot read the samples back: {e:?}"),
-            })?;
+    let mut data: Vec<f32> = images
+        .into_data()
+        .try_to_vec()
+        .map_err(|e| TrainError::Image {
+            path: path.to_path_buf(),
+            message: format!("cannot read the samples back: {e:?}"),
+        })?;
     if let Some(stats) = standardization {
         stats.invert(&mut data, h * w);
     }

@@ -10,8 +10,8 @@ use crate::eval::log::{EvalRecord, read_eval};
 use crate::metrics::{StepStats, read_metrics};
 use crate::plots::{PlotSpec, Series, YScale, draw_line_plot, smoothed};
 use crate::report_html::{ReportPage, write_report};
-use crate::tensorboard::TensorBoardWriter;
 use crate::run_dir::{RunDir, write_atomic};
+use crate::tensorboard::TensorBoardWriter;
 
 /// Plots keep at most this many points per series: a browser or PNG cannot show more anyway.
 const MAX_POINTS: usize = 2000;

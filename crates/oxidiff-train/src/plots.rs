@@ -578,7 +578,11 @@ mod tests {
         assert!((s[0].1 - 1.0).abs() < 1e-12, "debiased: no pull towards 0");
         assert!((s[99].1 - 1.0).abs() < 1e-12);
         // After k steps at the new level: 3 − 2·0.9^k (the bias correction is ~1 by then).
-        assert!((s[109].1 - (3.0 - 2.0 * 0.9f64.powi(10))).abs() < 1e-6, "{}", s[109].1);
+        assert!(
+            (s[109].1 - (3.0 - 2.0 * 0.9f64.powi(10))).abs() < 1e-6,
+            "{}",
+            s[109].1
+        );
         assert!((s[199].1 - 3.0).abs() < 1e-4);
     }
 

@@ -62,7 +62,11 @@ impl RunDir {
     pub fn of_checkpoint(checkpoint: &Path) -> Self {
         let parent = checkpoint.parent();
         match parent.and_then(|p| p.parent()) {
-            Some(run) if parent.and_then(Path::file_name).is_some_and(|n| n == CHECKPOINTS_DIR) => {
+            Some(run)
+                if parent
+                    .and_then(Path::file_name)
+                    .is_some_and(|n| n == CHECKPOINTS_DIR) =>
+            {
                 Self::new(run)
             }
             _ => Self::new(checkpoint),

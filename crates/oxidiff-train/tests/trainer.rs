@@ -94,9 +94,16 @@ fn checkpoint_round_trips_the_weights() {
     }
     let fresh = trainer.task.unet.init(&Device::flex());
     let loaded = load_weights(fresh, &dir.join("model.bpk")).unwrap();
-    assert_eq!(weights(&loaded), weights(&trainer.state.model), "online weights");
-    let loaded_ema =
-        load_weights(trainer.task.unet.init(&Device::flex()), &dir.join("ema.bpk")).unwrap();
+    assert_eq!(
+        weights(&loaded),
+        weights(&trainer.state.model),
+        "online weights"
+    );
+    let loaded_ema = load_weights(
+        trainer.task.unet.init(&Device::flex()),
+        &dir.join("ema.bpk"),
+    )
+    .unwrap();
     assert_eq!(
         weights(&loaded_ema),
         weights(&trainer.state.ema.model),
@@ -155,9 +162,15 @@ fn resume_continues_exactly() {
     resumed.run(None, &mut |_| {}).unwrap();
     assert_eq!(resumed.state.step, 12);
 
-    let diff = max_abs_diff(&weights(&straight.state.model), &weights(&resumed.state.model));
+    let diff = max_abs_diff(
+        &weights(&straight.state.model),
+        &weights(&resumed.state.model),
+    );
     assert!(diff <= 1e-6, "online weights differ by {diff}");
-    let diff = max_abs_diff(&weights(&straight.state.ema.model), &weights(&resumed.state.ema.model));
+    let diff = max_abs_diff(
+        &weights(&straight.state.ema.model),
+        &weights(&resumed.state.ema.model),
+    );
     assert!(diff <= 1e-6, "EMA weights differ by {diff}");
     let a = read_metrics(&tmp.path().join("a/metrics.jsonl")).unwrap();
     let b = read_metrics(&tmp.path().join("b/metrics.jsonl")).unwrap();
@@ -258,7 +271,10 @@ fn a_validation_split_is_held_out_saved_and_kept_on_resume() {
     let extra = ["train.steps=2", "data.validation_fraction=0.25"];
     let run = tmp.path().join("run");
     let mut trainer = Trainer::new(tiny_config(&data, &extra), &run, &Device::flex()).unwrap();
-    assert_eq!((trainer.data.dataset.len(), trainer.data.validation.len()), (15, 5));
+    assert_eq!(
+        (trainer.data.dataset.len(), trainer.data.validation.len()),
+        (15, 5)
+    );
     assert!(
         trainer
             .data
@@ -394,7 +410,10 @@ fn streamed_data_trains_exactly_like_cached_and_survives_a_vanished_file() {
     assert!(streamed.data.dataset.cached().is_none());
     streamed.run(None, &mut |_| {}).unwrap();
     // Same batches (decoded per step, prefetched ahead) → the same run.
-    let diff = max_abs_diff(&weights(&cached.state.model), &weights(&streamed.state.model));
+    let diff = max_abs_diff(
+        &weights(&cached.state.model),
+        &weights(&streamed.state.model),
+    );
     assert!(diff <= 1e-6, "weights differ by {diff}");
 
     // A file deleted mid-run: the run finishes, the file is reported once with its step.
@@ -504,7 +523,10 @@ fn learned_variance_hybrid_and_importance_sampling_resume_exactly() {
                 y.loss
             );
         }
-        let diff = max_abs_diff(&weights(&straight.state.model), &weights(&resumed.state.model));
+        let diff = max_abs_diff(
+            &weights(&straight.state.model),
+            &weights(&resumed.state.model),
+        );
         assert!(diff <= 1e-6, "{objective:?}: weights differ by {diff}");
     }
 }

@@ -11,8 +11,8 @@ use oxidiff_diffusion::GaussianDiffusion;
 use serde::{Deserialize, Serialize};
 
 use super::features::{
-    FEATURE_DIM, FeatureNet, FeatureNetConfig, SampleDistance, classifier_accuracy,
-    features_of, load_or_train, sample_distance,
+    FEATURE_DIM, FeatureNet, FeatureNetConfig, SampleDistance, classifier_accuracy, features_of,
+    load_or_train, sample_distance,
 };
 use super::tasks::{DenoiseScore, InpaintScore, denoise_score, inpaint_score};
 use super::{BandMse, NllReport, band_mse, nll};
@@ -77,10 +77,9 @@ pub fn evaluate_checkpoint(
         loaded.set_timestep_spacing(spacing);
     }
     let run_dir = RunDir::of_checkpoint(&loaded.checkpoint);
-    let state =
-        crate::checkpoint::load_state::<DiffusionState>(
-            &loaded.checkpoint.join(crate::run_dir::STATE_FILE),
-        )?;
+    let state = crate::checkpoint::load_state::<DiffusionState>(
+        &loaded.checkpoint.join(crate::run_dir::STATE_FILE),
+    )?;
     if options.nll.is_some() {
         check_nll_possible(&loaded.config)?;
     }

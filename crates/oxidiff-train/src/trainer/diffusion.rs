@@ -64,9 +64,9 @@ impl TrainTask for DiffusionTask {
         DiffusionState {
             loss_history: match self.config.train.timestep_draw {
                 TimestepSampling::Uniform => None,
-                TimestepSampling::LossSecondMoment => Some(
-                    saved.unwrap_or_else(|| LossHistory::new(self.diffusion.num_timesteps())),
-                ),
+                TimestepSampling::LossSecondMoment => {
+                    Some(saved.unwrap_or_else(|| LossHistory::new(self.diffusion.num_timesteps())))
+                }
             },
         }
     }

@@ -105,7 +105,10 @@ impl<T: TrainTask> Trainer<T> {
         overrides: &[String],
         device: &Device,
     ) -> Result<Self, TrainError> {
-        Self::start(RunSetup::resume(run_dir, overrides, T::image_shape)?, device)
+        Self::start(
+            RunSetup::resume(run_dir, overrides, T::image_shape)?,
+            device,
+        )
     }
 
     /// The one path of fresh and resumed runs: the task, its state (initialised or loaded),
@@ -320,9 +323,7 @@ impl<T: TrainTask> Trainer<T> {
     pub fn evaluate_if_due(&mut self) -> Result<Option<EvalRecord>, TrainError> {
         let steps = self.config.train.steps;
         let step = self.state.step;
-        let every = self
-            .config
-            .eval_intervals(!self.data.validation.is_empty());
+        let every = self.config.eval_intervals(!self.data.validation.is_empty());
         let due = |every: u64| every > 0 && (step.is_multiple_of(every) || step == steps);
         let due = EvalDue {
             frequent: due(every.band_mse),

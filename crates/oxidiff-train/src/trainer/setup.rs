@@ -64,7 +64,10 @@ impl RunSetup {
         let report = DataReport::new(&config.data, &all, &split);
         let mut new_files = vec![
             (run_dir.split(), to_json(&run_dir.split(), &record)?),
-            (run_dir.data_report(), to_json(&run_dir.data_report(), &report)?),
+            (
+                run_dir.data_report(),
+                to_json(&run_dir.data_report(), &report)?,
+            ),
         ];
         let standardization = match config.data.standardize {
             Standardize::MinusOneOne => None,

@@ -62,7 +62,10 @@ pub fn fixed_eval_loss(trainer: &Trainer) -> f64 {
     let [_, c, h, w] = x0.dims();
     let noise = randn(&mut ChaCha8Rng::seed_from_u64(1234), [n, c, h, w], &device);
     let t: Vec<usize> = (0..n).map(|i| 50 + i * 900 / n).collect();
-    let x_t = trainer.task.diffusion.q_sample(x0.clone(), &t, noise.clone());
+    let x_t = trainer
+        .task
+        .diffusion
+        .q_sample(x0.clone(), &t, noise.clone());
     let tf: Vec<f32> = t.iter().map(|&v| v as f32).collect();
     let timesteps = Tensor::<1>::from_data(TensorData::new(tf, [n]), &device);
     let out = model.forward(x_t, timesteps, None);
