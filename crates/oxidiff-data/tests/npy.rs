@@ -491,6 +491,9 @@ fn npy_config(path: &Path, missing: MissingValues) -> oxidiff_data::DataConfig {
         source: oxidiff_data::DataSource::Npy,
         path: Some(path.to_path_buf()),
         missing,
+        // No validation split (runs hold 5% out by default): the fill means below are over
+        // every image.
+        validation_fraction: 0.0,
         ..Default::default()
     }
 }
