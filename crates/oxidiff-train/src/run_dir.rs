@@ -196,13 +196,17 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
     })
 }
 
-/// Writes a JSON file of the run atomically.
-pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| TrainError::RunFile {
+/// The pretty JSON text of a run file that will be written to `path`.
+pub(crate) fn to_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<String, TrainError> {
+    serde_json::to_string_pretty(value).map_err(|e| TrainError::RunFile {
         path: path.to_path_buf(),
         message: format!("cannot serialise: {e}"),
-    })?;
-    write_atomic(path, text.as_bytes())
+    })
+}
+
+/// Writes a JSON file of the run atomically.
+pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
+    write_atomic(path, to_json(path, value)?.as_bytes())
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,

@@ -12,7 +12,7 @@ use oxidiff_data::{
 
 use crate::config::RunConfig;
 use crate::error::TrainError;
-use crate::run_dir::{CONFIG_FILE, RunDir, read_json, resolve_checkpoint, write_atomic};
+use crate::run_dir::{CONFIG_FILE, RunDir, read_json, resolve_checkpoint, to_json, write_atomic};
 
 /// The images of a run, divided and standardised.
 pub struct RunData {
@@ -145,13 +145,6 @@ impl RunSetup {
         }
         Ok(())
     }
-}
-
-fn to_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<String, TrainError> {
-    serde_json::to_string_pretty(value).map_err(|e| TrainError::RunFile {
-        path: path.to_path_buf(),
-        message: format!("cannot serialise: {e}"),
-    })
 }
 
 /// The split saved with a run: the held-out keys in `split.json`, so that a resumed run never
