@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use oxidiff_data::{DataConfig, read_image_exact};
+use oxidiff_data::read_image_exact;
 use oxidiff_diffusion::sample::{
     RePaintOptions, denoise_known_sigma, inpaint_ddim, repaint, sdedit, timestep_for_sigma,
 };
@@ -33,7 +33,7 @@ pub fn read_model_image(
 ) -> Result<Tensor<4>, TrainError> {
     let unet = loaded.config.unet()?;
     let (size, channels) = (unet.image_size, unet.in_channels);
-    let mut pixels = read_image_exact(path, size, channels, &decode_options(&loaded.config.data))?;
+    let mut pixels = read_image_exact(path, size, channels, &loaded.config.data.decode_options())?;
     if let Some(stats) = &loaded.standardization {
         stats.apply(&mut pixels, size * size);
     }
@@ -57,20 +57,13 @@ pub fn read_mask(
     device: &Device,
 ) -> Result<Tensor<4>, TrainError> {
     let size = loaded.config.unet()?.image_size;
-    let luma = read_image_exact(path, size, 1, &decode_options(&loaded.config.data))?;
+    let luma = read_image_exact(path, size, 1, &loaded.config.data.decode_options())?;
     // Luma in [-1, 1] → "generate" in [0, 1] → "known" = 1 − generate.
     let known: Vec<f32> = luma.iter().map(|v| 1.0 - (v + 1.0) * 0.5).collect();
     Ok(Tensor::from_data(
         TensorData::new(known, [1, 1, size, size]),
         device,
     ))
-}
-
-fn decode_options(data: &DataConfig) -> oxidiff_data::DecodeOptions {
-    oxidiff_data::DecodeOptions {
-        max_pixels: data.max_pixels,
-        background: data.background,
-    }
 }
 
 /// Peak signal-to-noise ratio in dB between two images in [-1, 1] pixel space, over the pixels

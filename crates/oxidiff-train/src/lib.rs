@@ -1,29 +1,47 @@
 //! The trainer: optimiser and learning-rate schedule, EMA, checkpoints with exact resume,
 //! metrics, sample grids; and loading a trained model to sample from.
+//!
+//! Modules are private: every item has one path, here at the root, except evaluation, whose
+//! many result types live under [`eval`].
 
-pub mod bench;
-pub mod checkpoint;
-pub mod config;
-pub mod edit;
-pub mod ema;
+// A public type reachable only through a private module could not be named by users.
+#![warn(unnameable_types)]
+
+mod bench;
+mod checkpoint;
+mod config;
+mod edit;
+mod ema;
 mod error;
 pub mod eval;
-pub mod generate;
-pub mod metrics;
-pub mod monitor;
-pub mod optim;
-pub mod plots;
-pub mod report_html;
-pub mod run_dir;
-pub mod tensorboard;
-pub mod trainer;
+mod generate;
+mod metrics;
+mod monitor;
+mod optim;
+mod plots;
+mod report_html;
+mod run_dir;
+mod tensorboard;
+mod trainer;
 
-pub use bench::{BenchConfig, BenchReport, run_bench};
-pub use config::{
-    DEFAULT_CONFIG_TOML, LrSchedule, OptimizerKind, RunConfig, SampleConfig, SamplerKind,
-    TrainConfig,
+pub use bench::{
+    BenchConfig, BenchReport, cpu_peak_gflops, cpu_threads, median, peak_rss_bytes, run_bench,
 };
+pub use checkpoint::load_weights;
+pub use config::{
+    DEFAULT_CONFIG_TOML, EvalIntervals, LrSchedule, OptimizerKind, RunConfig, SampleConfig,
+    SamplerKind, TrainConfig,
+};
+pub use edit::{DenoiseMethod, InpaintMethod, denoise, inpaint, psnr, read_mask, read_model_image};
+pub use ema::Ema;
 pub use error::TrainError;
-pub use generate::{LoadedModel, generate, load_for_sampling, save_image_grid};
+pub use generate::{LoadedModel, generate, load_for_sampling, save_image, save_image_grid};
 pub use metrics::{StepStats, read_metrics};
-pub use trainer::{TrainEvent, Trainer};
+pub use run_dir::{
+    CONFIG_FILE, EMA_FILE, MODEL_FILE, OPTIMIZER_FILE, RunDir, STATE_FILE, resolve_checkpoint,
+};
+pub use tensorboard::TensorBoardWriter;
+pub use trainer::{
+    DataFeed, DiffusionState, DiffusionTask, EvalDue, LabelDropout, RunData, RunSetup, TrainEvent,
+    TrainState, TrainTask, Trainer,
+};

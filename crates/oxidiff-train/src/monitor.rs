@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::TrainError;
 use crate::config::RunConfig;
-use crate::eval::log::{EvalRecord, read_eval};
+use crate::eval::{EvalRecord, read_eval};
 use crate::metrics::{StepStats, read_metrics};
 use crate::plots::{PlotSpec, Series, YScale, draw_line_plot, smoothed};
 use crate::report_html::{ReportPage, write_report};

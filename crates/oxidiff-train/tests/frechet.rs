@@ -1,4 +1,4 @@
-//! Golden test for FD-oxidiff statistics (`oxidiff_train::eval::frechet`) against numpy/scipy.
+//! Golden test for FD-oxidiff statistics (`oxidiff_train::eval::frechet_distance`) against numpy/scipy.
 //!
 //! The golden numbers below were printed by (run from the repository root; Python 3.11.7,
 //! numpy 2.4.6, scipy 1.17.1):
@@ -9,7 +9,7 @@
 //! evaluated in f64 (libm sin/cos, the same operation order as Python) and rounded to f32, so
 //! both sides see bit-identical features. Keep the two in sync.
 
-use oxidiff_train::eval::frechet::{FeatureStats, frechet_distance, precision_recall};
+use oxidiff_train::eval::{FeatureStats, frechet_distance, precision_recall};
 
 const K: usize = 3;
 

@@ -11,7 +11,7 @@ use std::io::Cursor;
 use std::path::Path;
 use std::process::Command;
 
-use oxidiff_train::tensorboard::TensorBoardWriter;
+use oxidiff_train::TensorBoardWriter;
 use serde_json::Value;
 
 const LOSS: [(u64, f64); 5] = [(1, 0.9), (2, 0.71), (3, 0.5625), (4, 0.48), (5, 0.4125)];

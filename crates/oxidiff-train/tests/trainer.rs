@@ -5,8 +5,8 @@ mod common;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use oxidiff_models::UNet;
-use oxidiff_train::checkpoint::load_weights;
-use oxidiff_train::run_dir::resolve_checkpoint;
+use oxidiff_train::load_weights;
+use oxidiff_train::resolve_checkpoint;
 use oxidiff_train::{TrainEvent, Trainer, read_metrics};
 
 use common::{fixed_eval_loss, tiny_config, write_images};
@@ -619,7 +619,7 @@ fn evaluation_during_training_writes_logs_plots_report_and_tensorboard() {
 
 #[test]
 fn a_checkpoint_is_evaluated_the_same_way_twice() {
-    use oxidiff_train::eval::checkpoint::{
+    use oxidiff_train::eval::{
         DistanceOptions, EditOptions, EvalOptions, EvalSplit, ImageSelection, NllOptions,
         evaluate_checkpoint,
     };
@@ -647,7 +647,7 @@ fn a_checkpoint_is_evaluated_the_same_way_twice() {
             sample: None,
         },
         editing: EditOptions {
-            inpaint: vec![oxidiff_train::edit::InpaintMethod::Replacement],
+            inpaint: vec![oxidiff_train::InpaintMethod::Replacement],
             denoise_sigmas: vec![25.0],
             steps: 4,
         },

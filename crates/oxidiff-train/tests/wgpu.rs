@@ -10,7 +10,7 @@ mod common;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use oxidiff_train::ema::Ema;
+use oxidiff_train::Ema;
 use oxidiff_train::{Trainer, read_metrics};
 
 use common::{fixed_eval_loss, tiny_config, write_images};

@@ -4,11 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use oxidiff_diffusion::sample::RePaintOptions;
-use oxidiff_train::edit::{
-    DenoiseMethod, InpaintMethod, denoise, inpaint, read_mask, read_model_image,
-};
-use oxidiff_train::generate::save_image;
 use oxidiff_train::load_for_sampling;
+use oxidiff_train::save_image;
+use oxidiff_train::{DenoiseMethod, InpaintMethod, denoise, inpaint, read_mask, read_model_image};
 
 use crate::device::DeviceArg;
 use crate::enum_arg::SpacingArg;

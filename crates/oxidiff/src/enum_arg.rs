@@ -6,6 +6,7 @@
 use oxidiff_diffusion::TimestepSpacing;
 use oxidiff_models::Preset;
 use oxidiff_train::SamplerKind;
+use oxidiff_train::eval::EvalSplit;
 
 /// Declares `pub struct $Arg(pub $Enum)` with clap's `ValueEnum` over `$Enum::ALL`, named by
 /// `$Enum::name` and described by `$Enum::description`.
@@ -48,4 +49,9 @@ enum_arg! {
 enum_arg! {
     /// `--preset`: a [`Preset`] by its config name.
     PresetArg(Preset)
+}
+
+enum_arg! {
+    /// `oxidiff eval --split`: an [`EvalSplit`] by its name.
+    EvalSplitArg(EvalSplit)
 }

@@ -1,19 +1,19 @@
-//! `oxidiff eval`: prints what `oxidiff_train::eval::checkpoint::evaluate_checkpoint` measures.
+//! `oxidiff eval`: prints what `oxidiff_train::eval::evaluate_checkpoint` measures.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use oxidiff_train::eval::checkpoint::{
-    DistanceOptions, EditOptions, EvalOptions, EvalPhase, EvalResult, EvalSplit, ImageSelection,
-    NllOptions, evaluate_checkpoint,
+use oxidiff_train::eval::{
+    DistanceOptions, EditOptions, EvalOptions, EvalPhase, EvalResult, ImageSelection, NllOptions,
+    evaluate_checkpoint,
 };
 
 use oxidiff_diffusion::sample::RePaintOptions;
-use oxidiff_train::edit::InpaintMethod;
-use oxidiff_train::{RunConfig, SampleConfig, SamplerKind};
+use oxidiff_train::InpaintMethod;
+use oxidiff_train::{RunConfig, SampleConfig};
 
 use crate::device::DeviceArg;
-use crate::enum_arg::SpacingArg;
+use crate::enum_arg::{EvalSplitArg, SamplerArg, SpacingArg};
 
 /// `oxidiff eval`'s arguments.
 #[derive(clap::Args)]
@@ -21,10 +21,9 @@ pub struct EvalArgs {
     /// A checkpoint directory, or a run directory (its newest checkpoint).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// `val`: the run's held-out images; `test`: Fashion-MNIST's test files for a
-    /// Fashion-MNIST run, else the source given by --data / --set; `train`.
+    /// Which images to evaluate on.
     #[arg(long, value_enum, default_value = "val")]
-    pub split: SplitArg,
+    pub split: EvalSplitArg,
     /// A test source for --split test: a folder, `.npy` or IDX file.
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -48,8 +47,8 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 500)]
     pub fd_samples: usize,
     /// Sampler for --fd (default: the run's `sample.sampler`).
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(SamplerKind::ALL.map(SamplerKind::name)))]
-    pub sampler: Option<String>,
+    #[arg(long, value_enum)]
+    pub sampler: Option<SamplerArg>,
     /// Sampling steps for --fd (default: the run's `sample.steps`).
     #[arg(long)]
     pub steps: Option<usize>,
@@ -91,14 +90,6 @@ pub struct EvalArgs {
     pub device: DeviceArg,
 }
 
-/// The images `oxidiff eval` measures on.
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum SplitArg {
-    Val,
-    Test,
-    Train,
-}
-
 pub fn eval_command(args: EvalArgs) -> Result<()> {
     if args.stride == 0 || args.batch == 0 {
         bail!("--stride and --batch must be at least 1");
@@ -120,11 +111,7 @@ pub fn eval_command(args: EvalArgs) -> Result<()> {
     data_overrides.extend(args.overrides.iter().cloned());
     let options = EvalOptions {
         images: ImageSelection {
-            split: match args.split {
-                SplitArg::Val => EvalSplit::Val,
-                SplitArg::Test => EvalSplit::Test,
-                SplitArg::Train => EvalSplit::Train,
-            },
+            split: args.split.into(),
             data_overrides,
             max_images: args.images,
         },
@@ -193,11 +180,11 @@ fn sampling(args: &EvalArgs) -> Result<Option<SampleConfig>> {
     if args.sampler.is_none() && args.steps.is_none() && !args.karras {
         return Ok(None);
     }
-    let dir = oxidiff_train::run_dir::resolve_checkpoint(&args.checkpoint)?;
-    let config = RunConfig::load(&dir.join(oxidiff_train::run_dir::CONFIG_FILE), &[])?;
+    let dir = oxidiff_train::resolve_checkpoint(&args.checkpoint)?;
+    let config = RunConfig::load(&dir.join(oxidiff_train::CONFIG_FILE), &[])?;
     let mut sample = config.sample;
-    if let Some(name) = &args.sampler {
-        sample.sampler = SamplerKind::from_name(name).context("unknown sampler")?;
+    if let Some(sampler) = args.sampler {
+        sample.sampler = sampler.into();
     }
     if let Some(steps) = args.steps {
         let max = config.diffusion.num_train_timesteps;

@@ -118,7 +118,7 @@ impl Progress {
 }
 
 /// One line for an in-training evaluation.
-fn describe_eval(record: &oxidiff_train::eval::log::EvalRecord) -> String {
+fn describe_eval(record: &oxidiff_train::eval::EvalRecord) -> String {
     let mut parts = vec![format!("eval at step {}:", record.step)];
     if let Some(n) = &record.nll {
         parts.push(format!(

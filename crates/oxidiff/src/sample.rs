@@ -189,7 +189,7 @@ pub fn sample_command(args: SampleArgs) -> Result<()> {
         for k in 0..args.num {
             let path = dir.join(format!("sample-{k:04}.png"));
             let one = images.clone().narrow(0, k, 1);
-            oxidiff_train::generate::save_image(&path, one, loaded.standardization.as_ref())?;
+            oxidiff_train::save_image(&path, one, loaded.standardization.as_ref())?;
         }
         eprintln!("wrote {} images to {}", args.num, dir.display());
     }

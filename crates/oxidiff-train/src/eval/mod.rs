@@ -1,16 +1,29 @@
 //! Evaluation of a trained model on held-out images: negative log-likelihood in bits/dim from
-//! the variational bound, ε-MSE per band of timesteps, and (see [`features`]) the sample
+//! the variational bound, ε-MSE per band of timesteps, and (see [`FeatureNet`]) the sample
 //! distance FD-oxidiff.
 //!
 //! Every number here is a function of the weights and the images alone: noise and timesteps
 //! come from generators seeded per image, so two checkpoints evaluated on the same images see
 //! the same x_t and their numbers can be compared directly.
 
-pub mod checkpoint;
-pub mod features;
-pub mod frechet;
-pub mod log;
-pub mod tasks;
+mod checkpoint;
+mod features;
+mod frechet;
+mod log;
+mod tasks;
+
+pub use checkpoint::{
+    DistanceOptions, EditOptions, EvalOptions, EvalPhase, EvalResult, EvalSplit, ImageSelection,
+    NllOptions, evaluate_checkpoint,
+};
+pub use features::{
+    FEATURE_DIM, FeatureNet, FeatureNetConfig, FeatureTask, PR_NEIGHBOURS, SampleDistance,
+    classifier_accuracy, features_of, sample_distance, train_feature_net,
+};
+pub use frechet::{FeatureStats, PrecisionRecall, StatsError, frechet_distance, precision_recall};
+pub(crate) use log::append_eval;
+pub use log::{EvalRecord, read_eval};
+pub use tasks::{DenoiseScore, InpaintScore, centre_square_mask, denoise_score, inpaint_score};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use oxidiff_data::{Augment, Dataset};

@@ -17,7 +17,7 @@ use super::feed::LabelDropout;
 use super::task::{EvalDue, TrainTask};
 use crate::config::RunConfig;
 use crate::error::TrainError;
-use crate::eval::{self, log::EvalRecord};
+use crate::eval::{self, EvalRecord};
 use crate::generate::{generate, save_image_grid};
 
 /// A diffusion model in training: the UNet's config, the process, and the run config.

@@ -26,7 +26,7 @@ pub use task::{EvalDue, TrainTask};
 
 use crate::config::RunConfig;
 use crate::error::TrainError;
-use crate::eval::log::{EvalRecord, append_eval};
+use crate::eval::{EvalRecord, append_eval};
 use crate::metrics::{MetricsLog, StepStats};
 use crate::monitor::Monitor;
 use crate::optim::{ScaleGrads, clip_grad_norm, learning_rate};

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use super::feed::LabelDropout;
 use crate::config::RunConfig;
 use crate::error::TrainError;
-use crate::eval::log::EvalRecord;
+use crate::eval::EvalRecord;
 
 /// Which held-out measurements are due at a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,23 +2,23 @@
 //! options per measurement, each with `oxidiff eval`'s defaults.
 
 use oxidiff_diffusion::TimestepSpacing;
-use serde::{Deserialize, Serialize};
 
 use crate::config::{RunConfig, SampleConfig};
 use crate::edit::InpaintMethod;
 
-/// Which images a checkpoint is evaluated on.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EvalSplit {
-    /// The run's held-out images (`split.json`).
-    #[default]
-    Val,
-    /// A test set: Fashion-MNIST's test files for a Fashion-MNIST run, otherwise every image
-    /// of the source given by the data overrides.
-    Test,
-    /// The run's training images (to compare against held-out numbers).
-    Train,
+oxidiff_diffusion::named_enum! {
+    /// Which images a checkpoint is evaluated on.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub enum EvalSplit {
+        /// The run's held-out images (`split.json`).
+        #[default]
+        Val = "val",
+        /// A test set: Fashion-MNIST's test files for a Fashion-MNIST run, otherwise every
+        /// image of the source given by --data / --set.
+        Test = "test",
+        /// The run's training images (to compare against held-out numbers).
+        Train = "train",
+    }
 }
 
 /// What to measure and how, grouped by the measurement that reads it. The defaults are
