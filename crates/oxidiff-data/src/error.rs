@@ -14,11 +14,12 @@ pub enum DataError {
     InvalidConfig { key: String, message: String },
 
     /// A file or folder could not be read or written.
-    #[error("{}: {source}", path.display())]
+    /// The cause is part of the message, not an error `source()`, so a printed chain
+    /// (`{:#}`) says it once.
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A file's contents are not what its format says (a broken IDX or `.npy` header, a
@@ -65,7 +66,7 @@ impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

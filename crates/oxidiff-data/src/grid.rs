@@ -1,8 +1,6 @@
 //! Sample grids: a batch of images tiled into one PNG.
 
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::{DynamicImage, GrayImage, ImageFormat, Luma, Rgb, RgbImage};
 
@@ -191,40 +189,7 @@ fn write_png(path: &Path, image: &DynamicImage) -> Result<(), DataError> {
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` through a fsynced temporary file in the same folder and a rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let Some(name) = path.file_name() else {
-        return Err(DataError::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"),
-        ));
-    };
-    // Same folder, so the rename cannot cross file systems; pid in the name so two processes
-    // writing the same grid do not share a temporary file.
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = fs::File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-        file.write_all(bytes).map_err(|e| DataError::io(&tmp, e))?;
-        file.sync_all().map_err(|e| DataError::io(&tmp, e))?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    // Make the rename itself durable. Not possible on every platform (Windows cannot open a
-    // folder as a file), and the data is already safe, so failure here is ignored.
-    if let Ok(d) = fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+/// Writes `bytes` to `path` atomically ([`replace_file`](crate::replace_file)).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    crate::replace_file(path, bytes).map_err(|e| DataError::io(path, e))
 }

@@ -13,6 +13,7 @@
 //! # Ok::<(), oxidiff_data::DataError>(())
 //! ```
 
+mod atomic;
 mod augment;
 mod config;
 mod dataset;
@@ -31,6 +32,7 @@ mod split;
 mod standardize;
 mod transform;
 
+pub use atomic::{remove_stale_temporaries, replace_file};
 pub use augment::{Augment, CropMode, crop_into};
 pub use config::{
     ColorMode, DataConfig, DataSource, ErrorPolicy, FolderLabels, ResizeFilter, Standardize,
@@ -60,5 +62,7 @@ pub use source::npy::images::{
     MissingValues, NpyImages, NpyLayout, apply_missing_values, non_finite_samples, npy_images,
 };
 pub use source::{load_dataset, load_dataset_for_run};
-pub use split::{Split, SplitRecord, split_for, split_from_list, stratified_split};
+pub use split::{
+    Split, SplitRecord, split_for, split_from_list, stratified_split, stratified_subset,
+};
 pub use standardize::ChannelStats;

@@ -72,6 +72,36 @@ pub fn stratified_split(labels: &[usize], keys: &[String], fraction: f64, seed: 
     Split { train, validation }
 }
 
+/// `n` of the given images, as even across classes as their counts allow (one of every class
+/// in turn, each class in the seeded order of its keys), returned as positions in ascending
+/// order: the first `n` images in path order would be one or two classes of a folder of
+/// class sub-folders.
+pub fn stratified_subset(labels: &[usize], keys: &[String], n: usize, seed: u64) -> Vec<usize> {
+    assert_eq!(labels.len(), keys.len(), "one key per label");
+    let mut by_class: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, &label) in labels.iter().enumerate() {
+        by_class.entry(label).or_default().push(i);
+    }
+    let mut classes: Vec<Vec<usize>> = by_class.into_values().collect();
+    for members in &mut classes {
+        members.sort_by_key(|&i| (rank(seed, &keys[i]), i));
+    }
+    let mut chosen = Vec::with_capacity(n.min(labels.len()));
+    let mut round = 0;
+    while chosen.len() < n.min(labels.len()) {
+        for members in &classes {
+            if let Some(&i) = members.get(round)
+                && chosen.len() < n
+            {
+                chosen.push(i);
+            }
+        }
+        round += 1;
+    }
+    chosen.sort_unstable();
+    chosen
+}
+
 /// Holds out exactly the images whose keys are listed (`origin` names the list in errors).
 ///
 /// # Errors
@@ -208,5 +238,19 @@ mod tests {
             err.to_string().contains("val.txt lists \"nope.png\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_stratified_subset_takes_every_class_in_turn() {
+        // Three classes in path order, 6 + 3 + 1 images.
+        let labels = [0, 0, 0, 0, 0, 0, 1, 1, 1, 2];
+        let keys = keys(labels.len());
+        let subset = stratified_subset(&labels, &keys, 5, 7);
+        let count = |c| subset.iter().filter(|&&i| labels[i] == c).count();
+        assert_eq!((count(0), count(1), count(2)), (2, 2, 1));
+        assert!(subset.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(stratified_subset(&labels, &keys, 5, 7), subset, "seeded");
+        assert_eq!(stratified_subset(&labels, &keys, 50, 7).len(), 10);
+        assert!(stratified_subset(&labels, &keys, 0, 7).is_empty());
     }
 }

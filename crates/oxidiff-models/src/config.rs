@@ -128,7 +128,9 @@ impl UNetConfig {
                 return Err(ModelError::invalid(
                     "attention_resolutions",
                     format!(
-                        "{resolution} is not one of the network's resolutions {level_resolutions:?}"
+                        "{resolution} is not one of the network's resolutions \
+                         {level_resolutions:?}: set model.attention_resolutions to some of them \
+                         (or [] for none)"
                     ),
                 ));
             }
@@ -187,6 +189,14 @@ impl ModelConfig {
     pub fn resolve(&self) -> Result<UNetConfig, ModelError> {
         let mut config = self.preset.config();
         if let Some(v) = self.image_size {
+            // The preset's attention stays at the same levels of the network (tiny's at 4×4 of
+            // 8×8 moves to 14×14 of 28×28), unless attention_resolutions is given too.
+            let levels: Vec<usize> = config
+                .attention_resolutions
+                .iter()
+                .filter_map(|&r| (0..config.num_levels()).find(|&l| config.image_size >> l == r))
+                .collect();
+            config.attention_resolutions = levels.into_iter().map(|l| v >> l).collect();
             config.image_size = v;
         }
         if let Some(v) = self.in_channels {

@@ -6,12 +6,14 @@ mod config;
 pub mod cpu;
 mod error;
 mod flops;
+mod footprint;
 mod presets;
 mod unet;
 
 pub use config::{ModelConfig, TimeInjection, UNetConfig};
 pub use error::ModelError;
 pub use flops::FlopCount;
+pub use footprint::Footprint;
 pub use presets::Preset;
 pub use unet::{
     AttentionBlock, DownLevel, Downsample, ResAttn, ResBlock, TimeEmbedding, UNet, UpLevel,

@@ -88,6 +88,10 @@ pub struct TrainConfig {
     pub warmup_steps: u64,
     pub min_lr: f64,
     pub grad_clip_norm: f64,
+    /// A loss or gradient norm that turns NaN or infinite rolls the run back to its last
+    /// checkpoint with half the learning rate, at most this many times in a row (0: the run
+    /// stops at once).
+    pub max_rollbacks: u32,
     pub grad_accum_steps: usize,
     pub ema_decay: f64,
     pub ema_warmup: bool,
@@ -133,6 +137,7 @@ impl Default for TrainConfig {
             warmup_steps: 100,
             min_lr: 1e-5,
             grad_clip_norm: 1.0,
+            max_rollbacks: 3,
             grad_accum_steps: 1,
             ema_decay: 0.999,
             ema_warmup: true,
@@ -259,6 +264,11 @@ impl RunConfig {
         for assignment in overrides {
             apply_override(&mut value, assignment)?;
         }
+        // A bad value may come from the file or from an override: say both were read.
+        let origin = &match overrides {
+            [] => origin.to_string(),
+            _ => format!("{origin} with the --set overrides"),
+        };
         let config: RunConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             TrainError::Config {
@@ -291,10 +301,7 @@ impl RunConfig {
 
     /// Reads, overrides and validates a config file.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, TrainError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
         Self::from_toml_str(&text, &path.display().to_string(), overrides)
     }
 
@@ -321,7 +328,8 @@ impl RunConfig {
 
     /// Checks values that parse but cannot work; the message starts with the key.
     pub fn validate(&self) -> Result<(), String> {
-        self.data.validate().map_err(|e| format!("data.{e}"))?;
+        // DataError names its key with the section already (`data.path: …`).
+        self.data.validate().map_err(|e| e.to_string())?;
         self.model.resolve().map_err(|e| e.to_string())?;
         self.diffusion
             .validate()

@@ -10,7 +10,8 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor, TensorData};
 use oxidiff_data::read_image_exact;
 use oxidiff_diffusion::sample::{
-    RePaintOptions, denoise_known_sigma, inpaint_ddim, repaint, sdedit, timestep_for_sigma,
+    RePaintOptions, denoise_known_sigma, inpaint_ddim, largest_sigma, repaint, sdedit,
+    timestep_for_sigma,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -193,7 +194,19 @@ pub fn denoise(
                         .into(),
                 });
             }
-            // 255 levels span the model's range of 2.
+            // 255 levels span the model's range of 2; the range is checked in the caller's
+            // units, 8-bit levels.
+            let largest = largest_sigma(diffusion) * 127.5;
+            if !(sigma.is_finite() && sigma > 0.0 && sigma <= largest) {
+                return Err(oxidiff_diffusion::DiffusionError::InvalidArgument {
+                    name: "sigma".into(),
+                    message: format!(
+                        "{sigma} (8-bit levels): must be in (0, {largest:.1}], the noise levels \
+                         this model's schedule reaches"
+                    ),
+                }
+                .into());
+            }
             let sigma = sigma / 127.5;
             let steps = steps.min(timestep_for_sigma(diffusion, sigma) + 1);
             denoise_known_sigma(

@@ -37,6 +37,7 @@ impl ModuleMapper for Blend {
 }
 
 /// The EMA weights (without autodiff) of a model `M` and how many updates they have seen.
+#[derive(Clone)]
 pub struct Ema<M> {
     pub model: M,
     pub updates: u64,
@@ -75,7 +76,7 @@ impl<M: Module> Ema<M> {
             decay: self.decay(),
         };
         self.model = self.model.clone().map(&mut blend);
-        self.updates += 1;
+        self.updates = self.updates.saturating_add(1);
     }
 }
 

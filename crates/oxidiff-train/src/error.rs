@@ -9,11 +9,12 @@ pub enum TrainError {
     Config { origin: String, message: String },
     #[error("invalid --set `{assignment}`: {message}")]
     Override { assignment: String, message: String },
-    #[error("{}: {source}", path.display())]
+    /// The cause is part of the message, not an error `source()`, so a printed chain
+    /// (`{:#}`) says it once.
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A checkpoint cannot be found, read, applied or written.
     #[error("checkpoint {}: {message}", path.display())]
@@ -34,8 +35,20 @@ pub enum TrainError {
     Model(#[from] oxidiff_models::ModelError),
     #[error(transparent)]
     Diffusion(#[from] oxidiff_diffusion::DiffusionError),
-    #[error("training diverged at step {step}: the loss is {loss}")]
-    Diverged { step: u64, loss: f64 },
+    /// The loss or the gradient norm of a step is NaN or infinite, and no rollback is left
+    /// (`train.max_rollbacks`).
+    #[error("training diverged at step {step}: the {quantity} is {value}{note}")]
+    Diverged {
+        step: u64,
+        /// "loss" or "gradient norm".
+        quantity: &'static str,
+        value: f64,
+        /// What was tried before giving up, in words (empty when nothing was).
+        note: String,
+    },
+    /// The config needs more memory than the machine has (see `MemoryEstimate`).
+    #[error("{message}")]
+    Memory { message: String },
     /// An evaluation could not be computed (too few images, non-finite features).
     #[error("evaluation: {message}")]
     Eval { message: String },
@@ -45,7 +58,7 @@ impl TrainError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

@@ -18,7 +18,7 @@ use oxidiff_data::{ChannelStats, Standardize};
 use crate::checkpoint;
 use crate::config::{RunConfig, SampleConfig, SamplerKind};
 use crate::error::TrainError;
-use crate::run_dir::{CONFIG_FILE, EMA_FILE, MODEL_FILE, RunDir, read_json, resolve_checkpoint};
+use crate::run_dir::{EMA_FILE, MODEL_FILE, RunDir, read_json, resolve_checkpoint};
 
 /// A trained model ready to sample from.
 pub struct LoadedModel {
@@ -47,7 +47,7 @@ pub fn load_for_sampling(
     device: &Device,
 ) -> Result<LoadedModel, TrainError> {
     let dir = resolve_checkpoint(path)?;
-    let config = RunConfig::load(&dir.join(CONFIG_FILE), &[])?;
+    let config = checkpoint::load_config(&dir, &[])?;
     let unet = config.unet()?;
     let weights = if use_ema { EMA_FILE } else { MODEL_FILE };
     let model = checkpoint::load_weights(unet.init(device), &dir.join(weights))?;

@@ -9,12 +9,14 @@
 
 mod bench;
 mod checkpoint;
+mod checksums;
 mod config;
 mod edit;
 mod ema;
 mod error;
 pub mod eval;
 mod generate;
+mod memory;
 mod metrics;
 mod monitor;
 mod optim;
@@ -27,7 +29,7 @@ mod trainer;
 pub use bench::{
     BenchConfig, BenchReport, cpu_peak_gflops, cpu_threads, median, peak_rss_bytes, run_bench,
 };
-pub use checkpoint::load_weights;
+pub use checkpoint::{Divergence, load_weights};
 pub use config::{
     DEFAULT_CONFIG_TOML, EvalIntervals, LrSchedule, OptimizerKind, RunConfig, SampleConfig,
     SamplerKind, TrainConfig,
@@ -36,12 +38,14 @@ pub use edit::{DenoiseMethod, InpaintMethod, denoise, inpaint, psnr, read_mask, 
 pub use ema::Ema;
 pub use error::TrainError;
 pub use generate::{LoadedModel, generate, load_for_sampling, save_image, save_image_grid};
-pub use metrics::{StepStats, read_metrics};
+pub use memory::{MemoryEstimate, MemoryPart, human_bytes, machine_memory};
+pub use metrics::{Rollback, RollbackRecord, StepStats, read_metrics, read_rollbacks};
 pub use run_dir::{
-    CONFIG_FILE, EMA_FILE, MODEL_FILE, OPTIMIZER_FILE, RunDir, STATE_FILE, resolve_checkpoint,
+    CHECKSUMS_FILE, CONFIG_FILE, EMA_FILE, MODEL_FILE, OPTIMIZER_FILE, RunDir, STATE_FILE,
+    resolve_checkpoint, write_atomic,
 };
 pub use tensorboard::TensorBoardWriter;
 pub use trainer::{
-    DataFeed, DiffusionState, DiffusionTask, EvalDue, LabelDropout, RunData, RunSetup, TrainEvent,
-    TrainState, TrainTask, Trainer,
+    DataFeed, DiffusionState, DiffusionTask, EvalDue, LabelDropout, RunData, RunEnd, RunSetup,
+    TrainEvent, TrainState, TrainTask, Trainer,
 };

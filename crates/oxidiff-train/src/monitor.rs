@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use crate::TrainError;
 use crate::config::RunConfig;
 use crate::eval::{EvalRecord, read_eval};
-use crate::metrics::{StepStats, read_metrics};
+use crate::metrics::{StepStats, read_metrics, read_rollbacks};
 use crate::plots::{PlotSpec, Series, YScale, draw_line_plot, smoothed};
 use crate::report_html::{ReportPage, write_report};
-use crate::run_dir::{RunDir, write_atomic};
+use crate::run_dir::{RunDir, truncate_log};
 use crate::tensorboard::TensorBoardWriter;
 
 /// Plots keep at most this many points per series: a browser or PNG cannot show more anyway.
@@ -31,16 +31,7 @@ impl Monitor {
     /// a resumed run) and drops `eval.jsonl` records past `step` (an interrupted run's evaluations
     /// after its last checkpoint), like the metrics log.
     pub fn open(run_dir: &RunDir, step: u64) -> Result<Self, TrainError> {
-        let eval_log = run_dir.eval_log();
-        if eval_log.is_file() {
-            let kept = read_eval(&eval_log, Some(step))?;
-            let mut text = String::new();
-            for record in &kept {
-                text.push_str(&serde_json::to_string(record).expect("EvalRecord serialises"));
-                text.push('\n');
-            }
-            write_atomic(&eval_log, text.as_bytes())?;
-        }
+        truncate_log(&run_dir.eval_log(), step)?;
         let dir = run_dir.tensorboard_dir();
         let mut tensorboard =
             TensorBoardWriter::create(&dir).map_err(|e| TrainError::io(&dir, e))?;
@@ -149,6 +140,28 @@ impl Monitor {
                 ),
             ),
         ];
+        let rollbacks = if metrics_path.is_file() {
+            read_rollbacks(&metrics_path)?
+        } else {
+            Vec::new()
+        };
+        let mut summary = summary;
+        if !rollbacks.is_empty() {
+            let lines: Vec<String> = rollbacks
+                .iter()
+                .map(|r| {
+                    format!(
+                        "step {} ({} {}): back to step {}, learning rate × {}",
+                        r.rollback.diverged_at,
+                        r.rollback.quantity,
+                        r.rollback.value,
+                        r.step,
+                        r.rollback.lr_scale
+                    )
+                })
+                .collect();
+            summary.push(("rollbacks".to_string(), lines.join("; ")));
+        }
         let metrics_table = latest_numbers(&metrics, &evals);
         let data_report = std::fs::read_to_string(self.run_dir.data_report())
             .unwrap_or_else(|_| "(no data_report.json)".into());

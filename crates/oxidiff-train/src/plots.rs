@@ -153,7 +153,7 @@ pub fn draw_line_plot(
     drawn.map_err(fail)?;
 
     let png = encode_png(&rgb, width, height).map_err(|e| fail(format!("encoding PNG: {e}")))?;
-    crate::run_dir::replace_file(path, &png).map_err(|e| fail(e.to_string()))
+    oxidiff_data::replace_file(path, &png).map_err(|e| fail(e.to_string()))
 }
 
 /// Registers the embedded font once per process.

@@ -64,7 +64,7 @@ pre { background: #f6f8fa; border: 1px solid #e1e4e8; padding: 0.8em 1em; overfl
 /// naming `path`.
 pub fn write_report(path: &Path, page: &ReportPage<'_>) -> std::io::Result<()> {
     let html = render(page);
-    crate::run_dir::replace_file(path, html.as_bytes())
+    oxidiff_data::replace_file(path, html.as_bytes())
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 

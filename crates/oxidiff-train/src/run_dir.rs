@@ -33,6 +33,8 @@ pub const EMA_FILE: &str = "ema.bpk";
 pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
 /// Step, EMA updates and generator state of a checkpoint.
 pub const STATE_FILE: &str = "state.json";
+/// The SHA-256 of every other file of a checkpoint (`sha256sum -c` reads it).
+pub const CHECKSUMS_FILE: &str = "SHA256SUMS";
 
 const SPLIT_FILE: &str = "split.json";
 const DATA_REPORT_FILE: &str = "data_report.json";
@@ -45,6 +47,8 @@ const REPORT_FILE: &str = "report.html";
 const TENSORBOARD_DIR: &str = "tensorboard";
 const FD_CACHE_DIR: &str = "fd_oxidiff";
 const CHECKPOINTS_DIR: &str = "checkpoints";
+const CHECKPOINT_TMP_SUFFIX: &str = ".tmp";
+const DELETING_SUFFIX: &str = ".deleting";
 
 /// A run directory (it need not exist yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +142,47 @@ impl RunDir {
 
     /// The hidden directory a checkpoint is assembled in before its rename.
     pub(crate) fn checkpoint_tmp(&self, step: u64) -> PathBuf {
-        self.checkpoints_dir().join(format!(".step-{step:07}.tmp"))
+        self.checkpoints_dir()
+            .join(format!(".step-{step:07}{CHECKPOINT_TMP_SUFFIX}"))
+    }
+
+    /// Where an old checkpoint is renamed before it is deleted, so a deletion cut short never
+    /// leaves a partial checkpoint under a checkpoint's name.
+    pub(crate) fn checkpoint_deleting(&self, step: u64) -> PathBuf {
+        self.checkpoints_dir()
+            .join(format!(".step-{step:07}{DELETING_SUFFIX}"))
+    }
+
+    /// Removes what a killed or failed earlier process of this run left: half-built or
+    /// half-deleted checkpoints (`checkpoints/.step-N.tmp`, `….deleting`) and the temporary
+    /// files of atomic writes whose writer is gone (in the run directory, `samples/`,
+    /// `plots/`). Called by the trainer, the run's one writer, before it writes anything.
+    /// Returns what it removed.
+    pub fn remove_leftovers(&self) -> Result<Vec<PathBuf>, TrainError> {
+        let mut removed = Vec::new();
+        for dir in [self.root.clone(), self.samples_dir(), self.plots_dir()] {
+            removed.extend(
+                oxidiff_data::remove_stale_temporaries(&dir)
+                    .map_err(|e| TrainError::io(&dir, e))?,
+            );
+        }
+        let root = self.checkpoints_dir();
+        let entries = match fs::read_dir(&root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+            Err(e) => return Err(TrainError::io(&root, e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(|e| TrainError::io(&root, e))?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let partial = name.starts_with(".step-")
+                && (name.ends_with(CHECKPOINT_TMP_SUFFIX) || name.ends_with(DELETING_SUFFIX));
+            if partial && path.is_dir() {
+                fs::remove_dir_all(&path).map_err(|e| TrainError::io(&path, e))?;
+                removed.push(path);
+            }
+        }
+        Ok(removed)
     }
 
     /// Completed checkpoints, oldest first.
@@ -209,45 +253,53 @@ pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<
     write_atomic(path, to_json(path, value)?.as_bytes())
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
-/// fsync of the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    replace_file(path, bytes).map_err(|e| TrainError::io(path, e))
+/// Drops the records of a JSON-lines log (`metrics.jsonl`, `eval.jsonl`) past `step` — written
+/// by an interrupted run after its last checkpoint — and a torn last line, so the log reads like
+/// one uninterrupted run. Kept lines stay byte for byte as they were, and a log with nothing to
+/// drop is not rewritten.
+pub(crate) fn truncate_log(path: &Path, step: u64) -> Result<(), TrainError> {
+    let Some(text) = read_log(path)? else {
+        return Ok(());
+    };
+    let mut kept = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if line.ends_with('\n') && step_of(line).is_some_and(|s| s <= step) {
+            kept.push_str(line);
+        }
+    }
+    if kept != text {
+        write_atomic(path, kept.as_bytes())?;
+    }
+    Ok(())
 }
 
-/// [`write_atomic`] with the plain I/O error, for writers with error types of their own (plots,
-/// the report page). Readers — a resumed run, a browser reloading the report — see the old file
-/// or the new one, never part of one. The temporary name is unique per process and call, so
-/// two writers of one path never share a temporary file.
-pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the path has no file name",
-        )
-    })?;
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+/// The step of the last record of a JSON-lines log; `None` when it does not exist or holds no
+/// record.
+pub(crate) fn last_logged_step(path: &Path) -> Result<Option<u64>, TrainError> {
+    Ok(read_log(path)?.and_then(|text| text.lines().filter_map(step_of).max()))
+}
+
+fn read_log(path: &Path) -> Result<Option<String>, TrainError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(TrainError::io(path, e)),
     }
-    result
+}
+
+/// The `step` of one log record.
+fn step_of(line: &str) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Record {
+        step: u64,
+    }
+    serde_json::from_str::<Record>(line).ok().map(|r| r.step)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
+/// fsync of the directory ([`oxidiff_data::replace_file`]).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    oxidiff_data::replace_file(path, bytes).map_err(|e| TrainError::io(path, e))
 }
 
 /// Writes a new file and fsyncs it (inside a directory that is renamed into place afterwards).

@@ -78,3 +78,20 @@ fn readme_shows_the_default_config() {
         "README.md's configuration reference differs from crates/oxidiff-train/src/default_config.toml"
     );
 }
+
+/// A data key is named once with its section (not `data.data.…`).
+#[test]
+fn a_bad_data_value_names_its_key_once() {
+    for (set, key) in [
+        ("data.validation_fraction=2", "data.validation_fraction"),
+        ("data.source=\"folder\"", "data.path"),
+    ] {
+        let message = RunConfig::default_with(&[set.into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains(key) && !message.contains("data.data."),
+            "{set}: {message}"
+        );
+    }
+}

@@ -528,6 +528,15 @@ fn learned_variance_hybrid_and_importance_sampling_resume_exactly() {
             &weights(&resumed.state.model),
         );
         assert!(diff <= 1e-6, "{objective:?}: weights differ by {diff}");
+        // Every saved number (the loss history's f64s, the generator) reads back bit-exact, so
+        // the resumed run's state file is the uninterrupted run's, byte for byte.
+        let state_file = |run: &str| {
+            std::fs::read(dir(run).join("checkpoints/step-0000012/state.json")).unwrap()
+        };
+        assert!(
+            state_file("a") == state_file("b"),
+            "{objective:?}: state.json differs after a resume"
+        );
     }
 }
 

@@ -61,11 +61,11 @@ pub struct DenoiseArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// SDEdit (Meng et al. 2022): noise the image to t = strength·T and sample back; in (0, 1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub strength: Option<f64>,
     /// The image carries Gaussian noise of this standard deviation, in 8-bit levels (0–255
     /// scale): start the reverse process at the matching t, adding no noise.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub sigma: Option<f64>,
     /// DDIM steps from the starting t down to 0.
     #[arg(long, default_value_t = 50)]

@@ -14,6 +14,7 @@ use oxidiff_train::{RunConfig, SampleConfig};
 
 use crate::device::DeviceArg;
 use crate::enum_arg::{EvalSplitArg, SamplerArg, SpacingArg};
+use crate::signals::Interrupt;
 
 /// `oxidiff eval`'s arguments.
 #[derive(clap::Args)]
@@ -30,7 +31,8 @@ pub struct EvalArgs {
     /// Override a data key of the evaluated source, e.g. `--set data.subset=test`.
     #[arg(long = "set", value_name = "data.KEY=VALUE")]
     pub overrides: Vec<String>,
-    /// Evaluate only the first N images of the split.
+    /// Evaluate N images of the split, the same number from every class where the counts allow
+    /// (seeded by the run's seed).
     #[arg(long)]
     pub images: Option<usize>,
     /// Bits/dim stride k: KL terms t = 1..k one by one, then one per block of k counted k times
@@ -142,6 +144,7 @@ pub fn eval_command(args: EvalArgs) -> Result<()> {
             steps: args.edit_steps,
         },
     };
+    let interrupt = Interrupt::install("finishing the measurement under way; nothing is written")?;
     let device = args.device.device()?;
     let bar = indicatif::ProgressBar::new(0);
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -165,10 +168,14 @@ pub fn eval_command(args: EvalArgs) -> Result<()> {
     )
     .with_context(|| format!("evaluating {}", args.checkpoint.display()))?;
     bar.finish_and_clear();
+    if interrupt.requested() {
+        eprintln!("{}: nothing written", interrupt.interrupted());
+        return Err(interrupt.interrupted().into());
+    }
     print_result(&result, !args.no_ema);
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&result).context("serialising the result")?;
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        oxidiff_train::write_atomic(path, text.as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(())

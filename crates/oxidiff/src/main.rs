@@ -8,6 +8,7 @@ mod enum_arg;
 mod eval;
 mod progress;
 mod sample;
+mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,11 +18,12 @@ use anyhow::{Result, bail};
 use burn::module::Module;
 use clap::{Parser, Subcommand};
 use oxidiff_models::Preset;
-use oxidiff_train::{DEFAULT_CONFIG_TOML, RunConfig, Trainer};
+use oxidiff_train::{DEFAULT_CONFIG_TOML, RunConfig, RunEnd, Trainer};
 
 use crate::device::DeviceArg;
 use crate::enum_arg::PresetArg;
 use crate::progress::Progress;
+use crate::signals::Interrupt;
 
 #[derive(Parser)]
 #[command(
@@ -77,10 +79,18 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
-    /// Print a preset's architecture and parameter count.
+    /// Print a network's architecture and parameter count: a preset's, or that of a config
+    /// file and overrides as `oxidiff train` would build it.
     Model {
-        #[arg(long, value_enum, default_value_t = PresetArg(Preset::Tiny))]
-        preset: PresetArg,
+        /// Start from this preset (default: the config's `model.preset`).
+        #[arg(long, value_enum)]
+        preset: Option<PresetArg>,
+        /// A TOML config file (default: the built-in config).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a key, e.g. `--set model.model_channels=32` (repeatable).
+        #[arg(long = "set", value_name = "section.KEY=VALUE")]
+        overrides: Vec<String>,
     },
     /// Time a training step, a forward pass and a DDIM step (median after warm-up), with
     /// images/s, peak memory and GFLOP/s; `--peer` also runs the PyTorch peer and prints ratios.
@@ -150,10 +160,14 @@ fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => match err.downcast_ref::<signals::Interrupted>() {
+            // What was saved and how to go on has been said already.
+            Some(interrupted) => ExitCode::from(interrupted.exit_code()),
+            None => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -191,7 +205,23 @@ fn run(cli: Cli) -> Result<()> {
             overrides,
             preview,
         }),
-        Command::Model { preset } => print_model(preset.into()),
+        Command::Model {
+            preset,
+            config,
+            overrides,
+        } => {
+            // --preset goes first, so a --set model.… refines that preset.
+            let mut all: Vec<String> = preset
+                .map(|p| format!("model.preset=\"{}\"", Preset::from(p).name()))
+                .into_iter()
+                .collect();
+            all.extend(overrides);
+            let config = match &config {
+                Some(path) => RunConfig::load(path, &all)?,
+                None => RunConfig::default_with(&all)?,
+            };
+            print_model(&config)
+        }
         Command::Bench {
             preset,
             batch,
@@ -242,6 +272,7 @@ fn train(
     device: DeviceArg,
 ) -> Result<()> {
     let started = Instant::now();
+    let interrupt = Interrupt::install("finishing the step under way and writing a checkpoint")?;
     let backend = device.device()?;
     let mut trainer = match resume {
         Some(dir) => Trainer::resume(&dir, &overrides, &backend)?,
@@ -259,10 +290,21 @@ fn train(
         trainer.run_dir.path().display(),
         device.name()
     );
+    trainer.stop_when(interrupt.flag());
     let mut progress = Progress::new(trainer.config.train.log_every);
     let result = trainer.run(stop_after, &mut |event| progress.on_event(event));
     progress.finish();
-    result?;
+    if result? == RunEnd::Interrupted {
+        let interrupted = interrupt.interrupted();
+        eprintln!(
+            "{interrupted} after step {} of {}: checkpoint {}\nresume with: oxidiff train --resume {}",
+            trainer.state.step,
+            trainer.config.train.steps,
+            trainer.run_dir.checkpoint(trainer.state.step).display(),
+            trainer.run_dir.path().display()
+        );
+        return Err(interrupted.into());
+    }
     eprintln!(
         "done: {} steps in {:.1}s; run directory {}",
         trainer.state.step,
@@ -272,11 +314,17 @@ fn train(
     Ok(())
 }
 
-fn print_model(preset: Preset) -> Result<()> {
-    let config = preset.config();
+fn print_model(run: &RunConfig) -> Result<()> {
+    let config = run.unet()?;
     let model = config.init(&burn::tensor::Device::flex());
+    let preset = run.model.preset;
+    let changed = if config == preset.config() {
+        ""
+    } else {
+        " (changed by the config)"
+    };
     println!(
-        "preset {preset}: {}×{}×{} images",
+        "preset {preset}{changed}: {}×{}×{} images",
         config.in_channels, config.image_size, config.image_size
     );
     println!(

@@ -86,6 +86,19 @@ impl Progress {
             TrainEvent::Evaluated(record) => self.say(describe_eval(record)),
             TrainEvent::SampleGrid(path) => self.say(format!("samples: {}", path.display())),
             TrainEvent::Checkpoint(path) => self.say(format!("checkpoint: {}", path.display())),
+            TrainEvent::RolledBack(record) => self.say(format!(
+                "step {}: the {} is {}; rolled back to step {} with the learning rate × {} \
+                 (rollback {} in a row)",
+                record.rollback.diverged_at,
+                record.rollback.quantity,
+                record.rollback.value,
+                record.step,
+                record.rollback.lr_scale,
+                record.rollback.in_a_row
+            )),
+            TrainEvent::OutputFailed { step, what, error } => self.say(format!(
+                "warning: step {step}: {what} was not written ({error}); training goes on"
+            )),
         }
     }
 

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
+use oxidiff_data::derive_seed;
 use oxidiff_diffusion::sample::{check_eta, heun_error_gain};
 use oxidiff_diffusion::{ClassifierFreeGuidance, Denoiser};
 use oxidiff_train::{
@@ -11,6 +12,7 @@ use oxidiff_train::{
 
 use crate::device::DeviceArg;
 use crate::enum_arg::{SamplerArg, SpacingArg};
+use crate::signals::Interrupt;
 
 /// Applies `--spacing` to a loaded model.
 pub fn apply_spacing(loaded: &mut LoadedModel, spacing: Option<SpacingArg>) {
@@ -37,6 +39,25 @@ fn warn_if_heun_is_unstable(loaded: &LoadedModel, options: &SampleConfig) -> Res
     Ok(())
 }
 
+/// How many images one `generate` call may draw: as many as fit in a quarter of the machine's
+/// memory (the rest is the model, the other buffers and everything else running), at least 1.
+fn chunk_size(loaded: &LoadedModel, num: usize) -> Result<usize> {
+    let unet = loaded.config.unet()?;
+    let footprint = unet.footprint();
+    let image = (unet.in_channels * unet.image_size * unet.image_size) as f64;
+    // The sampler's x_t, x̂₀ and noise beside the network's activations, in f32.
+    let per_image = 4.0 * (footprint.inference_activations_per_image + 4.0 * image);
+    let Some(memory) = oxidiff_train::machine_memory() else {
+        return Ok(num);
+    };
+    let fit = (memory as f64 / 4.0 / per_image).floor();
+    Ok(if fit >= num as f64 {
+        num
+    } else {
+        (fit as usize).max(1)
+    })
+}
+
 /// `oxidiff sample`'s arguments.
 #[derive(clap::Args)]
 pub struct SampleArgs {
@@ -52,7 +73,7 @@ pub struct SampleArgs {
     #[arg(long)]
     pub steps: Option<usize>,
     /// DDIM η in [0, 1] (default: the run's `sample.eta`).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub eta: Option<f64>,
     /// Euler, Heun, DPM-Solver++: Karras et al.'s σ schedule (ρ = 7).
     #[arg(long)]
@@ -61,7 +82,7 @@ pub struct SampleArgs {
     #[arg(long, value_enum)]
     pub spacing: Option<SpacingArg>,
     /// Euler, Heun: S_churn, noise re-injected along the way (default: the run's `sample.s_churn`).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub s_churn: Option<f64>,
     /// Class-conditional models: draw images of class K (0-based, as in the run's
     /// data_report.json).
@@ -69,9 +90,16 @@ pub struct SampleArgs {
     pub class: Option<usize>,
     /// Classifier-free guidance scale w with --class: ε(∅) + w·(ε(K) − ε(∅)); 1 is the plain
     /// conditional model, larger values trade diversity for class fidelity.
-    #[arg(long, value_name = "W", requires = "class", default_value_t = 1.0)]
+    #[arg(
+        long,
+        value_name = "W",
+        requires = "class",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
     pub guidance: f64,
-    /// Number of images.
+    /// Number of images. As many as fit in memory are drawn at once from --seed; beyond that
+    /// (--out-dir only) in chunks, chunk k from a seed derived from --seed and k.
     #[arg(long, default_value_t = 64)]
     pub num: usize,
     #[arg(long, default_value_t = 0)]
@@ -93,6 +121,8 @@ pub fn sample_command(args: SampleArgs) -> Result<()> {
     if args.num == 0 {
         bail!("--num must be at least 1");
     }
+    let interrupt =
+        Interrupt::install("finishing the sampling under way; nothing more is written")?;
     let backend = args.device.device()?;
     let mut loaded = load_for_sampling(&args.checkpoint, !args.no_ema, &backend)?;
     apply_spacing(&mut loaded, args.spacing);
@@ -122,7 +152,6 @@ pub fn sample_command(args: SampleArgs) -> Result<()> {
         warn_if_heun_is_unstable(&loaded, &options)?;
     }
     let unet = loaded.config.unet()?;
-    let shape = [args.num, unet.in_channels, unet.image_size, unet.image_size];
     eprintln!(
         "sampling {} images from {} with {} ({} network calls per image)",
         args.num,
@@ -134,10 +163,6 @@ pub fn sample_command(args: SampleArgs) -> Result<()> {
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let mut progress = |i: usize, total: usize| {
-        bar.set_length(total as u64);
-        bar.set_position(i as u64);
-    };
     let guided;
     let denoiser: &dyn Denoiser = match args.class {
         None => &loaded.model,
@@ -167,30 +192,73 @@ pub fn sample_command(args: SampleArgs) -> Result<()> {
             &guided
         }
     };
-    let images = generate(
-        &denoiser,
-        &loaded.diffusion,
-        &options,
-        shape,
-        args.seed,
-        &backend,
-        &mut progress,
-    )?;
-    bar.finish_and_clear();
-    if let Some(out) = &args.out {
-        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        save_image_grid(out, images, loaded.standardization.as_ref())?;
-        eprintln!("wrote {}", out.display());
-    } else if let Some(dir) = &args.out_dir {
+    let per_chunk = chunk_size(&loaded, args.num)?;
+    if args.out.is_some() && per_chunk < args.num {
+        bail!(
+            "--num {}: a grid of that many images does not fit in memory (at most {per_chunk} \
+             at a time here); write them one PNG each with --out-dir",
+            args.num
+        );
+    }
+    if let Some(dir) = &args.out_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        for k in 0..args.num {
-            let path = dir.join(format!("sample-{k:04}.png"));
-            let one = images.clone().narrow(0, k, 1);
-            oxidiff_train::save_image(&path, one, loaded.standardization.as_ref())?;
+    }
+    let chunks = args.num.div_ceil(per_chunk);
+    let mut written = 0;
+    for chunk in 0..chunks {
+        let count = per_chunk.min(args.num - written);
+        // One chunk (every --num that fits) draws from --seed itself, as it always has.
+        let seed = if chunks == 1 {
+            args.seed
+        } else {
+            derive_seed(args.seed, chunk as u64)
+        };
+        let mut progress = |i: usize, total: usize| {
+            bar.set_length((total * chunks) as u64);
+            bar.set_position((chunk * total + i) as u64);
+        };
+        let shape = [count, unet.in_channels, unet.image_size, unet.image_size];
+        let images = generate(
+            &denoiser,
+            &loaded.diffusion,
+            &options,
+            shape,
+            seed,
+            &backend,
+            &mut progress,
+        )?;
+        if interrupt.requested() {
+            bar.finish_and_clear();
+            match &args.out_dir {
+                Some(dir) => eprintln!(
+                    "{}: wrote {written} of {} images to {}",
+                    interrupt.interrupted(),
+                    args.num,
+                    dir.display()
+                ),
+                None => eprintln!("{}: nothing written", interrupt.interrupted()),
+            }
+            return Err(interrupt.interrupted().into());
         }
+        if let Some(out) = &args.out {
+            bar.finish_and_clear();
+            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            save_image_grid(out, images, loaded.standardization.as_ref())?;
+            eprintln!("wrote {}", out.display());
+        } else if let Some(dir) = &args.out_dir {
+            for k in 0..count {
+                let path = dir.join(format!("sample-{:04}.png", written + k));
+                let one = images.clone().narrow(0, k, 1);
+                oxidiff_train::save_image(&path, one, loaded.standardization.as_ref())?;
+            }
+        }
+        written += count;
+    }
+    bar.finish_and_clear();
+    if let Some(dir) = &args.out_dir {
         eprintln!("wrote {} images to {}", args.num, dir.display());
     }
     Ok(())

@@ -22,7 +22,8 @@ pub use euler::{KarrasOptions, churn, euler_step, ode_derivative, sample_euler};
 pub use heun::{heun_correction, heun_error_gain, sample_heun};
 pub use inpaint::{RePaintOptions, inpaint_ddim, repaint, repaint_schedule};
 pub use sdedit::{
-    denoise_known_sigma, sdedit, sdedit_timesteps, timestep_for_sigma, timesteps_within,
+    denoise_known_sigma, largest_sigma, sdedit, sdedit_timesteps, timestep_for_sigma,
+    timesteps_within,
 };
 pub use sigmas::{
     KARRAS_RHO, SigmaSchedule, ZERO_SNR_ALPHA_CUMPROD, denoise_at_sigma, discrete_sigmas,

@@ -116,6 +116,12 @@ pub fn sdedit(
     ))
 }
 
+/// The largest finite noise level σ_t of the schedule, in [-1, 1] pixel units: the most noise
+/// [`denoise_known_sigma`] can start from.
+pub fn largest_sigma(diffusion: &GaussianDiffusion) -> f64 {
+    finite_sigmas(diffusion).map(|(_, s)| s).fold(0.0, f64::max)
+}
+
 /// σ_t = √((1 − ᾱ_t)/ᾱ_t) for every t with ᾱ_t > 0, as (t, σ_t); a zero-terminal-SNR schedule's
 /// last step (σ = ∞, no signal left to scale) is left out.
 fn finite_sigmas(diffusion: &GaussianDiffusion) -> impl Iterator<Item = (usize, f64)> + '_ {
@@ -180,7 +186,7 @@ pub fn denoise_known_sigma(
     rng: &mut impl Rng,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Tensor<4>, DiffusionError> {
-    let largest = finite_sigmas(diffusion).map(|(_, s)| s).fold(0.0, f64::max);
+    let largest = largest_sigma(diffusion);
     if !(sigma.is_finite() && sigma > 0.0 && sigma <= largest) {
         return Err(DiffusionError::argument(
             "sigma",

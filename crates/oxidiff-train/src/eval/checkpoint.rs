@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Tensor};
 use oxidiff_data::{
     Augment, DataConfig, DataSource, Dataset, Split, Standardize, Subset, load_dataset_for_run,
+    stratified_subset,
 };
 use oxidiff_diffusion::GaussianDiffusion;
 use serde::{Deserialize, Serialize};
@@ -77,11 +78,9 @@ pub fn evaluate_checkpoint(
         loaded.set_timestep_spacing(spacing);
     }
     let run_dir = RunDir::of_checkpoint(&loaded.checkpoint);
-    let state = crate::checkpoint::load_state::<DiffusionState>(
-        &loaded.checkpoint.join(crate::run_dir::STATE_FILE),
-    )?;
-    if options.nll.is_some() {
-        check_nll_possible(&loaded.config)?;
+    let state = crate::checkpoint::load_state::<DiffusionState>(&loaded.checkpoint)?;
+    if let Some(nll) = &options.nll {
+        check_nll_possible(&loaded.config, nll)?;
     }
     let m = Measuring::new(&loaded, options, device)?;
     let run = RunData::load(&m, run_dir)?;
@@ -201,9 +200,19 @@ struct Features {
     accuracy: Option<f64>,
 }
 
-/// Refuses bits/dim for a run standardised per channel: the bound's discretised decoder needs
-/// 8-bit data in [-1, 1].
-fn check_nll_possible(config: &RunConfig) -> Result<(), TrainError> {
+/// Refuses bits/dim that cannot be computed: a stride beyond the schedule, or a run
+/// standardised per channel (the bound's discretised decoder needs 8-bit data in [-1, 1]).
+fn check_nll_possible(config: &RunConfig, nll: &NllOptions) -> Result<(), TrainError> {
+    let steps = config.diffusion.num_train_timesteps;
+    if nll.stride == 0 || nll.stride > steps {
+        return Err(TrainError::Eval {
+            message: format!(
+                "bits/dim stride {}: must be between 1 (the exact bound) and the model's {steps} \
+                 timesteps",
+                nll.stride
+            ),
+        });
+    }
     if config.data.standardize == Standardize::PerChannel {
         return Err(TrainError::Eval {
             message: "bits/dim needs 8-bit images in [-1, 1], and this run standardised per \
@@ -223,7 +232,8 @@ fn standardized(loaded: &LoadedModel, mut data: Dataset) -> Dataset {
 }
 
 /// The images `selection` asks for: the held-out or the training split of the run's data,
-/// or every image of a test source ([`test_source`]); the first `max_images` of them,
+/// or every image of a test source ([`test_source`]); `max_images` of them drawn evenly
+/// across classes (seeded by the run's seed),
 /// standardised as the run's.
 ///
 /// # Errors
@@ -266,8 +276,15 @@ fn select_images(
             (data, all, test.describe_source())
         }
     };
-    if let Some(max) = selection.max_images {
-        indices.truncate(max);
+    let mut source = source;
+    if let Some(max) = selection.max_images.filter(|&max| max < indices.len()) {
+        let labels: Vec<usize> = indices.iter().map(|&i| data.labels[i]).collect();
+        let keys: Vec<String> = indices.iter().map(|&i| data.keys[i].clone()).collect();
+        indices = stratified_subset(&labels, &keys, max, config.seed)
+            .into_iter()
+            .map(|k| indices[k])
+            .collect();
+        source = format!("{source}, {max} of them: the same number per class where possible");
     }
     if indices.is_empty() {
         return Err(TrainError::Eval {

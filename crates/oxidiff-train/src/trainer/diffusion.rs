@@ -15,10 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use super::feed::LabelDropout;
 use super::task::{EvalDue, TrainTask};
-use crate::config::RunConfig;
+use crate::config::{OptimizerKind, RunConfig};
 use crate::error::TrainError;
 use crate::eval::{self, EvalRecord};
 use crate::generate::{generate, save_image_grid};
+use crate::memory::{MemoryEstimate, MemoryPart};
 
 /// A diffusion model in training: the UNet's config, the process, and the run config.
 pub struct DiffusionTask {
@@ -51,6 +52,71 @@ impl TrainTask for DiffusionTask {
     fn image_shape(config: &RunConfig) -> Result<(usize, usize), TrainError> {
         let unet = config.unet()?;
         Ok((unet.image_size, unet.in_channels))
+    }
+
+    /// Weights with their gradients, EMA, optimiser moments (and the copy a rollback returns
+    /// to); the activations a training step keeps for backward; the sample grid's forward
+    /// passes; the noise schedule's f64 tables (and the loss history of importance sampling).
+    fn memory_estimate(config: &RunConfig) -> Result<MemoryEstimate, TrainError> {
+        const F32: f64 = 4.0;
+        let unet = config.unet()?;
+        let footprint = unet.footprint();
+        let train = &config.train;
+        // Moment buffers per weight: Adam's two, RMSprop's square average and momentum, SGD's
+        // momentum.
+        let moments = match train.optimizer {
+            OptimizerKind::Sgd => 1.0,
+            _ => 2.0,
+        };
+        let copies = 3.0 + moments;
+        let rollback = if train.max_rollbacks > 0 {
+            2.0 + moments
+        } else {
+            0.0
+        };
+        let mut estimate = MemoryEstimate::default();
+        estimate.add(MemoryPart {
+            what: "the weights, gradients, EMA and optimiser state",
+            key: format!(
+                "model.model_channels = {}, model.channel_mult = {:?}",
+                unet.model_channels, unet.channel_mult
+            ),
+            remedy: "choose a smaller network",
+            bytes: footprint.parameters * F32 * (copies + rollback),
+        });
+        // Backward keeps the activations, and its own temporaries add about half again.
+        estimate.add(MemoryPart {
+            what: "the activations of one training step",
+            key: format!("train.batch_size = {}", train.batch_size),
+            remedy: "lower train.batch_size (raise train.grad_accum_steps to keep the images per \
+                     step)",
+            bytes: 1.5 * train.batch_size as f64 * footprint.train_activations_per_image * F32,
+        });
+        estimate.add(MemoryPart {
+            what: "the sample grid",
+            key: format!("sample.num = {}", config.sample.num),
+            remedy: "lower sample.num",
+            bytes: config.sample.num as f64
+                * (footprint.inference_activations_per_image
+                    + 4.0 * (unet.in_channels * unet.image_size * unet.image_size) as f64)
+                * F32,
+        });
+        let steps = config.diffusion.num_train_timesteps as f64;
+        let history = match train.timestep_draw {
+            TimestepSampling::Uniform => 0.0,
+            TimestepSampling::LossSecondMoment => oxidiff_diffusion::HISTORY_PER_T as f64,
+        };
+        estimate.add(MemoryPart {
+            what: "the noise schedule",
+            key: format!(
+                "diffusion.num_train_timesteps = {}",
+                config.diffusion.num_train_timesteps
+            ),
+            remedy: "lower diffusion.num_train_timesteps (1000 is usual)",
+            // About 16 f64 tables of length T (betas, ᾱ, posterior coefficients, σ).
+            bytes: steps * 8.0 * (16.0 + history),
+        });
+        Ok(estimate)
     }
 
     fn init_model(&self, device: &Device) -> UNet {

@@ -102,6 +102,14 @@ impl DataFeed {
         }
     }
 
+    /// Forgets the batches prefetched for the steps ahead (a rollback goes back to earlier
+    /// steps); the next [`step_batch`](Self::step_batch) starts the queue again there.
+    pub fn rewind(&mut self) {
+        if let Loader::Prefetch { loader, .. } = &mut self.loader {
+            *loader = Prefetcher::new(Arc::clone(&self.dataset), self.augment);
+        }
+    }
+
     /// The images of (0-based) step `step`, augmented, labels dropped. Files that failed are
     /// recorded in `data_report.json` and queued for [`DataFeed::take_skips`].
     pub fn step_batch(&mut self, step: u64) -> Result<Batch, TrainError> {

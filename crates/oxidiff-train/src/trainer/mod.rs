@@ -10,6 +10,8 @@ mod state;
 mod task;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::Module;
@@ -27,7 +29,8 @@ pub use task::{EvalDue, TrainTask};
 use crate::config::RunConfig;
 use crate::error::TrainError;
 use crate::eval::{EvalRecord, append_eval};
-use crate::metrics::{MetricsLog, StepStats};
+use crate::memory::machine_memory;
+use crate::metrics::{MetricsLog, Rollback, RollbackRecord, StepStats};
 use crate::monitor::Monitor;
 use crate::optim::{ScaleGrads, clip_grad_norm, learning_rate};
 use crate::run_dir::RunDir;
@@ -54,6 +57,29 @@ pub enum TrainEvent<'a> {
     Evaluated(&'a EvalRecord),
     SampleGrid(&'a Path),
     Checkpoint(&'a Path),
+    /// A step's loss or gradient norm was NaN or infinite: the run went back to its last
+    /// checkpoint with half the learning rate (also in `metrics.jsonl`).
+    RolledBack(&'a RollbackRecord),
+    /// A sample grid, plot or report page could not be written; training goes on (the
+    /// checkpoint of the step, when due, is already on disk).
+    OutputFailed {
+        step: u64,
+        /// What was not written, in words ("the sample grid", "the plots and report").
+        what: &'static str,
+        error: &'a TrainError,
+    },
+}
+
+/// Why [`Trainer::run`] returned; each case has written a checkpoint of its last step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunEnd {
+    /// `train.steps` are done.
+    Finished,
+    /// `stop_after` steps were taken; the run can be resumed.
+    Paused,
+    /// The flag given to [`Trainer::stop_when`] was raised (Ctrl-C, SIGTERM): the step under
+    /// way was finished and checkpointed; the run can be resumed.
+    Interrupted,
 }
 
 /// One training run of a [`TrainTask`], fresh or resumed.
@@ -70,6 +96,11 @@ pub struct Trainer<T: TrainTask = DiffusionTask> {
     device: Device,
     metrics: MetricsLog,
     monitor: Monitor,
+    /// Raised from outside (a signal handler) to stop after the current step.
+    stop: Option<Arc<AtomicBool>>,
+    /// The state of the last checkpoint (or of the start), which a divergence rolls back to;
+    /// `None` when `train.max_rollbacks` is 0.
+    last_good: Option<TrainState<T>>,
 }
 
 impl Trainer<DiffusionTask> {
@@ -115,6 +146,9 @@ impl<T: TrainTask> Trainer<T> {
     /// the run's files, the logs and the data feed.
     pub fn start(mut setup: RunSetup, device: &Device) -> Result<Self, TrainError> {
         let config = setup.config.clone();
+        if let Some(available) = machine_memory() {
+            T::memory_estimate(&config)?.check(available)?;
+        }
         let task = T::new(&config)?;
         let device = device.clone().autodiff();
         let state = match &setup.checkpoint {
@@ -135,6 +169,7 @@ impl<T: TrainTask> Trainer<T> {
             task.label_dropout(),
             state.step,
         );
+        let last_good = (config.train.max_rollbacks > 0).then(|| state.clone());
         Ok(Self {
             config,
             run_dir,
@@ -144,20 +179,37 @@ impl<T: TrainTask> Trainer<T> {
             device,
             metrics,
             monitor,
+            stop: None,
+            last_good,
         })
     }
 
-    /// Trains until `train.steps` (or `stop_after` more steps, whichever comes first), with
-    /// held-out evaluations, sample grids and checkpoints at their intervals and a final
-    /// checkpoint and grid.
+    /// Stops [`run`](Self::run) after the step under way once `flag` is raised: that step is
+    /// finished and checkpointed, and `run` returns [`RunEnd::Interrupted`].
+    pub fn stop_when(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Relaxed))
+    }
+
+    /// Trains until `train.steps` (or `stop_after` more steps, or until the [`stop_when`]
+    /// flag is raised, whichever comes first), with held-out evaluations, sample grids and
+    /// checkpoints at their intervals and a final checkpoint (and, at `train.steps`, a final
+    /// evaluation and grid).
+    ///
+    /// [`stop_when`]: Self::stop_when
     pub fn run(
         &mut self,
         stop_after: Option<u64>,
         observer: &mut dyn FnMut(TrainEvent<'_>),
-    ) -> Result<(), TrainError> {
+    ) -> Result<RunEnd, TrainError> {
         let total = self.config.train.steps;
         let end = match stop_after {
-            Some(n) => (self.state.step + n).min(total),
+            Some(n) => self.state.step.saturating_add(n).min(total),
             None => total,
         };
         observer(TrainEvent::Started {
@@ -169,15 +221,38 @@ impl<T: TrainTask> Trainer<T> {
             total_steps: total,
         });
         while self.state.step < end {
-            let stats = self.train_step()?;
+            let stats = match self.train_step() {
+                Ok(stats) => stats,
+                Err(TrainError::Diverged {
+                    step,
+                    quantity,
+                    value,
+                    ..
+                }) if self.rollbacks_left() => {
+                    let record = self.roll_back(step, quantity, value)?;
+                    observer(TrainEvent::RolledBack(&record));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             self.monitor.on_step(&stats)?;
             for skip in self.data.take_skips() {
                 observer(TrainEvent::Skipped(&skip));
             }
             observer(TrainEvent::Step(&stats));
-            self.after_step(self.state.step == end, observer)?;
+            let interrupted = self.stop_requested() && self.state.step < end;
+            self.after_step(self.state.step == end || interrupted, observer)?;
+            if interrupted {
+                self.metrics.flush()?;
+                return Ok(RunEnd::Interrupted);
+            }
         }
-        self.metrics.flush()
+        self.metrics.flush()?;
+        Ok(if self.state.step >= total {
+            RunEnd::Finished
+        } else {
+            RunEnd::Paused
+        })
     }
 
     /// One optimiser step (over `grad_accum_steps` micro-batches), logged to `metrics.jsonl`.
@@ -189,14 +264,79 @@ impl<T: TrainTask> Trainer<T> {
             .seed(derive_seed(self.config.seed, self.state.step));
         let batch = self.data.step_batch(self.state.step)?;
         let (loss, grads) = self.forward_backward(&batch);
-        if !loss.is_finite() {
-            return Err(TrainError::Diverged {
-                step: self.state.step + 1,
-                loss,
-            });
+        self.check_finite("loss", loss)?;
+        let (lr, grad_norm) = self.optimize(grads)?;
+        let divergence = &mut self.state.divergence;
+        if divergence.diverged_at.is_some_and(|d| self.state.step >= d) {
+            // Past the step that diverged: the next divergence starts a new count.
+            divergence.in_a_row = 0;
+            divergence.diverged_at = None;
         }
-        let (lr, grad_norm) = self.optimize(grads);
         self.log(loss, lr, grad_norm, batch.labels.len(), started)
+    }
+
+    /// `Err(Diverged)` for a NaN or infinite `value` at the step under way.
+    fn check_finite(&self, quantity: &'static str, value: f64) -> Result<(), TrainError> {
+        if value.is_finite() {
+            return Ok(());
+        }
+        let max = self.config.train.max_rollbacks;
+        let note = match (max, self.state.divergence.in_a_row) {
+            (0, _) => String::new(),
+            (_, n) if n >= max => format!(
+                "; rolled back {n} times in a row to the last checkpoint, halving the learning \
+                 rate each time (train.max_rollbacks = {max})"
+            ),
+            _ => String::new(),
+        };
+        Err(TrainError::Diverged {
+            step: self.state.step + 1,
+            quantity,
+            value,
+            note,
+        })
+    }
+
+    fn rollbacks_left(&self) -> bool {
+        self.last_good.is_some() && self.state.divergence.in_a_row < self.config.train.max_rollbacks
+    }
+
+    /// Returns to the last good state (the last checkpoint's) after step `diverged_at` gave a
+    /// non-finite `quantity`, with half the learning rate from then on. The logs drop what the
+    /// abandoned steps wrote and record the rollback; the data feed starts again at the
+    /// restored step.
+    fn roll_back(
+        &mut self,
+        diverged_at: u64,
+        quantity: &'static str,
+        value: f64,
+    ) -> Result<RollbackRecord, TrainError> {
+        let mut divergence = self.state.divergence.clone();
+        divergence.lr_scale *= 0.5;
+        divergence.in_a_row += 1;
+        divergence.diverged_at = Some(divergence.diverged_at.unwrap_or(0).max(diverged_at));
+        self.state = self
+            .last_good
+            .clone()
+            .expect("rollbacks_left checked the snapshot");
+        self.state.divergence = divergence;
+        let step = self.state.step;
+        self.metrics.flush()?;
+        self.metrics = MetricsLog::open(&self.run_dir.metrics(), step)?;
+        self.monitor = Monitor::open(&self.run_dir, step)?;
+        self.data.rewind();
+        let record = RollbackRecord {
+            step,
+            rollback: Rollback {
+                diverged_at,
+                quantity: quantity.into(),
+                value: value.to_string(),
+                lr_scale: self.state.divergence.lr_scale,
+                in_a_row: self.state.divergence.in_a_row,
+            },
+        };
+        self.metrics.append_rollback(&record)?;
+        Ok(record)
     }
 
     /// The mean loss over the step's micro-batches and its gradients (summed by the
@@ -234,17 +374,19 @@ impl<T: TrainTask> Trainer<T> {
         (loss_sum / accum as f64, grads)
     }
 
-    /// Clips the gradients, steps the optimiser at this step's learning rate, folds the new
-    /// weights into the EMA. Returns the learning rate and the gradient norm before clipping.
-    fn optimize(&mut self, mut grads: GradientsParams) -> (f64, f64) {
+    /// Clips the gradients, steps the optimiser at this step's learning rate (scaled down by
+    /// earlier rollbacks), folds the new weights into the EMA. Returns the learning rate and
+    /// the gradient norm before clipping; a non-finite norm is a divergence.
+    fn optimize(&mut self, mut grads: GradientsParams) -> Result<(f64, f64), TrainError> {
         let train = &self.config.train;
+        let grad_norm = clip_grad_norm(&self.state.model, &mut grads, train.grad_clip_norm);
+        self.check_finite("gradient norm", grad_norm)?;
         let state = &mut self.state;
-        let grad_norm = clip_grad_norm(&state.model, &mut grads, train.grad_clip_norm);
-        let lr = learning_rate(train, state.step);
+        let lr = learning_rate(train, state.step) * state.divergence.lr_scale;
         state.model = state.optimizer.step(lr, state.model.clone(), grads);
         state.ema.update(&state.model);
         state.step += 1;
-        (lr, grad_norm)
+        Ok((lr, grad_norm))
     }
 
     fn log(
@@ -266,8 +408,10 @@ impl<T: TrainTask> Trainer<T> {
         Ok(stats)
     }
 
-    /// What follows a step: held-out evaluation, sample grid and checkpoint when due (all at
-    /// the run's last step), then the plots and report.
+    /// What follows a step: held-out evaluation, checkpoint and sample grid when due (all at
+    /// the run's last step), then the plots and report. The checkpoint comes before the grid
+    /// and the plots, so an output that fails (a bad `sample.num`, a full disk) loses no
+    /// training; such a failure is reported and the run goes on.
     fn after_step(
         &mut self,
         last: bool,
@@ -283,20 +427,34 @@ impl<T: TrainTask> Trainer<T> {
             observer(TrainEvent::Evaluated(&record));
             refresh = true;
         }
-        if step.is_multiple_of(sample_every) || (last && step == self.config.train.steps) {
-            let path = self.save_sample_grid()?;
-            self.monitor.on_grid(step, &path)?;
-            observer(TrainEvent::SampleGrid(&path));
-            refresh = true;
-        }
         if step.is_multiple_of(checkpoint_every) || last {
             let path = self.save_checkpoint()?;
             observer(TrainEvent::Checkpoint(&path));
             refresh = true;
         }
+        if step.is_multiple_of(sample_every) || (last && step == self.config.train.steps) {
+            match self
+                .save_sample_grid()
+                .and_then(|path| self.monitor.on_grid(step, &path).map(|()| path))
+            {
+                Ok(path) => observer(TrainEvent::SampleGrid(&path)),
+                Err(error) => observer(TrainEvent::OutputFailed {
+                    step,
+                    what: "the sample grid",
+                    error: &error,
+                }),
+            }
+            refresh = true;
+        }
         if refresh {
             self.metrics.flush()?;
-            self.monitor.refresh(&self.config, step)?;
+            if let Err(error) = self.monitor.refresh(&self.config, step) {
+                observer(TrainEvent::OutputFailed {
+                    step,
+                    what: "the plots and report",
+                    error: &error,
+                });
+            }
         }
         Ok(())
     }
@@ -342,9 +500,14 @@ impl<T: TrainTask> Trainer<T> {
         Ok(Some(record))
     }
 
-    /// Writes a checkpoint of the current state.
+    /// Writes a checkpoint of the current state, which becomes the state a divergence rolls
+    /// back to.
     pub fn save_checkpoint(&mut self) -> Result<PathBuf, TrainError> {
         self.metrics.flush()?;
-        self.state.save(&self.config, &self.run_dir)
+        let path = self.state.save(&self.config, &self.run_dir)?;
+        if self.last_good.is_some() {
+            self.last_good = Some(self.state.clone());
+        }
+        Ok(path)
     }
 }

@@ -10,9 +10,10 @@ use oxidiff_data::{
     split_for, split_from_list,
 };
 
+use crate::checkpoint::load_config;
 use crate::config::RunConfig;
 use crate::error::TrainError;
-use crate::run_dir::{CONFIG_FILE, RunDir, read_json, resolve_checkpoint, to_json, write_atomic};
+use crate::run_dir::{RunDir, read_json, resolve_checkpoint, to_json, write_atomic};
 
 /// The images of a run, divided and standardised.
 pub struct RunData {
@@ -99,16 +100,24 @@ impl RunSetup {
     ) -> Result<Self, TrainError> {
         let checkpoint = resolve_checkpoint(path)?;
         let run_dir = RunDir::of_checkpoint(&checkpoint);
-        let config_path = checkpoint.join(CONFIG_FILE);
-        let text =
-            std::fs::read_to_string(&config_path).map_err(|e| TrainError::io(&config_path, e))?;
-        let origin = config_path.display().to_string();
-        let saved = RunConfig::from_toml_str(&text, &origin, &[])?;
-        let config = RunConfig::from_toml_str(&text, &origin, overrides)?;
+        let saved = load_config(&checkpoint, &[])?;
+        let config = load_config(&checkpoint, overrides)?;
         if config.model != saved.model || config.diffusion != saved.diffusion {
             return Err(TrainError::Config {
                 origin: "--set".into(),
                 message: "model.* and diffusion.* cannot change when resuming".into(),
+            });
+        }
+        if config.data.validation_fraction != saved.data.validation_fraction
+            || config.data.validation_list != saved.data.validation_list
+        {
+            return Err(TrainError::Config {
+                origin: "--set".into(),
+                message: format!(
+                    "data.validation_fraction and data.validation_list cannot change when \
+                     resuming: the run's held-out images are fixed in {}",
+                    run_dir.split().display()
+                ),
             });
         }
         let (size, channels) = shape_of(&config)?;
@@ -134,11 +143,13 @@ impl RunSetup {
         })
     }
 
-    /// Writes the run's files: `config.toml` (with a resumed run's overrides), and a fresh
-    /// run's split, data report and standardisation.
+    /// Removes what an interrupted earlier process left (see [`RunDir::remove_leftovers`]),
+    /// then writes the run's files: `config.toml` (with a resumed run's overrides), and a
+    /// fresh run's split, data report and standardisation.
     pub fn commit(&mut self) -> Result<(), TrainError> {
         let root = self.run_dir.path();
         std::fs::create_dir_all(root).map_err(|e| TrainError::io(root, e))?;
+        self.run_dir.remove_leftovers()?;
         write_atomic(&self.run_dir.config(), self.config.to_toml().as_bytes())?;
         for (path, text) in self.new_files.drain(..) {
             write_atomic(&path, text.as_bytes())?;

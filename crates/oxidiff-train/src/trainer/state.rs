@@ -11,12 +11,12 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::task::TrainTask;
-use crate::checkpoint::{self, CheckpointParts, SavedState};
+use crate::checkpoint::{self, CheckpointParts, Divergence, SavedState};
 use crate::config::RunConfig;
 use crate::ema::Ema;
 use crate::error::TrainError;
 use crate::optim::build_optimizer;
-use crate::run_dir::{EMA_FILE, MODEL_FILE, OPTIMIZER_FILE, RunDir, STATE_FILE};
+use crate::run_dir::{EMA_FILE, MODEL_FILE, OPTIMIZER_FILE, RunDir};
 
 /// Everything that changes from one step to the next.
 pub struct TrainState<T: TrainTask> {
@@ -31,6 +31,23 @@ pub struct TrainState<T: TrainTask> {
     pub step: u64,
     /// What the task carries across steps (the diffusion task: its loss history).
     pub task: T::State,
+    /// The learning-rate scale and rollbacks left by divergences.
+    pub divergence: Divergence,
+}
+
+// By hand: a derive would ask `T: Clone` of the task, which the state does not hold.
+impl<T: TrainTask> Clone for TrainState<T> {
+    fn clone(&self) -> Self {
+        Self {
+            model: self.model.clone(),
+            ema: self.ema.clone(),
+            optimizer: self.optimizer.clone(),
+            rng: self.rng.clone(),
+            step: self.step,
+            task: self.task.clone(),
+            divergence: self.divergence.clone(),
+        }
+    }
 }
 
 impl<T: TrainTask> TrainState<T> {
@@ -46,6 +63,7 @@ impl<T: TrainTask> TrainState<T> {
             rng: ChaCha8Rng::seed_from_u64(derive_seed(config.seed, u64::MAX)),
             step: 0,
             task: task.state(None),
+            divergence: Divergence::default(),
         }
     }
 
@@ -57,7 +75,7 @@ impl<T: TrainTask> TrainState<T> {
         dir: &Path,
         device: &Device,
     ) -> Result<Self, TrainError> {
-        let saved: SavedState<T::State> = checkpoint::load_state(&dir.join(STATE_FILE))?;
+        let saved: SavedState<T::State> = checkpoint::load_state(dir)?;
         let model = checkpoint::load_weights(task.init_model(device), &dir.join(MODEL_FILE))?;
         let ema = Ema {
             model: checkpoint::load_weights(
@@ -77,6 +95,7 @@ impl<T: TrainTask> TrainState<T> {
             rng: saved.rng,
             step: saved.step,
             task: task.state(Some(saved.task)),
+            divergence: saved.divergence,
         })
     }
 
@@ -87,6 +106,7 @@ impl<T: TrainTask> TrainState<T> {
             step: self.step,
             ema_updates: self.ema.updates,
             rng: self.rng.clone(),
+            divergence: self.divergence.clone(),
             task: self.task.clone(),
         };
         checkpoint::save_checkpoint(

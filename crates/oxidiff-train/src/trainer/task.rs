@@ -15,6 +15,7 @@ use super::feed::LabelDropout;
 use crate::config::RunConfig;
 use crate::error::TrainError;
 use crate::eval::EvalRecord;
+use crate::memory::MemoryEstimate;
 
 /// Which held-out measurements are due at a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,10 @@ pub trait TrainTask: Sized {
 
     /// `(size, channels)` of the images the task trains on, for a config.
     fn image_shape(config: &RunConfig) -> Result<(usize, usize), TrainError>;
+
+    /// The memory a run of `config` needs at its peak, from the config alone (nothing may be
+    /// allocated: the estimate is what refuses a size that cannot fit).
+    fn memory_estimate(config: &RunConfig) -> Result<MemoryEstimate, TrainError>;
 
     /// A freshly initialised network on `device` (seeded by the caller).
     fn init_model(&self, device: &Device) -> Self::Model;
