@@ -600,9 +600,14 @@ fn evaluation_during_training_writes_logs_plots_report_and_tensorboard() {
     // A crash after the step-4 evaluation, before its checkpoint: resumed from step 3, that
     // evaluation is dropped and made again, and the finished log reads like one run.
     std::fs::remove_dir_all(run.join("checkpoints/step-0000004")).unwrap();
+    let before = std::fs::read_to_string(run.join("eval.jsonl")).unwrap();
     let mut resumed = Trainer::resume(&run, &[], &Device::flex()).unwrap();
     assert_eq!(resumed.state.step, 3);
     resumed.run(None, &mut |_| {}).unwrap();
+    // The kept records are the same bytes, not parsed and written again.
+    let kept: String = before.lines().take(2).map(|l| format!("{l}\n")).collect();
+    let after = std::fs::read_to_string(run.join("eval.jsonl")).unwrap();
+    assert!(after.starts_with(&kept), "{before}\n---\n{after}");
     let steps: Vec<u64> = lines(&run)
         .iter()
         .map(|r| r["step"].as_u64().unwrap())
@@ -690,6 +695,23 @@ fn a_checkpoint_is_evaluated_the_same_way_twice() {
     assert!(d.fd_oxidiff.is_finite() && d.fd_oxidiff >= 0.0);
     assert!((0.0..=1.0).contains(&d.precision) && (0.0..=1.0).contains(&d.recall));
     assert!(a.nll.unwrap().bpd > 0.0);
+
+    // A bits/dim stride beyond the schedule is refused, naming the range.
+    let err = evaluate_checkpoint(
+        &run,
+        &EvalOptions {
+            nll: Some(NllOptions { stride: 100_000 }),
+            ..options.clone()
+        },
+        &device,
+        &mut |_, _, _| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("stride 100000") && err.contains("1000 timesteps"),
+        "{err}"
+    );
 
     // A run without a test source cannot be evaluated on "test"; the message says what to do.
     let err = evaluate_checkpoint(

@@ -535,6 +535,33 @@ fn inpaint_and_denoise_an_image_with_a_trained_model() {
         assert!(out.status.success(), "{how:?}: {}", stderr(&out));
         assert!(tmp.path().join("clean.png").is_file());
     }
+    // Out-of-range σ and strength are explained in the flag's own units.
+    for (how, expected) in [
+        (["--sigma", "-1"], "8-bit levels"),
+        (["--sigma", "1e9"], "8-bit levels"),
+        (["--strength", "-1"], "strength"),
+    ] {
+        let out = oxidiff(
+            &[
+                "denoise",
+                "--checkpoint",
+                "run",
+                "--image",
+                "in.png",
+                "--out",
+                "bad.png",
+                how[0],
+                how[1],
+            ],
+            tmp.path(),
+        );
+        let err = stderr(&out);
+        assert!(
+            !out.status.success() && err.contains(expected),
+            "{how:?}: {err}"
+        );
+        assert!(!tmp.path().join("bad.png").exists());
+    }
     // A size mismatch is named, with both sizes; asking for both methods is refused.
     let out = oxidiff(
         &[

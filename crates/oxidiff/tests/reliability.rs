@@ -291,10 +291,7 @@ fn sizes_that_cannot_fit_are_refused_naming_the_key_before_anything_is_written()
             stderr.contains("more than this machine's"),
             "{set}: {stderr}"
         );
-        assert!(
-            stderr.contains("most of it is"),
-            "{set}: {stderr}"
-        );
+        assert!(stderr.contains("most of it is"), "{set}: {stderr}");
         assert!(stderr.contains(key), "{set}: {stderr}");
         assert!(
             !tmp.path().join("run").exists(),
