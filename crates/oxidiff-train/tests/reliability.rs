@@ -17,15 +17,7 @@ use oxidiff_train::{
 };
 use rand_chacha::ChaCha8Rng;
 
-use common::{tiny_config, write_images};
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use common::{serial, tiny_config, write_images};
 
 /// A finished 2-step run in `tmp/run` (checkpoint `step-0000002`).
 fn trained_run(tmp: &Path) -> std::path::PathBuf {

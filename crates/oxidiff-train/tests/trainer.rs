@@ -9,17 +9,7 @@ use oxidiff_train::load_weights;
 use oxidiff_train::resolve_checkpoint;
 use oxidiff_train::{TrainEvent, Trainer, read_metrics};
 
-use common::{fixed_eval_loss, tiny_config, write_images};
-
-/// Dropout draws from the backend's process-wide generator, which the trainer reseeds every
-/// step; tests that train in parallel threads would interleave those draws, so they take turns.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use common::{fixed_eval_loss, serial, tiny_config, write_images};
 
 /// Every parameter value of a module, in visiting order.
 fn weights(model: &UNet) -> Vec<f32> {

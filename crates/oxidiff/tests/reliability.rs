@@ -357,48 +357,24 @@ fn a_new_users_mistakes_get_told_what_to_do() {
     );
     // Negative numbers reach the checks that explain the range, not clap's "unexpected
     // argument".
-    for args in [
-        vec![
-            "sample",
-            "--checkpoint",
-            "none",
-            "--eta",
-            "-1",
-            "--out",
-            "a.png",
-        ],
-        vec![
-            "sample",
-            "--checkpoint",
-            "none",
-            "--s-churn",
-            "-1",
-            "--out",
-            "a.png",
-        ],
-        vec![
-            "denoise",
-            "--checkpoint",
-            "none",
-            "--image",
-            "a.png",
-            "--strength",
-            "-1",
-            "--out",
-            "b.png",
-        ],
-        vec![
-            "denoise",
-            "--checkpoint",
-            "none",
-            "--image",
-            "a.png",
-            "--sigma",
-            "-1",
-            "--out",
-            "b.png",
-        ],
+    for (command, flag) in [
+        ("sample", "--eta"),
+        ("sample", "--s-churn"),
+        ("denoise", "--strength"),
+        ("denoise", "--sigma"),
     ] {
+        let mut args = vec![
+            command,
+            "--checkpoint",
+            "none",
+            flag,
+            "-1",
+            "--out",
+            "x.png",
+        ];
+        if command == "denoise" {
+            args.extend(["--image", "a.png"]);
+        }
         let out = oxidiff(
             &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
             tmp.path(),

@@ -5,6 +5,8 @@
 
 mod diffusion;
 mod feed;
+mod outputs;
+mod rollback;
 mod setup;
 mod state;
 mod task;
@@ -28,9 +30,9 @@ pub use task::{EvalDue, TrainTask};
 
 use crate::config::RunConfig;
 use crate::error::TrainError;
-use crate::eval::{EvalRecord, append_eval};
+use crate::eval::EvalRecord;
 use crate::memory::machine_memory;
-use crate::metrics::{MetricsLog, Rollback, RollbackRecord, StepStats};
+use crate::metrics::{MetricsLog, RollbackRecord, StepStats};
 use crate::monitor::Monitor;
 use crate::optim::{ScaleGrads, clip_grad_norm, learning_rate};
 use crate::run_dir::RunDir;
@@ -275,70 +277,6 @@ impl<T: TrainTask> Trainer<T> {
         self.log(loss, lr, grad_norm, batch.labels.len(), started)
     }
 
-    /// `Err(Diverged)` for a NaN or infinite `value` at the step under way.
-    fn check_finite(&self, quantity: &'static str, value: f64) -> Result<(), TrainError> {
-        if value.is_finite() {
-            return Ok(());
-        }
-        let max = self.config.train.max_rollbacks;
-        let note = match (max, self.state.divergence.in_a_row) {
-            (0, _) => String::new(),
-            (_, n) if n >= max => format!(
-                "; rolled back {n} times in a row to the last checkpoint, halving the learning \
-                 rate each time (train.max_rollbacks = {max})"
-            ),
-            _ => String::new(),
-        };
-        Err(TrainError::Diverged {
-            step: self.state.step + 1,
-            quantity,
-            value,
-            note,
-        })
-    }
-
-    fn rollbacks_left(&self) -> bool {
-        self.last_good.is_some() && self.state.divergence.in_a_row < self.config.train.max_rollbacks
-    }
-
-    /// Returns to the last good state (the last checkpoint's) after step `diverged_at` gave a
-    /// non-finite `quantity`, with half the learning rate from then on. The logs drop what the
-    /// abandoned steps wrote and record the rollback; the data feed starts again at the
-    /// restored step.
-    fn roll_back(
-        &mut self,
-        diverged_at: u64,
-        quantity: &'static str,
-        value: f64,
-    ) -> Result<RollbackRecord, TrainError> {
-        let mut divergence = self.state.divergence.clone();
-        divergence.lr_scale *= 0.5;
-        divergence.in_a_row += 1;
-        divergence.diverged_at = Some(divergence.diverged_at.unwrap_or(0).max(diverged_at));
-        self.state = self
-            .last_good
-            .clone()
-            .expect("rollbacks_left checked the snapshot");
-        self.state.divergence = divergence;
-        let step = self.state.step;
-        self.metrics.flush()?;
-        self.metrics = MetricsLog::open(&self.run_dir.metrics(), step)?;
-        self.monitor = Monitor::open(&self.run_dir, step)?;
-        self.data.rewind();
-        let record = RollbackRecord {
-            step,
-            rollback: Rollback {
-                diverged_at,
-                quantity: quantity.into(),
-                value: value.to_string(),
-                lr_scale: self.state.divergence.lr_scale,
-                in_a_row: self.state.divergence.in_a_row,
-            },
-        };
-        self.metrics.append_rollback(&record)?;
-        Ok(record)
-    }
-
     /// The mean loss over the step's micro-batches and its gradients (summed by the
     /// accumulator, then scaled to the mean, so the scale is that of one batch).
     fn forward_backward(&mut self, batch: &Batch) -> (f64, GradientsParams) {
@@ -406,108 +344,5 @@ impl<T: TrainTask> Trainer<T> {
         };
         self.metrics.append(&stats)?;
         Ok(stats)
-    }
-
-    /// What follows a step: held-out evaluation, checkpoint and sample grid when due (all at
-    /// the run's last step), then the plots and report. The checkpoint comes before the grid
-    /// and the plots, so an output that fails (a bad `sample.num`, a full disk) loses no
-    /// training; such a failure is reported and the run goes on.
-    fn after_step(
-        &mut self,
-        last: bool,
-        observer: &mut dyn FnMut(TrainEvent<'_>),
-    ) -> Result<(), TrainError> {
-        let step = self.state.step;
-        let (sample_every, checkpoint_every) = (
-            self.config.train.sample_every,
-            self.config.train.checkpoint_every,
-        );
-        let mut refresh = false;
-        if let Some(record) = self.evaluate_if_due()? {
-            observer(TrainEvent::Evaluated(&record));
-            refresh = true;
-        }
-        if step.is_multiple_of(checkpoint_every) || last {
-            let path = self.save_checkpoint()?;
-            observer(TrainEvent::Checkpoint(&path));
-            refresh = true;
-        }
-        if step.is_multiple_of(sample_every) || (last && step == self.config.train.steps) {
-            match self
-                .save_sample_grid()
-                .and_then(|path| self.monitor.on_grid(step, &path).map(|()| path))
-            {
-                Ok(path) => observer(TrainEvent::SampleGrid(&path)),
-                Err(error) => observer(TrainEvent::OutputFailed {
-                    step,
-                    what: "the sample grid",
-                    error: &error,
-                }),
-            }
-            refresh = true;
-        }
-        if refresh {
-            self.metrics.flush()?;
-            if let Err(error) = self.monitor.refresh(&self.config, step) {
-                observer(TrainEvent::OutputFailed {
-                    step,
-                    what: "the plots and report",
-                    error: &error,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Samples a grid from the EMA (or online) weights into `samples/step-NNNNNNN.png`.
-    pub fn save_sample_grid(&self) -> Result<PathBuf, TrainError> {
-        let dir = self.run_dir.samples_dir();
-        std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
-        let path = self.run_dir.sample_grid(self.state.step);
-        let model = self.state.sampling_model(self.config.sample.use_ema);
-        let device = self.device.clone().without_autodiff();
-        self.task.write_samples(
-            model.as_ref(),
-            &path,
-            self.data.standardization.as_ref(),
-            &device,
-        )?;
-        Ok(path)
-    }
-
-    /// The held-out evaluations due at this step (`train.eval_every`, `train.bpd_every`, and
-    /// both at the run's last step), with the weights samples come from; appended to
-    /// `eval.jsonl`.
-    pub fn evaluate_if_due(&mut self) -> Result<Option<EvalRecord>, TrainError> {
-        let steps = self.config.train.steps;
-        let step = self.state.step;
-        let every = self.config.eval_intervals(!self.data.validation.is_empty());
-        let due = |every: u64| every > 0 && (step.is_multiple_of(every) || step == steps);
-        let due = EvalDue {
-            frequent: due(every.band_mse),
-            likelihood: due(every.bpd),
-        };
-        if !(due.frequent || due.likelihood) || self.data.validation.is_empty() {
-            return Ok(None);
-        }
-        let device = self.device.clone().without_autodiff();
-        let model = self.state.sampling_model(self.config.sample.use_ema);
-        let record =
-            self.task
-                .evaluate(model.as_ref(), &self.data.validation, due, step, &device)?;
-        append_eval(&self.run_dir.eval_log(), &record)?;
-        self.monitor.on_eval(&record)?;
-        Ok(Some(record))
-    }
-
-    /// Writes a checkpoint of the current state, which becomes the state a divergence rolls
-    /// back to.
-    pub fn save_checkpoint(&mut self) -> Result<PathBuf, TrainError> {
-        self.metrics.flush()?;
-        let path = self.state.save(&self.config, &self.run_dir)?;
-        if self.last_good.is_some() {
-            self.last_good = Some(self.state.clone());
-        }
-        Ok(path)
     }
 }

@@ -9,6 +9,16 @@ use oxidiff_train::{RunConfig, Trainer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+/// Dropout draws from the backend's process-wide generator, which the trainer reseeds every
+/// step; tests that train in parallel threads would interleave those draws, so they take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Writes `n` distinct 8×8 grayscale PNGs (simple shapes) into `dir`.
 pub fn write_images(dir: &Path, n: usize) {
     std::fs::create_dir_all(dir).unwrap();
