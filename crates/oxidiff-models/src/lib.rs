@@ -9,6 +9,7 @@ mod flops;
 mod footprint;
 mod presets;
 mod unet;
+pub mod vae;
 
 pub use config::{ModelConfig, TimeInjection, UNetConfig};
 pub use error::ModelError;

@@ -39,6 +39,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a model. With no arguments: the `tiny` preset on the embedded 8×8 digits.
+    ///
+    /// Ctrl-C or SIGTERM finishes the step under way, writes a checkpoint and exits 130 / 143
+    /// (a second signal quits at once); `--resume DIR` continues exactly.
     Train {
         /// Run configuration (TOML); defaults apply to every missing key.
         #[arg(long)]

@@ -9,5 +9,6 @@ mod resblock;
 pub use attention::AttentionBlock;
 pub use embeddings::{TimeEmbedding, timestep_embedding};
 pub use model::{DownLevel, ResAttn, UNet, UpLevel};
-pub use resample::{Downsample, Upsample};
+pub use resample::{Downsample, Upsample, nearest_2x};
 pub use resblock::ResBlock;
+pub(crate) use resblock::conv3x3;
