@@ -95,7 +95,7 @@ impl AutoencoderKLConfig {
 
     /// Checks what would not build or run; the message names the key.
     pub fn validate(&self) -> Result<(), ModelError> {
-        let bad = |key: &str, message: String| Err(ModelError::invalid(key, message));
+        let bad = |key: &str, message: String| Err(ModelError::autoencoder(key, message));
         if self.block_out_channels.is_empty() || self.block_out_channels.len() > 16 {
             return bad(
                 "block_out_channels",

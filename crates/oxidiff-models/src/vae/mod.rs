@@ -4,11 +4,15 @@
 
 mod blocks;
 mod config;
+mod diffusers;
 mod model;
 mod posterior;
 
 pub use blocks::{Downsample2D, ResnetBlock2D, UNetMidBlock2D, Upsample2D, VaeAttention};
 pub use config::AutoencoderKLConfig;
+pub use diffusers::{
+    CONFIG_JSON, WEIGHTS_FILE, load_diffusers_autoencoder, save_diffusers_autoencoder,
+};
 pub use model::{AutoencoderKL, Decoder, DownEncoderBlock2D, Encoder, UpDecoderBlock2D};
 pub use posterior::DiagonalGaussian;
 
