@@ -11,7 +11,9 @@ impl<T: TrainTask> Trainer<T> {
     /// What follows a step: held-out evaluation, checkpoint and sample grid when due (all at
     /// the run's last step), then the plots and report. The checkpoint comes before the grid
     /// and the plots, so an output that fails (a bad `sample.num`, a full disk) loses no
-    /// training; such a failure is reported and the run goes on.
+    /// training; such a failure is reported and the run goes on. Asked to stop before the
+    /// run's end, it writes only the checkpoint: a scheduler's grace period after SIGTERM may
+    /// not last an evaluation.
     pub(super) fn after_step(
         &mut self,
         last: bool,
@@ -22,8 +24,9 @@ impl<T: TrainTask> Trainer<T> {
             self.config.train.sample_every,
             self.config.train.checkpoint_every,
         );
+        let stopping = self.stop_requested() && step < self.config.train.steps;
         let mut refresh = false;
-        if let Some(record) = self.evaluate_if_due()? {
+        if !stopping && let Some(record) = self.evaluate_if_due()? {
             observer(TrainEvent::Evaluated(&record));
             refresh = true;
         }
@@ -32,7 +35,9 @@ impl<T: TrainTask> Trainer<T> {
             observer(TrainEvent::Checkpoint(&path));
             refresh = true;
         }
-        if step.is_multiple_of(sample_every) || (last && step == self.config.train.steps) {
+        let grid_due =
+            step.is_multiple_of(sample_every) || (last && step == self.config.train.steps);
+        if grid_due && !stopping {
             match self
                 .save_sample_grid()
                 .and_then(|path| self.monitor.on_grid(step, &path).map(|()| path))
