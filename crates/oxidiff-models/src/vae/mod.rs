@@ -5,6 +5,7 @@
 mod blocks;
 mod config;
 mod diffusers;
+mod footprint;
 mod model;
 mod posterior;
 
@@ -31,6 +32,18 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.downsampling_factor(), 8);
         assert_eq!(config.init(&Device::flex()).num_params(), 83_653_863);
+        assert_eq!(config.footprint().parameters, 83_653_863.0);
+        for config in [
+            AutoencoderKLConfig::small(1),
+            AutoencoderKLConfig::new(vec![8, 16, 16], 2, 3),
+        ] {
+            let config = AutoencoderKLConfig {
+                norm_num_groups: 4,
+                ..config
+            };
+            let built = config.init(&Device::flex()).num_params() as f64;
+            assert_eq!(config.footprint().parameters, built, "{config:?}");
+        }
     }
 
     #[test]
