@@ -9,6 +9,7 @@ use oxidiff_diffusion::{DiffusionConfig, LossKind, TimestepSampling, VarianceTyp
 use oxidiff_models::{ModelConfig, UNetConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::autoencoder_config::{AutoencoderSection, TaskKind};
 use crate::error::TrainError;
 
 oxidiff_diffusion::named_enum! {
@@ -201,11 +202,15 @@ impl Default for SampleConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
     pub seed: u64,
+    /// What the run trains: a diffusion model (`[model]`, `[diffusion]`) or an autoencoder
+    /// (`[autoencoder]`).
+    pub task: TaskKind,
     pub data: DataConfig,
     pub model: ModelConfig,
     pub diffusion: DiffusionConfig,
     pub train: TrainConfig,
     pub sample: SampleConfig,
+    pub autoencoder: AutoencoderSection,
 }
 
 /// The documented default configuration printed by `oxidiff config default`.
@@ -331,6 +336,9 @@ impl RunConfig {
         // DataError names its key with the section already (`data.path: …`).
         self.data.validate().map_err(|e| e.to_string())?;
         self.model.resolve().map_err(|e| e.to_string())?;
+        if self.task == TaskKind::Autoencoder {
+            self.autoencoder.resolve()?;
+        }
         self.diffusion
             .validate()
             .map_err(|e| format!("diffusion.{e}"))?;

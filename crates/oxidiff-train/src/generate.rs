@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use oxidiff_data::{ChannelStats, Standardize};
 
+use crate::autoencoder_config::TaskKind;
 use crate::checkpoint;
 use crate::config::{RunConfig, SampleConfig, SamplerKind};
 use crate::error::TrainError;
@@ -48,6 +49,15 @@ pub fn load_for_sampling(
 ) -> Result<LoadedModel, TrainError> {
     let dir = resolve_checkpoint(path)?;
     let config = checkpoint::load_config(&dir, &[])?;
+    if config.task == TaskKind::Autoencoder {
+        return Err(TrainError::Checkpoint {
+            path: dir,
+            message: "is an autoencoder (task = \"autoencoder\"): it reconstructs images, it does \
+                      not sample them; its held-out reconstructions are in the run's samples/ and \
+                      eval.jsonl"
+                .into(),
+        });
+    }
     let unet = config.unet()?;
     let weights = if use_ema { EMA_FILE } else { MODEL_FILE };
     let model = checkpoint::load_weights(unet.init(device), &dir.join(weights))?;

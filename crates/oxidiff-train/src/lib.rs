@@ -7,6 +7,7 @@
 // A public type reachable only through a private module could not be named by users.
 #![warn(unnameable_types)]
 
+mod autoencoder_config;
 mod bench;
 mod checkpoint;
 mod checksums;
@@ -26,6 +27,7 @@ mod run_dir;
 mod tensorboard;
 mod trainer;
 
+pub use autoencoder_config::{AutoencoderPreset, AutoencoderSection, ReconstructionLoss, TaskKind};
 pub use bench::{
     BenchConfig, BenchReport, cpu_peak_gflops, cpu_threads, median, peak_rss_bytes, run_bench,
 };
@@ -46,6 +48,7 @@ pub use run_dir::{
 };
 pub use tensorboard::TensorBoardWriter;
 pub use trainer::{
-    DataFeed, DiffusionState, DiffusionTask, EvalDue, LabelDropout, RunData, RunEnd, RunSetup,
-    TrainEvent, TrainState, TrainTask, Trainer,
+    AutoencoderState, AutoencoderTask, AutoencoderTraining, DataFeed, DiffusionState,
+    DiffusionTask, EvalDue, LabelDropout, RunData, RunEnd, RunSetup, TrainEvent, TrainState,
+    TrainTask, Trainer,
 };

@@ -365,6 +365,30 @@ fn latest_numbers(metrics: &[StepStats], evals: &[EvalRecord]) -> Vec<(String, S
             format!("{:.4} ± {:.4}", n.bpd, n.bpd_stderr),
         ));
     }
+    if let Some((step, r)) = evals
+        .iter()
+        .rev()
+        .find_map(|r| r.reconstruction.as_ref().map(|x| (r.step, x)))
+    {
+        rows.push((
+            format!("held-out reconstruction PSNR (step {step})"),
+            format!("{:.2} dB", r.psnr),
+        ));
+        rows.push((
+            format!("KL per latent element (step {step})"),
+            format!("{:.5}", r.kl_per_element),
+        ));
+        let channels: Vec<String> = r
+            .latent_mean
+            .iter()
+            .zip(&r.latent_std)
+            .map(|(m, s)| format!("{m:.3} ± {s:.3}"))
+            .collect();
+        rows.push((
+            format!("latent channels, mean ± std (step {step})"),
+            channels.join(", "),
+        ));
+    }
     if let Some((step, d)) = evals
         .iter()
         .rev()

@@ -291,10 +291,12 @@ impl TrainTask for NanAt {
         &self,
         model: &Self::Model,
         path: &Path,
+        shown: &Dataset,
         standardization: Option<&ChannelStats>,
         device: &Device,
     ) -> Result<(), TrainError> {
-        self.0.write_samples(model, path, standardization, device)
+        self.0
+            .write_samples(model, path, shown, standardization, device)
     }
     fn evaluate(
         &self,

@@ -9,21 +9,19 @@ mod eval;
 mod progress;
 mod sample;
 mod signals;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Result, bail};
 use burn::module::Module;
 use clap::{Parser, Subcommand};
 use oxidiff_models::Preset;
-use oxidiff_train::{DEFAULT_CONFIG_TOML, RunConfig, RunEnd, Trainer};
+use oxidiff_train::{DEFAULT_CONFIG_TOML, RunConfig};
 
 use crate::device::DeviceArg;
 use crate::enum_arg::PresetArg;
-use crate::progress::Progress;
-use crate::signals::Interrupt;
 
 #[derive(Parser)]
 #[command(
@@ -183,7 +181,14 @@ fn run(cli: Cli) -> Result<()> {
             resume,
             stop_after,
             device,
-        } => train(config, overrides, out, resume, stop_after, device),
+        } => train::train_command(train::TrainArgs {
+            config,
+            overrides,
+            out,
+            resume,
+            stop_after,
+            device,
+        }),
         Command::Sample(args) => sample::sample_command(args),
         Command::Eval(args) => eval::eval_command(args),
         Command::Inpaint(args) => edit::inpaint_command(args),
@@ -255,66 +260,6 @@ fn run(cli: Cli) -> Result<()> {
             })
         }
     }
-}
-
-/// `runs/<preset>-NNN` with the first unused number.
-fn default_run_dir(config: &RunConfig) -> PathBuf {
-    let preset = config.model.preset.name();
-    (1..)
-        .map(|n| PathBuf::from("runs").join(format!("{preset}-{n:03}")))
-        .find(|dir| !dir.exists())
-        .expect("some run number is free")
-}
-
-fn train(
-    config_path: Option<PathBuf>,
-    overrides: Vec<String>,
-    out: Option<PathBuf>,
-    resume: Option<PathBuf>,
-    stop_after: Option<u64>,
-    device: DeviceArg,
-) -> Result<()> {
-    let started = Instant::now();
-    let interrupt = Interrupt::install("finishing the step under way and writing a checkpoint")?;
-    let backend = device.device()?;
-    let mut trainer = match resume {
-        Some(dir) => Trainer::resume(&dir, &overrides, &backend)?,
-        None => {
-            let config = match &config_path {
-                Some(path) => RunConfig::load(path, &overrides)?,
-                None => RunConfig::default_with(&overrides)?,
-            };
-            let run_dir = out.unwrap_or_else(|| default_run_dir(&config));
-            Trainer::new(config, &run_dir, &backend)?
-        }
-    };
-    eprintln!(
-        "run: {} (device {})",
-        trainer.run_dir.path().display(),
-        device.name()
-    );
-    trainer.stop_when(interrupt.flag());
-    let mut progress = Progress::new(trainer.config.train.log_every);
-    let result = trainer.run(stop_after, &mut |event| progress.on_event(event));
-    progress.finish();
-    if result? == RunEnd::Interrupted {
-        let interrupted = interrupt.interrupted();
-        eprintln!(
-            "{interrupted} after step {} of {}: checkpoint {}\nresume with: oxidiff train --resume {}",
-            trainer.state.step,
-            trainer.config.train.steps,
-            trainer.run_dir.checkpoint(trainer.state.step).display(),
-            trainer.run_dir.path().display()
-        );
-        return Err(interrupted.into());
-    }
-    eprintln!(
-        "done: {} steps in {:.1}s; run directory {}",
-        trainer.state.step,
-        started.elapsed().as_secs_f64(),
-        trainer.run_dir.path().display()
-    );
-    Ok(())
 }
 
 fn print_model(run: &RunConfig) -> Result<()> {

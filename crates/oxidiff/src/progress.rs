@@ -139,6 +139,12 @@ fn describe_eval(record: &oxidiff_train::eval::EvalRecord) -> String {
             n.bpd, n.bpd_stderr, n.stride, n.images
         ));
     }
+    if let Some(r) = &record.reconstruction {
+        parts.push(format!(
+            "held-out reconstruction PSNR {:.2} dB, KL {:.4} per latent element ({} images);",
+            r.psnr, r.kl_per_element, r.images
+        ));
+    }
     if let Some(b) = &record.band_mse {
         let bands: Vec<String> = b
             .bands

@@ -601,3 +601,53 @@ fn inpaint_and_denoise_an_image_with_a_trained_model() {
     );
     assert!(!out.status.success());
 }
+
+#[test]
+fn an_autoencoder_is_trained_and_resumed_by_the_same_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = vec!["train"];
+    for set in [
+        "task=autoencoder",
+        "autoencoder.image_size=8",
+        "autoencoder.in_channels=1",
+        "autoencoder.block_out_channels=[8, 16]",
+        "autoencoder.norm_num_groups=4",
+        "train.steps=4",
+        "train.batch_size=8",
+        "train.log_every=1",
+        "train.eval_every=2",
+    ] {
+        args.extend(["--set", set]);
+    }
+    args.extend(["--stop-after", "2"]);
+    let out = oxidiff(&args, tmp.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = tmp.path().join("runs/vae-small-001");
+    assert!(run.join("checkpoints/step-0000002/SHA256SUMS").is_file());
+    assert!(
+        stderr(&out).contains("reconstruction PSNR"),
+        "{}",
+        stderr(&out)
+    );
+    let out = oxidiff(&["train", "--resume", "runs/vae-small-001"], tmp.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(run.join("checkpoints/step-0000004/model.bpk").is_file());
+    assert!(run.join("samples/step-0000004.png").is_file());
+    // An autoencoder does not sample: said so, not a weight-loading error.
+    let out = oxidiff(
+        &[
+            "sample",
+            "--checkpoint",
+            "runs/vae-small-001",
+            "--out",
+            "x.png",
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is an autoencoder"),
+        "{}",
+        stderr(&out)
+    );
+}

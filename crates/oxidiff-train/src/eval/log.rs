@@ -20,6 +20,23 @@ pub struct EvalRecord {
     pub nll: Option<NllReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distance: Option<SampleDistance>,
+    /// An autoencoder's held-out reconstructions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconstruction: Option<ReconstructionScores>,
+}
+
+/// How well an autoencoder reconstructs held-out images from its posterior's mean.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReconstructionScores {
+    /// Peak signal-to-noise ratio in dB (pixels in [-1, 1]), mean over the images.
+    pub psnr: f64,
+    /// KL(q(z|x) ‖ N(0, I)) per latent element, mean over the images.
+    pub kl_per_element: f64,
+    /// Mean and standard deviation of every latent channel's posterior means (the scale a
+    /// latent diffusion model would see; `scale_by_std` is 1 / std).
+    pub latent_mean: Vec<f64>,
+    pub latent_std: Vec<f64>,
+    pub images: usize,
 }
 
 /// Appends `record` as one line (flushed: a crash loses at most the line being written).

@@ -22,7 +22,7 @@ pub use features::{
 };
 pub use frechet::{FeatureStats, PrecisionRecall, StatsError, frechet_distance, precision_recall};
 pub(crate) use log::append_eval;
-pub use log::{EvalRecord, read_eval};
+pub use log::{EvalRecord, ReconstructionScores, read_eval};
 pub use tasks::{DenoiseScore, InpaintScore, centre_square_mask, denoise_score, inpaint_score};
 
 use burn::tensor::{Device, Tensor, TensorData};

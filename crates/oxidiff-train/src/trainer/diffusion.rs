@@ -199,6 +199,7 @@ impl TrainTask for DiffusionTask {
         &self,
         model: &UNet,
         path: &Path,
+        _shown: &Dataset,
         standardization: Option<&ChannelStats>,
         device: &Device,
     ) -> Result<(), TrainError> {
@@ -258,6 +259,7 @@ impl TrainTask for DiffusionTask {
             band_mse,
             nll,
             distance: None,
+            reconstruction: None,
         })
     }
 }

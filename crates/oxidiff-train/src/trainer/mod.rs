@@ -3,6 +3,7 @@
 //! `forward_backward` → `optimize` → `log`, with held-out evaluations, sample grids and
 //! checkpoints at their intervals.
 
+mod autoencoder;
 mod diffusion;
 mod feed;
 mod outputs;
@@ -21,6 +22,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
 use oxidiff_data::{Batch, Dataset, LateSkip, derive_seed};
 
+pub use autoencoder::{AutoencoderState, AutoencoderTask, AutoencoderTraining};
 pub use diffusion::{DiffusionState, DiffusionTask};
 pub use feed::{DataFeed, LabelDropout};
 pub(crate) use setup::saved_split;

@@ -71,9 +71,15 @@ impl<T: TrainTask> Trainer<T> {
         let path = self.run_dir.sample_grid(self.state.step);
         let model = self.state.sampling_model(self.config.sample.use_ema);
         let device = self.device.clone().without_autodiff();
+        let shown = if self.data.validation.is_empty() {
+            &self.data.dataset
+        } else {
+            &self.data.validation
+        };
         self.task.write_samples(
             model.as_ref(),
             &path,
+            shown,
             self.data.standardization.as_ref(),
             &device,
         )?;

@@ -102,10 +102,15 @@ impl RunSetup {
         let run_dir = RunDir::of_checkpoint(&checkpoint);
         let saved = load_config(&checkpoint, &[])?;
         let config = load_config(&checkpoint, overrides)?;
-        if config.model != saved.model || config.diffusion != saved.diffusion {
+        if config.model != saved.model
+            || config.diffusion != saved.diffusion
+            || config.task != saved.task
+            || config.autoencoder != saved.autoencoder
+        {
             return Err(TrainError::Config {
                 origin: "--set".into(),
-                message: "model.* and diffusion.* cannot change when resuming".into(),
+                message: "task, model.*, diffusion.* and autoencoder.* cannot change when resuming"
+                    .into(),
             });
         }
         if config.data.validation_fraction != saved.data.validation_fraction

@@ -67,11 +67,14 @@ pub trait TrainTask: Sized {
         rng: &mut ChaCha8Rng,
     ) -> Tensor<1>;
 
-    /// Writes the sample grid of `model` (without autodiff) to `path`.
+    /// Writes the sample grid of `model` (without autodiff) to `path`. `shown` are images a
+    /// grid may show beside what the model made of them (the held-out ones when the run has
+    /// any, else the training ones): an autoencoder's reconstructions.
     fn write_samples(
         &self,
         model: &Self::Model,
         path: &Path,
+        shown: &Dataset,
         standardization: Option<&ChannelStats>,
         device: &Device,
     ) -> Result<(), TrainError>;

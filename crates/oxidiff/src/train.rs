@@ -1,0 +1,116 @@
+//! `oxidiff train`: a fresh or resumed run of whatever the config's `task` trains (the
+//! diffusion UNet or the autoencoder), driven by the library's one loop.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use oxidiff_train::{
+    AutoencoderTask, CONFIG_FILE, DiffusionTask, RunConfig, RunEnd, TaskKind, TrainTask, Trainer,
+    resolve_checkpoint,
+};
+
+use crate::device::DeviceArg;
+use crate::progress::Progress;
+use crate::signals::Interrupt;
+
+pub struct TrainArgs {
+    pub config: Option<PathBuf>,
+    pub overrides: Vec<String>,
+    pub out: Option<PathBuf>,
+    pub resume: Option<PathBuf>,
+    pub stop_after: Option<u64>,
+    pub device: DeviceArg,
+}
+
+/// `runs/<preset>-NNN` (`runs/vae-<preset>-NNN` for an autoencoder) with the first unused
+/// number.
+fn default_run_dir(config: &RunConfig) -> PathBuf {
+    let name = match config.task {
+        TaskKind::Diffusion => config.model.preset.name().to_string(),
+        TaskKind::Autoencoder => format!("vae-{}", config.autoencoder.preset.name()),
+    };
+    (1..)
+        .map(|n| PathBuf::from("runs").join(format!("{name}-{n:03}")))
+        .find(|dir| !dir.exists())
+        .expect("some run number is free")
+}
+
+pub fn train_command(args: TrainArgs) -> Result<()> {
+    let interrupt = Interrupt::install("finishing the step under way and writing a checkpoint")?;
+    let backend = args.device.device()?;
+    match &args.resume {
+        Some(dir) => {
+            // The saved config says what the run trains.
+            let checkpoint = resolve_checkpoint(dir)?;
+            let saved = RunConfig::load(&checkpoint.join(CONFIG_FILE), &[])?;
+            match saved.task {
+                TaskKind::Diffusion => drive(
+                    Trainer::<DiffusionTask>::resumed(dir, &args.overrides, &backend)?,
+                    &args,
+                    &interrupt,
+                ),
+                TaskKind::Autoencoder => drive(
+                    Trainer::<AutoencoderTask>::resumed(dir, &args.overrides, &backend)?,
+                    &args,
+                    &interrupt,
+                ),
+            }
+        }
+        None => {
+            let config = match &args.config {
+                Some(path) => RunConfig::load(path, &args.overrides)?,
+                None => RunConfig::default_with(&args.overrides)?,
+            };
+            let run_dir = args.out.clone().unwrap_or_else(|| default_run_dir(&config));
+            match config.task {
+                TaskKind::Diffusion => drive(
+                    Trainer::<DiffusionTask>::fresh(config, &run_dir, &backend)?,
+                    &args,
+                    &interrupt,
+                ),
+                TaskKind::Autoencoder => drive(
+                    Trainer::<AutoencoderTask>::fresh(config, &run_dir, &backend)?,
+                    &args,
+                    &interrupt,
+                ),
+            }
+        }
+    }
+}
+
+/// Runs `trainer` with the progress display, and says how it ended.
+fn drive<T: TrainTask>(
+    mut trainer: Trainer<T>,
+    args: &TrainArgs,
+    interrupt: &Interrupt,
+) -> Result<()> {
+    let started = Instant::now();
+    eprintln!(
+        "run: {} (device {})",
+        trainer.run_dir.path().display(),
+        args.device.name()
+    );
+    trainer.stop_when(interrupt.flag());
+    let mut progress = Progress::new(trainer.config.train.log_every);
+    let result = trainer.run(args.stop_after, &mut |event| progress.on_event(event));
+    progress.finish();
+    if result? == RunEnd::Interrupted {
+        let interrupted = interrupt.interrupted();
+        eprintln!(
+            "{interrupted} after step {} of {}: checkpoint {}\nresume with: oxidiff train --resume {}",
+            trainer.state.step,
+            trainer.config.train.steps,
+            trainer.run_dir.checkpoint(trainer.state.step).display(),
+            trainer.run_dir.path().display()
+        );
+        return Err(interrupted.into());
+    }
+    eprintln!(
+        "done: {} steps in {:.1}s; run directory {}",
+        trainer.state.step,
+        started.elapsed().as_secs_f64(),
+        trainer.run_dir.path().display()
+    );
+    Ok(())
+}
