@@ -3,7 +3,12 @@
 //! instead of aborting the process (`memory allocation of N bytes failed`) half-way into a new
 //! run directory.
 
+use oxidiff_models::Footprint;
+
+use crate::config::{OptimizerKind, TrainConfig};
 use crate::error::TrainError;
+
+const F32: f64 = 4.0;
 
 /// One part of the estimate: what it is, the config key that sizes it, and its bytes.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +30,39 @@ pub struct MemoryEstimate {
 }
 
 impl MemoryEstimate {
+    /// What training any network of `footprint` takes: its weights with their gradients, EMA,
+    /// optimiser moments (and the copy a rollback returns to), and the activations one step
+    /// keeps for its backward pass. `network` names the keys that size the network.
+    pub fn for_training(footprint: &Footprint, train: &TrainConfig, network: String) -> Self {
+        // Moment buffers per weight: Adam's two, RMSprop's square average and momentum, SGD's
+        // momentum.
+        let moments = match train.optimizer {
+            OptimizerKind::Sgd => 1.0,
+            _ => 2.0,
+        };
+        let rollback = if train.max_rollbacks > 0 {
+            2.0 + moments
+        } else {
+            0.0
+        };
+        let mut estimate = Self::default();
+        estimate.add(MemoryPart {
+            what: "the weights, gradients, EMA and optimiser state",
+            key: network,
+            remedy: "choose a smaller network",
+            bytes: footprint.parameters * F32 * (3.0 + moments + rollback),
+        });
+        // Backward keeps the activations, and its own temporaries add about half again.
+        estimate.add(MemoryPart {
+            what: "the activations of one training step",
+            key: format!("train.batch_size = {}", train.batch_size),
+            remedy: "lower train.batch_size (raise train.grad_accum_steps to keep the images per \
+                     step)",
+            bytes: 1.5 * train.batch_size as f64 * footprint.train_activations_per_image * F32,
+        });
+        estimate
+    }
+
     pub fn add(&mut self, part: MemoryPart) {
         self.parts.push(part);
     }

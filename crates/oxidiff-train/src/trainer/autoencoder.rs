@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::feed::LabelDropout;
 use super::task::{EvalDue, TrainTask};
 use crate::autoencoder_config::{AutoencoderSection, ReconstructionLoss};
-use crate::config::{OptimizerKind, RunConfig};
+use crate::config::RunConfig;
 use crate::edit::psnr;
 use crate::error::TrainError;
 use crate::eval::{EvalRecord, ReconstructionScores};
@@ -83,33 +83,14 @@ impl TrainTask for AutoencoderTask {
             ..vae.clone()
         }
         .footprint();
-        let train = &config.train;
-        let moments = match train.optimizer {
-            OptimizerKind::Sgd => 1.0,
-            _ => 2.0,
-        };
-        let rollback = if train.max_rollbacks > 0 {
-            2.0 + moments
-        } else {
-            0.0
-        };
-        let mut estimate = MemoryEstimate::default();
-        estimate.add(MemoryPart {
-            what: "the weights, gradients, EMA and optimiser state",
-            key: format!(
+        let mut estimate = MemoryEstimate::for_training(
+            &footprint,
+            &config.train,
+            format!(
                 "autoencoder.block_out_channels = {:?}",
                 vae.block_out_channels
             ),
-            remedy: "choose a smaller autoencoder",
-            bytes: footprint.parameters * F32 * (3.0 + moments + rollback),
-        });
-        estimate.add(MemoryPart {
-            what: "the activations of one training step",
-            key: format!("train.batch_size = {}", train.batch_size),
-            remedy: "lower train.batch_size (raise train.grad_accum_steps to keep the images per \
-                     step)",
-            bytes: 1.5 * train.batch_size as f64 * footprint.train_activations_per_image * F32,
-        });
+        );
         estimate.add(MemoryPart {
             what: "the reconstruction grid",
             key: format!("autoencoder.image_size = {}", config.autoencoder.image_size),

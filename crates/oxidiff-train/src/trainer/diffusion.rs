@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::feed::LabelDropout;
 use super::task::{EvalDue, TrainTask};
-use crate::config::{OptimizerKind, RunConfig};
+use crate::config::RunConfig;
 use crate::error::TrainError;
 use crate::eval::{self, EvalRecord};
 use crate::generate::{generate, save_image_grid};
@@ -61,37 +61,14 @@ impl TrainTask for DiffusionTask {
         const F32: f64 = 4.0;
         let unet = config.unet()?;
         let footprint = unet.footprint();
-        let train = &config.train;
-        // Moment buffers per weight: Adam's two, RMSprop's square average and momentum, SGD's
-        // momentum.
-        let moments = match train.optimizer {
-            OptimizerKind::Sgd => 1.0,
-            _ => 2.0,
-        };
-        let copies = 3.0 + moments;
-        let rollback = if train.max_rollbacks > 0 {
-            2.0 + moments
-        } else {
-            0.0
-        };
-        let mut estimate = MemoryEstimate::default();
-        estimate.add(MemoryPart {
-            what: "the weights, gradients, EMA and optimiser state",
-            key: format!(
+        let mut estimate = MemoryEstimate::for_training(
+            &footprint,
+            &config.train,
+            format!(
                 "model.model_channels = {}, model.channel_mult = {:?}",
                 unet.model_channels, unet.channel_mult
             ),
-            remedy: "choose a smaller network",
-            bytes: footprint.parameters * F32 * (copies + rollback),
-        });
-        // Backward keeps the activations, and its own temporaries add about half again.
-        estimate.add(MemoryPart {
-            what: "the activations of one training step",
-            key: format!("train.batch_size = {}", train.batch_size),
-            remedy: "lower train.batch_size (raise train.grad_accum_steps to keep the images per \
-                     step)",
-            bytes: 1.5 * train.batch_size as f64 * footprint.train_activations_per_image * F32,
-        });
+        );
         estimate.add(MemoryPart {
             what: "the sample grid",
             key: format!("sample.num = {}", config.sample.num),
@@ -102,7 +79,7 @@ impl TrainTask for DiffusionTask {
                 * F32,
         });
         let steps = config.diffusion.num_train_timesteps as f64;
-        let history = match train.timestep_draw {
+        let history = match config.train.timestep_draw {
             TimestepSampling::Uniform => 0.0,
             TimestepSampling::LossSecondMoment => oxidiff_diffusion::HISTORY_PER_T as f64,
         };
