@@ -71,11 +71,15 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
 }
 
 fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([format!("-{name}"), child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
+    let signal = match name {
+        "INT" => libc::SIGINT,
+        "TERM" => libc::SIGTERM,
+        "KILL" => libc::SIGKILL,
+        other => panic!("no signal {other} in these tests"),
+    };
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not yet waited for.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill -{name}");
 }
 
 fn finish(child: Child) -> (ExitStatus, String) {
