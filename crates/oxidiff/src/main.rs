@@ -18,7 +18,7 @@ use anyhow::{Result, bail};
 use burn::module::Module;
 use clap::{Parser, Subcommand};
 use oxidiff_models::Preset;
-use oxidiff_train::{DEFAULT_CONFIG_TOML, RunConfig};
+use oxidiff_train::{DEFAULT_CONFIG_TOML, RunConfig, TaskKind};
 
 use crate::device::DeviceArg;
 use crate::enum_arg::PresetArg;
@@ -262,7 +262,37 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// `oxidiff model` for `task = "autoencoder"`: the shapes in and out and the parameter count,
+/// from the config alone.
+fn print_autoencoder(run: &RunConfig) -> Result<()> {
+    let section = &run.autoencoder;
+    let config = section
+        .resolve()
+        .map_err(|message| anyhow::anyhow!(message))?;
+    let (size, f) = (section.image_size, config.downsampling_factor());
+    println!(
+        "autoencoder {} (diffusers' AutoencoderKL): {}×{size}×{size} images → latents {}×{}×{} (f = {f})",
+        section.preset,
+        config.in_channels,
+        config.latent_channels,
+        size / f,
+        size / f
+    );
+    println!(
+        "  channels {:?}, {} resnets per encoder level ({} per decoder level), GroupNorm({})",
+        config.block_out_channels,
+        config.layers_per_block,
+        config.layers_per_block + 1,
+        config.norm_num_groups
+    );
+    println!("parameters: {}", config.footprint().parameters);
+    Ok(())
+}
+
 fn print_model(run: &RunConfig) -> Result<()> {
+    if run.task == TaskKind::Autoencoder {
+        return print_autoencoder(run);
+    }
     let config = run.unet()?;
     let model = config.init(&burn::tensor::Device::flex());
     let preset = run.model.preset;

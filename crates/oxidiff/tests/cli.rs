@@ -633,6 +633,24 @@ fn an_autoencoder_is_trained_and_resumed_by_the_same_command() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(run.join("checkpoints/step-0000004/model.bpk").is_file());
     assert!(run.join("samples/step-0000004.png").is_file());
+    // `oxidiff model` describes an autoencoder config without building it.
+    let out = oxidiff(
+        &[
+            "model",
+            "--set",
+            "task=autoencoder",
+            "--set",
+            "autoencoder.preset=stable-diffusion",
+            "--set",
+            "autoencoder.image_size=256",
+        ],
+        tmp.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("latents 4×32×32 (f = 8)") && stdout.contains("parameters: 83653863"),
+        "{stdout}"
+    );
     // An autoencoder does not sample: said so, not a weight-loading error.
     let out = oxidiff(
         &[
