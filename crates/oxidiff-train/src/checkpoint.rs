@@ -297,8 +297,10 @@ fn check_state<S>(saved: &SavedState<S>, dir: &Path) -> Result<(), TrainError> {
             saved.ema_updates, saved.step
         )));
     }
-    let metrics = RunDir::of_checkpoint(dir).metrics();
-    if dir.parent().is_some_and(|p| p.ends_with("checkpoints"))
+    // A checkpoint copied out of its run is its own run directory, without a log to check.
+    let run = RunDir::of_checkpoint(dir);
+    let metrics = run.metrics();
+    if run.path() != dir
         && let Some(logged) = crate::run_dir::last_logged_step(&metrics)?
         && logged < saved.step
     {

@@ -40,7 +40,9 @@ pub use edit::{DenoiseMethod, InpaintMethod, denoise, inpaint, psnr, read_mask, 
 pub use ema::Ema;
 pub use error::TrainError;
 pub use generate::{LoadedModel, generate, load_for_sampling, save_image, save_image_grid};
-pub use memory::{MemoryEstimate, MemoryPart, human_bytes, machine_memory};
+pub use memory::{
+    MemoryEstimate, MemoryPart, human_bytes, machine_memory, sampling_bytes_per_image,
+};
 pub use metrics::{Rollback, RollbackRecord, StepStats, read_metrics, read_rollbacks};
 pub use run_dir::{
     CHECKSUMS_FILE, CONFIG_FILE, EMA_FILE, MODEL_FILE, OPTIMIZER_FILE, RunDir, STATE_FILE,

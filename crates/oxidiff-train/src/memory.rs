@@ -3,12 +3,20 @@
 //! instead of aborting the process (`memory allocation of N bytes failed`) half-way into a new
 //! run directory.
 
-use oxidiff_models::Footprint;
+use oxidiff_models::{Footprint, UNetConfig};
 
 use crate::config::{OptimizerKind, TrainConfig};
 use crate::error::TrainError;
 
-const F32: f64 = 4.0;
+/// Bytes of one `f32`.
+pub(crate) const F32: f64 = 4.0;
+
+/// Bytes one image takes while a sampler draws it: the network's forward activations beside
+/// the sampler's x_t, x̂₀, noise and output, in f32.
+pub fn sampling_bytes_per_image(unet: &UNetConfig) -> f64 {
+    let image = (unet.in_channels * unet.image_size * unet.image_size) as f64;
+    F32 * (unet.footprint().inference_activations_per_image + 4.0 * image)
+}
 
 /// One part of the estimate: what it is, the config key that sizes it, and its bytes.
 #[derive(Debug, Clone, PartialEq)]

@@ -279,7 +279,8 @@ pub(crate) fn last_logged_step(path: &Path) -> Result<Option<u64>, TrainError> {
     Ok(read_log(path)?.and_then(|text| text.lines().filter_map(step_of).max()))
 }
 
-fn read_log(path: &Path) -> Result<Option<String>, TrainError> {
+/// The text of a JSON-lines log; `None` when it does not exist.
+pub(crate) fn read_log(path: &Path) -> Result<Option<String>, TrainError> {
     match fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

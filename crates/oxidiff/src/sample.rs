@@ -42,11 +42,7 @@ fn warn_if_heun_is_unstable(loaded: &LoadedModel, options: &SampleConfig) -> Res
 /// How many images one `generate` call may draw: as many as fit in a quarter of the machine's
 /// memory (the rest is the model, the other buffers and everything else running), at least 1.
 fn chunk_size(loaded: &LoadedModel, num: usize) -> Result<usize> {
-    let unet = loaded.config.unet()?;
-    let footprint = unet.footprint();
-    let image = (unet.in_channels * unet.image_size * unet.image_size) as f64;
-    // The sampler's x_t, x̂₀ and noise beside the network's activations, in f32.
-    let per_image = 4.0 * (footprint.inference_activations_per_image + 4.0 * image);
+    let per_image = oxidiff_train::sampling_bytes_per_image(&loaded.config.unet()?);
     let Some(memory) = oxidiff_train::machine_memory() else {
         return Ok(num);
     };

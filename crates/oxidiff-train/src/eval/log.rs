@@ -54,10 +54,8 @@ pub fn append_eval(path: &Path, record: &EvalRecord) -> Result<(), TrainError> {
 /// Reads every complete line; a torn last line (a crash mid-write) is ignored, and records
 /// past `up_to` (left by a run that crashed before its next checkpoint) are dropped.
 pub fn read_eval(path: &Path, up_to: Option<u64>) -> Result<Vec<EvalRecord>, TrainError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(TrainError::io(path, e)),
+    let Some(text) = crate::run_dir::read_log(path)? else {
+        return Ok(Vec::new());
     };
     Ok(text
         .lines()

@@ -23,7 +23,7 @@ use crate::edit::psnr;
 use crate::error::TrainError;
 use crate::eval::{EvalRecord, ReconstructionScores};
 use crate::generate::save_image_grid;
-use crate::memory::{MemoryEstimate, MemoryPart};
+use crate::memory::{F32, MemoryEstimate, MemoryPart};
 
 /// Images a reconstruction grid shows (above their reconstructions).
 const GRID_IMAGES: usize = 8;
@@ -76,7 +76,6 @@ impl TrainTask for AutoencoderTask {
     /// Weights with gradients, EMA, optimiser moments and the rollback copy; the activations
     /// of one step; the reconstruction grid.
     fn memory_estimate(config: &RunConfig) -> Result<MemoryEstimate, TrainError> {
-        const F32: f64 = 4.0;
         let vae = config.autoencoder.resolve().map_err(invalid)?;
         let footprint = AutoencoderKLConfig {
             sample_size: config.autoencoder.image_size,

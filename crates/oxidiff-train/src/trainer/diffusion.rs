@@ -19,7 +19,7 @@ use crate::config::RunConfig;
 use crate::error::TrainError;
 use crate::eval::{self, EvalRecord};
 use crate::generate::{generate, save_image_grid};
-use crate::memory::{MemoryEstimate, MemoryPart};
+use crate::memory::{MemoryEstimate, MemoryPart, sampling_bytes_per_image};
 
 /// A diffusion model in training: the UNet's config, the process, and the run config.
 pub struct DiffusionTask {
@@ -58,7 +58,6 @@ impl TrainTask for DiffusionTask {
     /// to); the activations a training step keeps for backward; the sample grid's forward
     /// passes; the noise schedule's f64 tables (and the loss history of importance sampling).
     fn memory_estimate(config: &RunConfig) -> Result<MemoryEstimate, TrainError> {
-        const F32: f64 = 4.0;
         let unet = config.unet()?;
         let footprint = unet.footprint();
         let mut estimate = MemoryEstimate::for_training(
@@ -73,10 +72,7 @@ impl TrainTask for DiffusionTask {
             what: "the sample grid",
             key: format!("sample.num = {}", config.sample.num),
             remedy: "lower sample.num",
-            bytes: config.sample.num as f64
-                * (footprint.inference_activations_per_image
-                    + 4.0 * (unet.in_channels * unet.image_size * unet.image_size) as f64)
-                * F32,
+            bytes: config.sample.num as f64 * sampling_bytes_per_image(&unet),
         });
         let steps = config.diffusion.num_train_timesteps as f64;
         let history = match config.train.timestep_draw {
