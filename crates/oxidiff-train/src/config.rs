@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::autoencoder_config::{AutoencoderSection, TaskKind};
 use crate::error::TrainError;
+use crate::latent::{FirstStage, LatentSection, LatentSizes};
 
 oxidiff_diffusion::named_enum! {
     /// Which optimiser updates the weights.
@@ -211,6 +212,8 @@ pub struct RunConfig {
     pub train: TrainConfig,
     pub sample: SampleConfig,
     pub autoencoder: AutoencoderSection,
+    /// A diffusion run in an autoencoder's latent space (latent diffusion).
+    pub latent: LatentSection,
 }
 
 /// The documented default configuration printed by `oxidiff config default`.
@@ -322,8 +325,15 @@ impl RunConfig {
 
     /// The network this run trains: the model section resolved, with twice the output channels
     /// when the diffusion learns its variance.
+    /// In a latent run, the UNet's `image_size` and `in_channels` are the latents' (see
+    /// [`FirstStage::sizes`]).
     pub fn unet(&self) -> Result<UNetConfig, TrainError> {
-        let mut unet = self.model.resolve()?;
+        let mut model = self.model.clone();
+        if let Some(sizes) = self.latent_sizes()? {
+            model.image_size = Some(sizes.latent_size);
+            model.in_channels = Some(sizes.latent_channels);
+        }
+        let mut unet = model.resolve()?;
         unet.out_channels *= match self.diffusion.variance_type {
             VarianceType::Fixed => 1,
             VarianceType::Learned => 2,
@@ -331,8 +341,29 @@ impl RunConfig {
         Ok(unet)
     }
 
+    /// The autoencoder of a latent run (`latent.autoencoder`), read from its config files;
+    /// `None` for a pixel-space run.
+    pub fn first_stage(&self) -> Result<Option<FirstStage>, TrainError> {
+        self.latent
+            .autoencoder
+            .as_deref()
+            .map(FirstStage::resolve)
+            .transpose()
+    }
+
+    /// The image and latent sizes of a latent run; `None` for a pixel-space run.
+    pub fn latent_sizes(&self) -> Result<Option<LatentSizes>, TrainError> {
+        self.first_stage()?
+            .map(|first| first.sizes(self))
+            .transpose()
+    }
+
     /// Checks values that parse but cannot work; the message starts with the key.
     pub fn validate(&self) -> Result<(), String> {
+        self.latent.validate()?;
+        if self.latent.autoencoder.is_some() {
+            self.validate_latent()?;
+        }
         // DataError names its key with the section already (`data.path: …`).
         self.data.validate().map_err(|e| e.to_string())?;
         self.model.resolve().map_err(|e| e.to_string())?;
@@ -427,6 +458,43 @@ impl RunConfig {
             ));
         }
         check_eta(self.sample.eta).map_err(|e| format!("sample.{e}"))?;
+        Ok(())
+    }
+}
+
+impl RunConfig {
+    /// What a latent run cannot combine with, each named (checked without reading the
+    /// autoencoder).
+    fn validate_latent(&self) -> Result<(), String> {
+        if self.task == TaskKind::Autoencoder {
+            return Err(
+                "latent.autoencoder: names the first stage of a diffusion run; an autoencoder \
+                 run (task = \"autoencoder\") trains on images"
+                    .into(),
+            );
+        }
+        if self.data.standardize != oxidiff_data::Standardize::MinusOneOne {
+            return Err(
+                "data.standardize: a latent run hands the autoencoder images in [-1, 1]; use \
+                 \"minus-one-one\""
+                    .into(),
+            );
+        }
+        if self.diffusion.clip_sample {
+            return Err(
+                "diffusion.clip_sample: latents are not confined to [-1, 1], so x̂₀ must not be \
+                 clipped there; set diffusion.clip_sample = false in a latent run"
+                    .into(),
+            );
+        }
+        if self.data.flip || self.data.crop != oxidiff_data::CropMode::Center {
+            return Err(
+                "data.flip / data.crop: a latent run encodes each image once, so batch-time \
+                 augmentation of the pixels cannot apply; set data.flip = false and data.crop \
+                 = \"center\""
+                    .into(),
+            );
+        }
         Ok(())
     }
 }

@@ -32,8 +32,7 @@ pub fn read_model_image(
     path: &Path,
     device: &Device,
 ) -> Result<Tensor<4>, TrainError> {
-    let unet = loaded.config.unet()?;
-    let (size, channels) = (unet.image_size, unet.in_channels);
+    let (size, channels) = loaded.image_shape()?;
     let mut pixels = read_image_exact(path, size, channels, &loaded.config.data.decode_options())?;
     if let Some(stats) = &loaded.standardization {
         stats.apply(&mut pixels, size * size);
@@ -57,7 +56,7 @@ pub fn read_mask(
     path: &Path,
     device: &Device,
 ) -> Result<Tensor<4>, TrainError> {
-    let size = loaded.config.unet()?.image_size;
+    let size = loaded.image_shape()?.0;
     let luma = read_image_exact(path, size, 1, &loaded.config.data.decode_options())?;
     // Luma in [-1, 1] → "generate" in [0, 1] → "known" = 1 − generate.
     let known: Vec<f32> = luma.iter().map(|v| 1.0 - (v + 1.0) * 0.5).collect();
@@ -103,12 +102,63 @@ pub enum InpaintMethod {
 
 /// Fills the region where `known` is 0 of `image` with `steps` sampling steps, seeded by `seed`.
 ///
+/// A latent run fills the latents: the known region is the image's own latents (re-encoded),
+/// a latent cell counting as known as far as all its pixels are (the least known value of
+/// its f×f block); the decoded result keeps the given pixels where the mask keeps them.
+///
 /// # Shapes
 /// - `image`: `[1, C, S, S]` in the model's space; `known`: `[1, 1, S, S]`; returns `[1, C, S, S]`
 ///
 /// # Errors
 /// Bad arguments (steps, RePaint options, shapes), each named.
 pub fn inpaint(
+    loaded: &LoadedModel,
+    image: Tensor<4>,
+    known: Tensor<4>,
+    steps: usize,
+    method: InpaintMethod,
+    seed: u64,
+) -> Result<Tensor<4>, TrainError> {
+    let Some(space) = &loaded.latent else {
+        return inpaint_in_model_space(loaded, image, known, steps, method, seed);
+    };
+    let latents = space.encode(image.clone());
+    let [_, _, side, _] = latents.dims();
+    let known_latent = min_pool(known.clone(), side)?;
+    let filled = inpaint_in_model_space(loaded, latents, known_latent, steps, method, seed)?;
+    let decoded = space.decode(filled);
+    Ok(image * known.clone() + decoded * (known.neg() + 1.0))
+}
+
+/// The least value of each block of `mask` over a `side`×`side` grid.
+///
+/// # Shapes
+/// - `mask`: `[1, 1, S, S]` with S a multiple of `side`; returns `[1, 1, side, side]`
+fn min_pool(mask: Tensor<4>, side: usize) -> Result<Tensor<4>, TrainError> {
+    let device = mask.device();
+    let [_, _, size, _] = mask.dims();
+    let values: Vec<f32> = mask
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .map_err(|e| TrainError::Eval {
+            message: format!("cannot read the mask back: {e:?}"),
+        })?;
+    let f = size / side.max(1);
+    let mut pooled = vec![f32::INFINITY; side * side];
+    for (i, v) in values.iter().enumerate() {
+        let (y, x) = (i / size / f, (i % size) / f);
+        let cell = &mut pooled[y * side + x];
+        *cell = cell.min(*v);
+    }
+    Ok(Tensor::from_data(
+        TensorData::new(pooled, [1, 1, side, side]),
+        &device,
+    ))
+}
+
+/// [`inpaint`] on the UNet's own inputs (pixels, or a latent run's latents).
+fn inpaint_in_model_space(
     loaded: &LoadedModel,
     image: Tensor<4>,
     known: Tensor<4>,
@@ -153,7 +203,9 @@ pub enum DenoiseMethod {
 }
 
 /// Denoises `image` with DDIM (η = 0) over `steps` steps, or fewer when the starting timestep
-/// has fewer below it (a light noise level starts close to t = 0).
+/// has fewer below it (a light noise level starts close to t = 0). A latent run denoises the
+/// image's latents by a strength (a σ of pixel noise is no noise level of the latents) and
+/// decodes them.
 ///
 /// # Shapes
 /// - `image`: `[1, C, S, S]` in the model's space; returns the same
@@ -170,7 +222,15 @@ pub fn denoise(
 ) -> Result<Tensor<4>, TrainError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (model, diffusion) = (&loaded.model, &loaded.diffusion);
-    Ok(match method {
+    if loaded.latent.is_some() && matches!(method, DenoiseMethod::Sigma255(_)) {
+        return Err(TrainError::Eval {
+            message: "a noise σ in 8-bit levels is a level of pixel noise, which a latent \
+                      model never saw; denoise by a strength instead"
+                .into(),
+        });
+    }
+    let image = loaded.from_images(image);
+    let denoised = match method {
         DenoiseMethod::Strength(s) => {
             // A light touch starts at a small t, which has fewer timesteps below it than asked.
             let t0 = (s.clamp(0.0, 1.0) * (diffusion.num_timesteps() - 1) as f64).round() as usize;
@@ -220,7 +280,8 @@ pub fn denoise(
                 &mut |_, _| {},
             )?
         }
-    })
+    };
+    Ok(loaded.to_images(denoised))
 }
 
 #[cfg(test)]

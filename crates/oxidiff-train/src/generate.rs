@@ -19,6 +19,8 @@ use crate::autoencoder_config::TaskKind;
 use crate::checkpoint;
 use crate::config::{RunConfig, SampleConfig, SamplerKind};
 use crate::error::TrainError;
+use crate::latent::LatentSpace;
+use crate::memory::sampling_bytes_per_image;
 use crate::run_dir::{EMA_FILE, MODEL_FILE, RunDir, read_json, resolve_checkpoint};
 
 /// A trained model ready to sample from.
@@ -29,6 +31,9 @@ pub struct LoadedModel {
     pub checkpoint: PathBuf,
     /// How the run standardised its images, to map samples back (`None`: [-1, 1]).
     pub standardization: Option<ChannelStats>,
+    /// A latent run's autoencoder and scaling factor: the UNet's samples are latents that
+    /// [`LoadedModel::to_images`] decodes.
+    pub latent: Option<LatentSpace>,
 }
 
 impl LoadedModel {
@@ -38,10 +43,59 @@ impl LoadedModel {
     pub fn set_timestep_spacing(&mut self, spacing: TimestepSpacing) {
         self.diffusion.config.timestep_spacing = spacing;
     }
+
+    /// `(side, channels)` of the images the model makes and edits: the UNet's, or in a latent
+    /// run the autoencoder's.
+    pub fn image_shape(&self) -> Result<(usize, usize), TrainError> {
+        if let Some(sizes) = self.config.latent_sizes()? {
+            return Ok((sizes.image_size, sizes.image_channels));
+        }
+        let unet = self.config.unet()?;
+        Ok((unet.image_size, unet.in_channels))
+    }
+
+    /// Bytes one sampled image takes: the sampler's (see [`sampling_bytes_per_image`]), and
+    /// in a latent run the decoder's activations at the image size.
+    pub fn sampling_bytes_per_image(&self) -> Result<f64, TrainError> {
+        let mut bytes = sampling_bytes_per_image(&self.config.unet()?);
+        if let (Some(first), Some(sizes)) =
+            (self.config.first_stage()?, self.config.latent_sizes()?)
+        {
+            let vae = oxidiff_models::vae::AutoencoderKLConfig {
+                sample_size: sizes.image_size,
+                ..first.config
+            };
+            bytes += vae.footprint().inference_activations_per_image * crate::memory::F32;
+        }
+        Ok(bytes)
+    }
+
+    /// Images for what the UNet makes: decoded latents in a latent run, else the UNet's
+    /// output itself.
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C, s, s]` (the UNet's); returns `[N, channels, side, side]`
+    pub fn to_images(&self, x: Tensor<4>) -> Tensor<4> {
+        match &self.latent {
+            Some(space) => space.decode(x),
+            None => x,
+        }
+    }
+
+    /// The UNet's space for images: scaled latents in a latent run, else the images.
+    ///
+    /// # Shapes
+    /// - `images`: `[N, channels, side, side]`; returns `[N, C, s, s]`
+    pub fn from_images(&self, images: Tensor<4>) -> Tensor<4> {
+        match &self.latent {
+            Some(space) => space.encode(images),
+            None => images,
+        }
+    }
 }
 
 /// Loads a checkpoint (or a run directory's newest checkpoint) for sampling: the EMA weights
-/// when `use_ema`, else the online weights.
+/// when `use_ema`, else the online weights; a latent run's autoencoder with them.
 pub fn load_for_sampling(
     path: &Path,
     use_ema: bool,
@@ -62,9 +116,18 @@ pub fn load_for_sampling(
     let weights = if use_ema { EMA_FILE } else { MODEL_FILE };
     let model = checkpoint::load_weights(unet.init(device), &dir.join(weights))?;
     let diffusion = GaussianDiffusion::new(config.diffusion.clone())?;
+    let run_dir = RunDir::of_checkpoint(&dir);
     let standardization = match config.data.standardize {
         Standardize::MinusOneOne => None,
-        Standardize::PerChannel => Some(read_json(&RunDir::of_checkpoint(&dir).standardization())?),
+        Standardize::PerChannel => Some(read_json(&run_dir.standardization())?),
+    };
+    let latent = match config.first_stage()? {
+        Some(first) => Some(LatentSpace::of_run(
+            &first,
+            &run_dir.latent_record(),
+            device,
+        )?),
+        None => None,
     };
     Ok(LoadedModel {
         config,
@@ -72,6 +135,7 @@ pub fn load_for_sampling(
         diffusion,
         checkpoint: dir,
         standardization,
+        latent,
     })
 }
 

@@ -17,6 +17,7 @@ mod ema;
 mod error;
 pub mod eval;
 mod generate;
+mod latent;
 mod memory;
 mod metrics;
 mod monitor;
@@ -40,6 +41,10 @@ pub use edit::{DenoiseMethod, InpaintMethod, denoise, inpaint, psnr, read_mask, 
 pub use ema::Ema;
 pub use error::TrainError;
 pub use generate::{LoadedModel, generate, load_for_sampling, save_image, save_image_grid};
+pub use latent::{
+    FirstStage, FirstStageKind, LatentCache, LatentRecord, LatentSection, LatentSizes, LatentSpace,
+    LatentsMade, encode_run_data,
+};
 pub use memory::{
     MemoryEstimate, MemoryPart, human_bytes, machine_memory, sampling_bytes_per_image,
 };

@@ -101,6 +101,16 @@ impl RunDir {
         self.root.join(METRICS_FILE)
     }
 
+    /// A latent run's `latent.json`: its autoencoder and scaling factor.
+    pub fn latent_record(&self) -> PathBuf {
+        self.root.join("latent.json")
+    }
+
+    /// A latent run's encoded images (`latent.cache = "disk"`).
+    pub fn latent_cache(&self) -> PathBuf {
+        self.root.join("latents.safetensors")
+    }
+
     pub fn eval_log(&self) -> PathBuf {
         self.root.join(EVAL_LOG_FILE)
     }

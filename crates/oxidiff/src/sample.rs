@@ -42,7 +42,7 @@ fn warn_if_heun_is_unstable(loaded: &LoadedModel, options: &SampleConfig) -> Res
 /// How many images one `generate` call may draw: as many as fit in a quarter of the machine's
 /// memory (the rest is the model, the other buffers and everything else running), at least 1.
 fn chunk_size(loaded: &LoadedModel, num: usize) -> Result<usize> {
-    let per_image = oxidiff_train::sampling_bytes_per_image(&loaded.config.unet()?);
+    let per_image = loaded.sampling_bytes_per_image()?;
     let Some(memory) = oxidiff_train::machine_memory() else {
         return Ok(num);
     };
@@ -223,6 +223,7 @@ pub fn sample_command(args: SampleArgs) -> Result<()> {
             &backend,
             &mut progress,
         )?;
+        let images = loaded.to_images(images);
         if interrupt.requested() {
             bar.finish_and_clear();
             match &args.out_dir {

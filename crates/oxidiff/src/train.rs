@@ -27,6 +27,9 @@ pub struct TrainArgs {
 /// number.
 fn default_run_dir(config: &RunConfig) -> PathBuf {
     let name = match config.task {
+        TaskKind::Diffusion if config.latent.autoencoder.is_some() => {
+            format!("ldm-{}", config.model.preset.name())
+        }
         TaskKind::Diffusion => config.model.preset.name().to_string(),
         TaskKind::Autoencoder => format!("vae-{}", config.autoencoder.preset.name()),
     };
@@ -45,11 +48,13 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
             let checkpoint = resolve_checkpoint(dir)?;
             let saved = RunConfig::load(&checkpoint.join(CONFIG_FILE), &[])?;
             match saved.task {
-                TaskKind::Diffusion => drive(
-                    Trainer::<DiffusionTask>::resumed(dir, &args.overrides, &backend)?,
-                    &args,
-                    &interrupt,
-                ),
+                TaskKind::Diffusion => {
+                    announce_encoding(&saved);
+                    let trainer =
+                        Trainer::<DiffusionTask>::resumed(dir, &args.overrides, &backend)?;
+                    describe_latents(&trainer);
+                    drive(trainer, &args, &interrupt)
+                }
                 TaskKind::Autoencoder => drive(
                     Trainer::<AutoencoderTask>::resumed(dir, &args.overrides, &backend)?,
                     &args,
@@ -64,11 +69,12 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
             };
             let run_dir = args.out.clone().unwrap_or_else(|| default_run_dir(&config));
             match config.task {
-                TaskKind::Diffusion => drive(
-                    Trainer::<DiffusionTask>::fresh(config, &run_dir, &backend)?,
-                    &args,
-                    &interrupt,
-                ),
+                TaskKind::Diffusion => {
+                    announce_encoding(&config);
+                    let trainer = Trainer::<DiffusionTask>::fresh(config, &run_dir, &backend)?;
+                    describe_latents(&trainer);
+                    drive(trainer, &args, &interrupt)
+                }
                 TaskKind::Autoencoder => drive(
                     Trainer::<AutoencoderTask>::fresh(config, &run_dir, &backend)?,
                     &args,
@@ -77,6 +83,38 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
             }
         }
     }
+}
+
+/// A latent run encodes its images before the first step: say so, as it takes a while.
+fn announce_encoding(config: &RunConfig) {
+    if let Some(autoencoder) = &config.latent.autoencoder {
+        eprintln!(
+            "latent: encoding the images with the autoencoder {} (or reading the run's cache)",
+            autoencoder.display()
+        );
+    }
+}
+
+/// What a latent run's encoding made: the latents' shape, where they came from, the factor.
+fn describe_latents(trainer: &Trainer<DiffusionTask>) {
+    let Some((_, made)) = trainer.task.latents() else {
+        return;
+    };
+    if let Some(why) = &made.stale_cache {
+        eprintln!(
+            "latent: the cached latents in {} were not used ({why}): encoded again",
+            trainer.run_dir.latent_cache().display()
+        );
+    }
+    let [c, h, w] = made.record.latent_shape;
+    let how = match made.encoded {
+        0 => "read from the run's cache".to_string(),
+        n => format!("{n} images encoded"),
+    };
+    eprintln!(
+        "latent: the UNet trains on {c}×{h}×{w} latents ({how}), scaled by {:.5} ({})",
+        made.record.scaling_factor, made.record.scaling_from
+    );
 }
 
 /// Runs `trainer` with the progress display, and says how it ended.

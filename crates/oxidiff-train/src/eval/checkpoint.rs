@@ -86,10 +86,11 @@ pub fn evaluate_checkpoint(
     let run = RunData::load(&m, run_dir)?;
     let evaluated = select_images(&m, &run, &options.images)?;
 
-    let band_mse = measure_band_mse(&m, &evaluated)?;
+    let in_model_space = in_model_space(&m, &evaluated)?;
+    let band_mse = measure_band_mse(&m, &in_model_space)?;
     let nll = options
         .nll
-        .map(|nll| measure_nll(&m, &evaluated, nll, progress))
+        .map(|nll| measure_nll(&m, &in_model_space, nll, progress))
         .transpose()?;
     let (real, labels) = evaluated.assemble(device)?;
     // The feature network, when a distance is asked for (samples or inpainted images).
@@ -142,9 +143,11 @@ impl Evaluated {
 /// What every measurement reads besides its own options.
 struct Measuring<'a> {
     loaded: &'a LoadedModel,
-    /// The model's image: channels and side.
+    /// The images': channels and side (a latent run's are the autoencoder's).
     channels: usize,
     size: usize,
+    /// The UNet's inputs: `[channels, side, side]` (the latents' in a latent run).
+    model_shape: [usize; 3],
     /// At least 1.
     batch: usize,
     seed: u64,
@@ -159,10 +162,19 @@ impl<'a> Measuring<'a> {
         device: &'a Device,
     ) -> Result<Self, TrainError> {
         let unet = loaded.config.unet()?;
+        let (size, channels) = loaded.image_shape()?;
+        if loaded.latent.is_some() && !options.editing.denoise_sigmas.is_empty() {
+            return Err(TrainError::Eval {
+                message: "denoising by a σ of pixel noise: a latent model never saw pixel \
+                          noise; leave the denoising scores out for a latent run"
+                    .into(),
+            });
+        }
         Ok(Self {
             loaded,
-            channels: unet.in_channels,
-            size: unet.image_size,
+            channels,
+            size,
+            model_shape: [unet.in_channels, unet.image_size, unet.image_size],
             batch: options.batch_size.max(1),
             seed: options.seed,
             device,
@@ -327,6 +339,34 @@ fn test_source(config: &RunConfig, data_overrides: &[String]) -> Result<DataConf
     Ok(test)
 }
 
+/// The evaluated images as the UNet sees them: themselves, or in a latent run their scaled
+/// latents (encoded a batch at a time).
+fn in_model_space(m: &Measuring, images: &Evaluated) -> Result<Evaluated, TrainError> {
+    let Some(space) = &m.loaded.latent else {
+        return Ok(Evaluated {
+            data: images.data.clone(),
+            indices: images.indices.clone(),
+            source: images.source.clone(),
+        });
+    };
+    let chosen = images.data.subset(&images.indices);
+    let latents = crate::latent::encode(space, &chosen, m.batch, m.device)?;
+    let [c, s, _] = m.model_shape;
+    let data = Dataset::new(
+        oxidiff_data::Images::Cached(latents),
+        c,
+        s,
+        chosen.labels.clone(),
+        chosen.class_names.clone(),
+        chosen.keys.clone(),
+    );
+    Ok(Evaluated {
+        data,
+        indices: (0..chosen.len()).collect(),
+        source: images.source.clone(),
+    })
+}
+
 /// ε-MSE of the evaluated images per band of t (see [`band_mse`]).
 fn measure_band_mse(m: &Measuring, images: &Evaluated) -> Result<BandMse, TrainError> {
     band_mse(
@@ -420,16 +460,17 @@ fn measure_distance(
     let mut made = 0;
     while made < count {
         let n = m.batch.min(count - made);
-        let images: Tensor<4> = generate(
+        let [c, s, _] = m.model_shape;
+        let images = generate(
             &m.loaded.model,
             &m.loaded.diffusion,
             sample,
-            [n, m.channels, m.size, m.size],
+            [n, c, s, s],
             m.seed.wrapping_add(made as u64 + 1),
             m.device,
             &mut |_, _| {},
-        )?
-        .clamp(-1.0, 1.0);
+        )?;
+        let images = m.loaded.to_images(images).clamp(-1.0, 1.0);
         generated.extend(features_of(&features.net, images, m.batch));
         made += n;
         progress(EvalPhase::Sampling, made, count);

@@ -1,6 +1,8 @@
 //! The diffusion UNet as a [`TrainTask`]: draws t and ε, asks the diffusion process for x_t
 //! and the loss; samples grids with the configured sampler; evaluates held-out ε-MSE per band
-//! of t and bits/dim.
+//! of t and bits/dim. A latent run (`latent.autoencoder`) does all of that on the frozen
+//! autoencoder's scaled latents, encoded once by [`TrainTask::prepare_data`], and decodes its
+//! grids.
 
 use std::path::Path;
 
@@ -14,18 +16,34 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::feed::LabelDropout;
+use super::setup::RunData;
 use super::task::{EvalDue, TrainTask};
 use crate::config::RunConfig;
 use crate::error::TrainError;
 use crate::eval::{self, EvalRecord};
 use crate::generate::{generate, save_image_grid};
-use crate::memory::{MemoryEstimate, MemoryPart, sampling_bytes_per_image};
+use crate::latent::{FirstStage, LatentSpace, LatentsMade, encode_run_data};
+use crate::memory::{F32, MemoryEstimate, MemoryPart, sampling_bytes_per_image};
+use crate::run_dir::RunDir;
 
 /// A diffusion model in training: the UNet's config, the process, and the run config.
 pub struct DiffusionTask {
     pub unet: UNetConfig,
     pub diffusion: GaussianDiffusion,
+    /// A latent run's autoencoder as its config files describe it (read at `new`, so a bad
+    /// combination is refused before any work).
+    first_stage: Option<FirstStage>,
+    /// Its latent space once loaded (by `prepare_data`), and what the encoding did.
+    latent: Option<(LatentSpace, LatentsMade)>,
     config: RunConfig,
+}
+
+impl DiffusionTask {
+    /// A latent run's latent space and what encoding its images did; `None` in pixel space
+    /// (and before the trainer has prepared the data).
+    pub fn latents(&self) -> Option<&(LatentSpace, LatentsMade)> {
+        self.latent.as_ref()
+    }
 }
 
 /// The diffusion task's part of `state.json`.
@@ -45,13 +63,37 @@ impl TrainTask for DiffusionTask {
         Ok(Self {
             unet: config.unet()?,
             diffusion: GaussianDiffusion::new(config.diffusion.clone())?,
+            first_stage: config.first_stage()?,
+            latent: None,
             config: config.clone(),
         })
     }
 
+    /// The images' shape: the UNet's, or in a latent run the autoencoder's input.
     fn image_shape(config: &RunConfig) -> Result<(usize, usize), TrainError> {
+        if let Some(sizes) = config.latent_sizes()? {
+            return Ok((sizes.image_size, sizes.image_channels));
+        }
         let unet = config.unet()?;
         Ok((unet.image_size, unet.in_channels))
+    }
+
+    /// A latent run encodes its training and held-out images (or reads them from the run's
+    /// cache) and trains on those.
+    fn prepare_data(
+        &mut self,
+        data: RunData,
+        run_dir: &RunDir,
+        device: &Device,
+    ) -> Result<RunData, TrainError> {
+        let Some(first) = &self.first_stage else {
+            return Ok(data);
+        };
+        let batch = self.config.train.batch_size;
+        let (latents, space, made) =
+            encode_run_data(first, &self.config.latent, data, run_dir, batch, device)?;
+        self.latent = Some((space, made));
+        Ok(latents)
     }
 
     /// Weights with their gradients, EMA, optimiser moments (and the copy a rollback returns
@@ -68,6 +110,24 @@ impl TrainTask for DiffusionTask {
                 unet.model_channels, unet.channel_mult
             ),
         );
+        if let Some(first) = config.first_stage()? {
+            let sizes = first.sizes(config)?;
+            let vae = oxidiff_models::vae::AutoencoderKLConfig {
+                sample_size: sizes.image_size,
+                ..first.config.clone()
+            }
+            .footprint();
+            let images = config.train.batch_size.max(config.sample.num) as f64;
+            estimate.add(MemoryPart {
+                what: "the frozen autoencoder (weights, and a batch encoded or decoded)",
+                key: format!(
+                    "latent.autoencoder = {:?}",
+                    first.path.display().to_string()
+                ),
+                remedy: "lower train.batch_size and sample.num, or use a smaller autoencoder",
+                bytes: (vae.parameters + images * vae.inference_activations_per_image) * F32,
+            });
+        }
         estimate.add(MemoryPart {
             what: "the sample grid",
             key: format!("sample.num = {}", config.sample.num),
@@ -187,6 +247,10 @@ impl TrainTask for DiffusionTask {
             device,
             &mut |_, _| {},
         )?;
+        let images = match &self.latent {
+            Some((space, _)) => space.decode(images),
+            None => images,
+        };
         save_image_grid(path, images, standardization)
     }
 

@@ -153,7 +153,8 @@ impl<T: TrainTask> Trainer<T> {
         if let Some(available) = machine_memory() {
             T::memory_estimate(&config)?.check(available)?;
         }
-        let task = T::new(&config)?;
+        let mut task = T::new(&config)?;
+        let plain = device.clone();
         let device = device.clone().autodiff();
         let state = match &setup.checkpoint {
             None => TrainState::init(&task, &config, &device),
@@ -161,11 +162,12 @@ impl<T: TrainTask> Trainer<T> {
         };
         setup.commit()?;
         let run_dir = setup.run_dir;
+        let data = task.prepare_data(setup.data, &run_dir, &plain)?;
         let metrics = MetricsLog::open(&run_dir.metrics(), state.step)?;
         let monitor = Monitor::open(&run_dir, state.step)?;
         let per_step = config.train.batch_size * config.train.grad_accum_steps;
         let data = DataFeed::new(
-            setup.data,
+            data,
             &run_dir,
             config.data.augment(),
             per_step,

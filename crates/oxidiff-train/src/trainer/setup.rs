@@ -106,10 +106,13 @@ impl RunSetup {
             || config.diffusion != saved.diffusion
             || config.task != saved.task
             || config.autoencoder != saved.autoencoder
+            || config.latent.autoencoder != saved.latent.autoencoder
+            || config.latent.scaling_factor != saved.latent.scaling_factor
         {
             return Err(TrainError::Config {
                 origin: "--set".into(),
-                message: "task, model.*, diffusion.* and autoencoder.* cannot change when resuming"
+                message: "task, model.*, diffusion.*, autoencoder.*, latent.autoencoder and \
+                          latent.scaling_factor cannot change when resuming"
                     .into(),
             });
         }

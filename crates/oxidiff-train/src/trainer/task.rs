@@ -12,10 +12,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::feed::LabelDropout;
+use super::setup::RunData;
 use crate::config::RunConfig;
 use crate::error::TrainError;
 use crate::eval::EvalRecord;
 use crate::memory::MemoryEstimate;
+use crate::run_dir::RunDir;
 
 /// Which held-out measurements are due at a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,19 @@ pub trait TrainTask: Sized {
     /// The memory a run of `config` needs at its peak, from the config alone (nothing may be
     /// allocated: the estimate is what refuses a size that cannot fit).
     fn memory_estimate(config: &RunConfig) -> Result<MemoryEstimate, TrainError>;
+
+    /// The data the network trains on, made from the run's images once the run's files are
+    /// written: the images themselves (the default), or what a frozen first stage makes of
+    /// them (a latent diffusion model's latents). `device` has no autodiff.
+    fn prepare_data(
+        &mut self,
+        data: RunData,
+        run_dir: &RunDir,
+        device: &Device,
+    ) -> Result<RunData, TrainError> {
+        let _ = (run_dir, device);
+        Ok(data)
+    }
 
     /// A freshly initialised network on `device` (seeded by the caller).
     fn init_model(&self, device: &Device) -> Self::Model;
