@@ -4,6 +4,7 @@
 
 mod config;
 pub mod cpu;
+mod diffusers_io;
 mod error;
 mod flops;
 mod footprint;
@@ -12,11 +13,13 @@ mod unet;
 pub mod vae;
 
 pub use config::{ModelConfig, TimeInjection, UNetConfig};
+pub use diffusers_io::DIFFUSERS_VERSION;
 pub use error::ModelError;
 pub use flops::FlopCount;
 pub use footprint::Footprint;
 pub use presets::Preset;
 pub use unet::{
     AttentionBlock, DownLevel, Downsample, ResAttn, ResBlock, TimeEmbedding, UNet, UpLevel,
-    Upsample, timestep_embedding,
+    Upsample, load_diffusers_unet, save_diffusers_unet, timestep_embedding,
+    unet_config_from_unet2d_json, unet2d_config_json,
 };

@@ -1,12 +1,16 @@
 //! The ADM-style UNet (Ho et al. 2020; Dhariwal & Nichol 2021), one concern per file.
 
 mod attention;
+mod diffusers;
 mod embeddings;
 mod model;
 mod resample;
 mod resblock;
 
 pub use attention::AttentionBlock;
+pub use diffusers::{
+    load_diffusers_unet, save_diffusers_unet, unet_config_from_unet2d_json, unet2d_config_json,
+};
 pub use embeddings::{TimeEmbedding, timestep_embedding};
 pub use model::{DownLevel, ResAttn, UNet, UpLevel};
 pub use resample::{Downsample, Upsample, nearest_2x};

@@ -1,0 +1,180 @@
+//! What every diffusers model directory shares: `config.json` next to
+//! `diffusion_pytorch_model.safetensors` with PyTorch layouts (linear weights `[out, in]`,
+//! norms' `weight`/`bias`), read and written through burn-store's PyTorch adapters. Each file
+//! is written under a temporary name, synced and renamed, so a crash never leaves half a file
+//! behind a complete name.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::store::{
+    ApplyError, BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter,
+    SafetensorsStore,
+};
+
+use crate::ModelError;
+
+/// The diffusers release whose directories oxidiff reads and writes (the parity tests'
+/// reference).
+pub const DIFFUSERS_VERSION: &str = "0.42.1";
+pub const CONFIG_JSON: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
+
+/// The text of `dir/config.json` and its path.
+pub(crate) fn read_config(dir: &Path) -> Result<(PathBuf, String), ModelError> {
+    let path = dir.join(CONFIG_JSON);
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| ModelError::file(&path, e.to_string()))?;
+    Ok((path, text))
+}
+
+/// Fills `module` from `dir`'s weight file. `remapper` renames the file's tensors to the
+/// module's paths (with PyTorch's leaf names); `file_name` names a module path as the file
+/// would, for the report.
+///
+/// # Errors
+/// A missing or unreadable file, or missing, extra or mis-shaped tensors (the first few named).
+pub(crate) fn load_weights<M: ModuleSnapshot>(
+    module: &mut M,
+    dir: &Path,
+    remapper: KeyRemapper,
+    file_name: impl Fn(&str) -> String,
+) -> Result<(), ModelError> {
+    let weights = dir.join(WEIGHTS_FILE);
+    if !weights.is_file() {
+        return Err(ModelError::file(
+            &weights,
+            "missing (diffusers' weight file)",
+        ));
+    }
+    let mut store = SafetensorsStore::from_file(&weights)
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .remap(remapper)
+        // Mismatches come back in the result, to be reported with the file's names below.
+        .validate(false)
+        .allow_partial(true);
+    let result = module
+        .load_from(&mut store)
+        .map_err(|e| ModelError::file(&weights, format!("unreadable: {e}")))?;
+    let mut problems: Vec<String> = Vec::new();
+    problems.extend(result.errors.iter().take(3).map(|e| match e {
+        // Shapes in burn's layout: a linear weight shows as [in, out].
+        ApplyError::ShapeMismatch {
+            path,
+            expected,
+            found,
+        } => format!(
+            "`{}` has shape {:?} where config.json needs {:?} (burn's layout)",
+            file_name(path),
+            found.as_slice(),
+            expected.as_slice()
+        ),
+        other => other.to_string(),
+    }));
+    problems.extend(
+        result
+            .missing
+            .iter()
+            .take(3)
+            .map(|(p, _)| format!("missing `{}`", file_name(p))),
+    );
+    problems.extend(
+        result
+            .unused
+            .iter()
+            .take(3)
+            .map(|p| format!("unexpected `{p}`")),
+    );
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let counts = format!(
+        "{} missing, {} unexpected, {} unusable",
+        result.missing.len(),
+        result.unused.len(),
+        result.errors.len()
+    );
+    Err(ModelError::file(
+        &weights,
+        format!(
+            "does not match config.json's architecture ({counts}): {}",
+            problems.join("; ")
+        ),
+    ))
+}
+
+/// Writes `config` as `dir/config.json` and `module` as `dir/diffusion_pytorch_model.safetensors`
+/// (`dir` created if needed), each atomically; `remapper` renames the module's paths (with
+/// PyTorch's leaf names) to the file's.
+pub(crate) fn save_model<M: ModuleSnapshot>(
+    dir: &Path,
+    config: &serde_json::Value,
+    module: &M,
+    remapper: KeyRemapper,
+) -> Result<(), ModelError> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::file(dir, e.to_string()))?;
+    // burn-store saves a file atomically already (a scratch sibling, synced, renamed).
+    let weights = dir.join(WEIGHTS_FILE);
+    let mut store = SafetensorsStore::from_file(&weights)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .remap(remapper)
+        .overwrite(true);
+    module
+        .save_into(&mut store)
+        .map_err(|e| ModelError::file(&weights, format!("cannot write: {e}")))?;
+    let text = serde_json::to_string_pretty(config).expect("a JSON value serialises");
+    write_atomically(&dir.join(CONFIG_JSON), text.as_bytes())
+}
+
+/// Writes `bytes` to a temporary file next to `path`, syncs it and renames it into place; on
+/// failure the temporary file is removed and `path` is untouched.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ModelError::file(path, format!("cannot write: {e}")));
+    }
+    // The rename itself is durable once the directory is synced; not every platform can open
+    // a directory for that, and the file is complete either way.
+    if let Some(dir) = path.parent()
+        && let Ok(d) = File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// A regular expression matching exactly `name` (tensor names hold no other metacharacter
+/// than `.`, but escape any).
+pub(crate) fn exact(name: &str) -> String {
+    let mut pattern = String::with_capacity(name.len() + 8);
+    pattern.push('^');
+    for c in name.chars() {
+        if !(c.is_ascii_alphanumeric() || c == '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('$');
+    pattern
+}
+
+/// `path` with PyTorch's names for a norm's parameters (burn's `gamma`/`beta` are PyTorch's
+/// `weight`/`bias`; no other burn parameter has those names).
+pub(crate) fn pytorch_leaf(path: &str) -> String {
+    if let Some(module) = path.strip_suffix(".gamma") {
+        format!("{module}.weight")
+    } else if let Some(module) = path.strip_suffix(".beta") {
+        format!("{module}.bias")
+    } else {
+        path.to_string()
+    }
+}
