@@ -2,7 +2,7 @@
 //! diffusion with its training objective (latent-diffusion's `LPIPSWithDiscriminator`, less
 //! the perceptual term, whose ImageNet weights cannot be had offline).
 
-use oxidiff_models::vae::AutoencoderKLConfig;
+use oxidiff_models::vae::{AutoencoderKLConfig, NLayerDiscriminatorConfig};
 use serde::{Deserialize, Serialize};
 
 oxidiff_diffusion::named_enum! {
@@ -64,6 +64,16 @@ pub struct AutoencoderSection {
     pub kl_weight: f64,
     /// Start of the learned log-variance that scales the reconstruction term.
     pub logvar_init: f64,
+    /// The step from which a PatchGAN discriminator joins the objective (hinge loss, adaptive
+    /// weight; latent-diffusion's `disc_start`). Unset: no discriminator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disc_start: Option<u64>,
+    /// Weight of the adversarial term on top of the adaptive weight (`disc_weight`).
+    pub disc_weight: f64,
+    /// The discriminator's stride-2 layers (`disc_num_layers`).
+    pub disc_layers: usize,
+    /// Channels of its first layer (pix2pix's `ndf`).
+    pub disc_channels: usize,
 }
 
 impl Default for AutoencoderSection {
@@ -79,6 +89,10 @@ impl Default for AutoencoderSection {
             reconstruction: ReconstructionLoss::L1,
             kl_weight: 1e-6,
             logvar_init: 0.0,
+            disc_start: None,
+            disc_weight: 0.5,
+            disc_layers: 3,
+            disc_channels: 64,
         }
     }
 }
@@ -124,6 +138,7 @@ impl AutoencoderSection {
             .map_err(|e| format!("autoencoder.{}", e.to_string().trim_start_matches("model.")))?;
         let non_negative = [
             ("autoencoder.kl_weight", self.kl_weight),
+            ("autoencoder.disc_weight", self.disc_weight),
             ("autoencoder.logvar_init", self.logvar_init.abs()),
         ];
         for (key, v) in non_negative {
@@ -133,6 +148,20 @@ impl AutoencoderSection {
                 ));
             }
         }
+        if self.disc_start.is_some() {
+            self.discriminator()
+                .check(self.image_size)
+                .map_err(prefixed)?;
+        }
         Ok(config)
+    }
+
+    /// The PatchGAN discriminator's shape (used when `disc_start` is set).
+    pub fn discriminator(&self) -> NLayerDiscriminatorConfig {
+        NLayerDiscriminatorConfig {
+            in_channels: self.in_channels,
+            channels: self.disc_channels,
+            n_layers: self.disc_layers,
+        }
     }
 }

@@ -236,7 +236,10 @@ impl RunConfig {
     /// out — bits/dim only for 8-bit images in [-1, 1], which its decoder assumes — else never.
     pub fn eval_intervals(&self, held_out: bool) -> EvalIntervals {
         let t = &self.train;
-        let eight_bit = self.data.standardize == oxidiff_data::Standardize::MinusOneOne;
+        // A latent run's latents are no 8-bit data: its bound counts latent dimensions at the
+        // decoder's 8-bit bins, which `oxidiff eval` reports when asked, not by default.
+        let eight_bit = self.data.standardize == oxidiff_data::Standardize::MinusOneOne
+            && self.latent.autoencoder.is_none();
         let auto = |fraction: u64, applies: bool| match held_out && applies {
             true => (t.steps / fraction).max(1),
             false => 0,

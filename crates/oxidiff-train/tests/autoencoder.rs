@@ -125,6 +125,8 @@ fn a_bad_autoencoder_config_names_the_key() {
             "autoencoder.block_out_channels",
         ),
         ("autoencoder.kl_weight=-1", "autoencoder.kl_weight"),
+        // 8×8 images leave no patches after two stride-2 discriminator layers.
+        ("autoencoder.disc_start=0", "autoencoder.disc_layers"),
     ] {
         let mut overrides: Vec<String> = vec![
             "task=\"autoencoder\"".into(),
@@ -139,4 +141,63 @@ fn a_bad_autoencoder_config_names_the_key() {
             .to_string();
         assert!(err.contains(key), "{set}: {err}");
     }
+}
+
+#[test]
+fn a_patchgan_discriminator_joins_at_disc_start_and_resumes_exactly() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_images(&data, 32);
+    let device = Device::flex();
+    let gan = [
+        "train.steps=8",
+        "autoencoder.disc_start=4",
+        "autoencoder.disc_layers=1",
+        "autoencoder.disc_channels=8",
+        "train.eval_every=0",
+    ];
+    let discriminator = |trainer: &Trainer<AutoencoderTask>| {
+        weights(
+            trainer
+                .state
+                .model
+                .discriminator
+                .as_ref()
+                .expect("a discriminator"),
+        )
+    };
+    let run = tmp.path().join("run");
+    let mut trainer =
+        Trainer::<AutoencoderTask>::fresh(config(&data, &gan), &run, &device).unwrap();
+    let initial = discriminator(&trainer);
+    trainer.run(Some(4), &mut |_| {}).unwrap();
+    assert!(
+        discriminator(&trainer) == initial,
+        "the discriminator waits for disc_start"
+    );
+    let before = read_metrics(&run.join("metrics.jsonl")).unwrap();
+    trainer.run(None, &mut |_| {}).unwrap();
+    assert!(
+        discriminator(&trainer) != initial,
+        "the discriminator trains from disc_start on"
+    );
+    let losses: Vec<f64> = read_metrics(&run.join("metrics.jsonl"))
+        .unwrap()
+        .iter()
+        .map(|s| s.loss)
+        .collect();
+    assert_eq!(before.len(), 4);
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+
+    // Stopped at step 6 (inside the adversarial phase) and resumed: the same weights, the
+    // discriminator's included.
+    let split = tmp.path().join("split");
+    let mut first =
+        Trainer::<AutoencoderTask>::fresh(config(&data, &gan), &split, &device).unwrap();
+    first.run(Some(6), &mut |_| {}).unwrap();
+    drop(first);
+    let mut second = Trainer::<AutoencoderTask>::resumed(&split, &[], &device).unwrap();
+    second.run(None, &mut |_| {}).unwrap();
+    assert!(weights(&trainer.state.model) == weights(&second.state.model));
 }

@@ -275,10 +275,11 @@ impl TrainTask for NanAt {
         model: &Self::Model,
         images: Tensor<4>,
         labels: &[usize],
+        step: u64,
         state: &mut Self::State,
         rng: &mut ChaCha8Rng,
     ) -> Tensor<1> {
-        let loss = self.0.loss(model, images, labels, state, rng);
+        let loss = self.0.loss(model, images, labels, step, state, rng);
         let call = LOSS_CALLS.fetch_add(1, Ordering::SeqCst) + 1;
         let poisoned = POISONED.lock().unwrap().is_some_and(|f| f(call));
         if poisoned {

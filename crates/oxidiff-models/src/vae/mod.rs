@@ -5,6 +5,7 @@
 mod blocks;
 mod config;
 mod diffusers;
+mod discriminator;
 mod footprint;
 mod model;
 mod posterior;
@@ -13,6 +14,9 @@ pub use blocks::{Downsample2D, ResnetBlock2D, UNetMidBlock2D, Upsample2D, VaeAtt
 pub use config::AutoencoderKLConfig;
 pub use diffusers::{
     CONFIG_JSON, WEIGHTS_FILE, load_diffusers_autoencoder, save_diffusers_autoencoder,
+};
+pub use discriminator::{
+    BatchStatNorm, DiscriminatorLayer, NLayerDiscriminator, NLayerDiscriminatorConfig,
 };
 pub use model::{AutoencoderKL, Decoder, DownEncoderBlock2D, Encoder, UpDecoderBlock2D};
 pub use posterior::DiagonalGaussian;

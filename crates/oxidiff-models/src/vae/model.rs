@@ -140,6 +140,15 @@ impl Decoder {
     /// # Shapes
     /// - `z`: `[B, latent, s, s]`; output: `[B, out, s·f, s·f]`
     pub fn forward(&self, z: Tensor<4>) -> Tensor<4> {
+        conv2d(&self.conv_out, self.features(z))
+    }
+
+    /// Everything before `conv_out`: what the last layer sees (the adaptive weight of the
+    /// adversarial loss compares gradients at that layer).
+    ///
+    /// # Shapes
+    /// - `z`: `[B, latent, s, s]`; output: `[B, block_out_channels[0], s·f, s·f]`
+    pub fn features(&self, z: Tensor<4>) -> Tensor<4> {
         let mut h = self.mid_block.forward(conv2d(&self.conv_in, z));
         for block in &self.up_blocks {
             for resnet in &block.resnets {
@@ -149,7 +158,7 @@ impl Decoder {
                 h = up.forward(h);
             }
         }
-        conv2d(&self.conv_out, group_norm_silu(&self.conv_norm_out, h))
+        group_norm_silu(&self.conv_norm_out, h)
     }
 }
 
@@ -188,5 +197,13 @@ impl AutoencoderKL {
     /// - `z`: `[B, latent, s, s]`; output: `[B, out, s·f, s·f]`
     pub fn decode(&self, z: Tensor<4>) -> Tensor<4> {
         self.decoder.forward(conv2d(&self.post_quant_conv, z))
+    }
+
+    /// [`Decoder::features`] of latents: `decoder.conv_out` of them is [`Self::decode`].
+    ///
+    /// # Shapes
+    /// - `z`: `[B, latent, s, s]`; output: `[B, block_out_channels[0], s·f, s·f]`
+    pub fn decode_features(&self, z: Tensor<4>) -> Tensor<4> {
+        self.decoder.features(conv2d(&self.post_quant_conv, z))
     }
 }

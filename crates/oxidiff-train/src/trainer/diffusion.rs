@@ -184,6 +184,7 @@ impl TrainTask for DiffusionTask {
         model: &UNet,
         x_start: Tensor<4>,
         labels: &[usize],
+        _step: u64,
         state: &mut DiffusionState,
         rng: &mut ChaCha8Rng,
     ) -> Tensor<1> {

@@ -294,6 +294,7 @@ impl<T: TrainTask> Trainer<T> {
                 &state.model,
                 images,
                 &batch.labels[range],
+                state.step,
                 &mut state.task,
                 &mut state.rng,
             );

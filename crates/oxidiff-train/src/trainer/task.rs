@@ -68,7 +68,8 @@ pub trait TrainTask: Sized {
     /// Labels dropped for classifier-free guidance, for a class-conditional model.
     fn label_dropout(&self) -> Option<LabelDropout>;
 
-    /// The loss of one micro-batch, a scalar to differentiate.
+    /// The loss of one micro-batch of optimiser step `step` (counted from 0), a scalar to
+    /// differentiate.
     ///
     /// # Shapes
     /// - `images`: `[B, C, H, W]`, `labels`: `B` values
@@ -78,6 +79,7 @@ pub trait TrainTask: Sized {
         model: &Self::Model,
         images: Tensor<4>,
         labels: &[usize],
+        step: u64,
         state: &mut Self::State,
         rng: &mut ChaCha8Rng,
     ) -> Tensor<1>;
