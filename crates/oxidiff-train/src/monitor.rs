@@ -79,6 +79,11 @@ impl Monitor {
         if let Some(d) = &record.distance {
             scalars.push(("val/fd_oxidiff".into(), d.fd_oxidiff));
         }
+        if let Some(r) = &record.reconstruction {
+            scalars.push(("val/reconstruction_psnr".into(), r.psnr));
+            scalars.push(("val/reconstruction_ssim".into(), r.ssim));
+            scalars.push(("val/kl_per_latent_element".into(), r.kl_per_element));
+        }
         for (tag, value) in scalars {
             self.tensorboard
                 .scalar(&tag, record.step, value)
@@ -373,6 +378,10 @@ fn latest_numbers(metrics: &[StepStats], evals: &[EvalRecord]) -> Vec<(String, S
         rows.push((
             format!("held-out reconstruction PSNR (step {step})"),
             format!("{:.2} dB", r.psnr),
+        ));
+        rows.push((
+            format!("held-out reconstruction SSIM (step {step})"),
+            format!("{:.4}", r.ssim),
         ));
         rows.push((
             format!("KL per latent element (step {step})"),

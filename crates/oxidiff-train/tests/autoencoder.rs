@@ -201,3 +201,43 @@ fn a_patchgan_discriminator_joins_at_disc_start_and_resumes_exactly() {
     second.run(None, &mut |_| {}).unwrap();
     assert!(weights(&trainer.state.model) == weights(&second.state.model));
 }
+
+#[test]
+fn oxidiff_eval_scores_an_autoencoder_checkpoint_with_ssim_and_fd_of_reconstructions() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_images(&data, 32);
+    let device = Device::flex();
+    let run = tmp.path().join("run");
+    let mut trainer =
+        Trainer::<AutoencoderTask>::fresh(config(&data, &["train.steps=10"]), &run, &device)
+            .unwrap();
+    trainer.run(None, &mut |_| {}).unwrap();
+    let logged = oxidiff_train::eval::read_eval(&run.join("eval.jsonl"), None).unwrap();
+    let last = logged.last().unwrap().reconstruction.clone().unwrap();
+    assert!(last.ssim > -1.0 && last.ssim < 1.0, "{last:?}");
+
+    assert!(oxidiff_train::eval::is_autoencoder(&run).unwrap());
+    let options = oxidiff_train::eval::EvalOptions {
+        distance: oxidiff_train::eval::DistanceOptions {
+            samples: Some(8),
+            sample: None,
+        },
+        ..Default::default()
+    };
+    let result =
+        oxidiff_train::eval::evaluate_autoencoder(&run, &options, &device, &mut |_, _, _| {})
+            .unwrap();
+    assert_eq!(result.step, 10);
+    // The same held-out images as the last in-training evaluation: the same scores.
+    assert_eq!(result.scores.images, 8);
+    assert!(
+        (result.scores.psnr - last.psnr).abs() < 1e-9,
+        "{result:?} vs {last:?}"
+    );
+    assert!((result.scores.ssim - last.ssim).abs() < 1e-9);
+    let distance = result.distance.expect("FD of the reconstructions");
+    assert!(distance.fd_oxidiff.is_finite() && distance.fd_oxidiff >= 0.0);
+    assert_eq!((distance.real, distance.generated), (8, 8));
+}

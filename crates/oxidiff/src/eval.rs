@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use oxidiff_train::eval::{
-    DistanceOptions, EditOptions, EvalOptions, EvalPhase, EvalResult, ImageSelection, NllOptions,
-    evaluate_checkpoint,
+    AutoencoderEvalResult, DistanceOptions, EditOptions, EvalOptions, EvalPhase, EvalResult,
+    ImageSelection, NllOptions, evaluate_autoencoder, evaluate_checkpoint, is_autoencoder,
 };
 
 use oxidiff_diffusion::sample::RePaintOptions;
@@ -42,7 +42,8 @@ pub struct EvalArgs {
     /// Skip bits/dim.
     #[arg(long)]
     pub no_bpd: bool,
-    /// Also compute FD-oxidiff and precision/recall against generated samples.
+    /// Also compute FD-oxidiff and precision/recall against generated samples (for an
+    /// autoencoder: of its reconstructions against the originals).
     #[arg(long)]
     pub fd: bool,
     /// Samples generated for --fd.
@@ -150,35 +151,77 @@ pub fn eval_command(args: EvalArgs) -> Result<()> {
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let result = evaluate_checkpoint(
-        &args.checkpoint,
-        &options,
-        &device,
-        &mut |phase, done, total| {
-            bar.set_message(match phase {
-                EvalPhase::Nll => "bits/dim",
-                EvalPhase::FeatureNet => "training the FD-oxidiff feature network",
-                EvalPhase::Sampling => "sampling for FD-oxidiff",
-                EvalPhase::Inpainting => "inpainting",
-                EvalPhase::Denoising => "denoising",
-            });
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        },
-    )
-    .with_context(|| format!("evaluating {}", args.checkpoint.display()))?;
-    bar.finish_and_clear();
-    if interrupt.requested() {
-        eprintln!("{}: nothing written", interrupt.interrupted());
-        return Err(interrupt.interrupted().into());
-    }
-    print_result(&result, !args.no_ema);
+    let mut progress = |phase: EvalPhase, done: usize, total: usize| {
+        bar.set_message(match phase {
+            EvalPhase::Nll => "bits/dim",
+            EvalPhase::FeatureNet => "training the FD-oxidiff feature network",
+            EvalPhase::Sampling => "sampling for FD-oxidiff",
+            EvalPhase::Inpainting => "inpainting",
+            EvalPhase::Denoising => "denoising",
+        });
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let evaluating = || format!("evaluating {}", args.checkpoint.display());
+    let json = if is_autoencoder(&args.checkpoint)? {
+        let result = evaluate_autoencoder(&args.checkpoint, &options, &device, &mut progress)
+            .with_context(evaluating)?;
+        bar.finish_and_clear();
+        interrupted(&interrupt)?;
+        print_autoencoder_result(&result, !args.no_ema);
+        serde_json::to_string_pretty(&result)
+    } else {
+        let result = evaluate_checkpoint(&args.checkpoint, &options, &device, &mut progress)
+            .with_context(evaluating)?;
+        bar.finish_and_clear();
+        interrupted(&interrupt)?;
+        print_result(&result, !args.no_ema);
+        serde_json::to_string_pretty(&result)
+    };
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&result).context("serialising the result")?;
+        let text = json.context("serialising the result")?;
         oxidiff_train::write_atomic(path, text.as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Stops with the signal's exit code when one came while measuring (nothing is written).
+fn interrupted(interrupt: &Interrupt) -> Result<()> {
+    if interrupt.requested() {
+        eprintln!("{}: nothing written", interrupt.interrupted());
+        return Err(interrupt.interrupted().into());
+    }
+    Ok(())
+}
+
+fn print_autoencoder_result(r: &AutoencoderEvalResult, ema: bool) {
+    println!(
+        "checkpoint: {} (autoencoder, step {}, {} weights)",
+        r.checkpoint.display(),
+        r.step,
+        if ema { "EMA" } else { "online" }
+    );
+    let s = &r.scores;
+    println!("images: {} from {}", s.images, r.source);
+    println!(
+        "reconstruction (posterior mean): PSNR {:.2} dB, SSIM {:.4}; KL {:.5} per latent element",
+        s.psnr, s.ssim, s.kl_per_element
+    );
+    let channels: Vec<String> = s
+        .latent_mean
+        .iter()
+        .zip(&s.latent_std)
+        .map(|(m, sd)| format!("{m:.3} ± {sd:.3}"))
+        .collect();
+    println!("latent channels (mean ± std): {}", channels.join(", "));
+    if let Some(d) = &r.distance {
+        println!(
+            "FD-oxidiff of the reconstructions {:.3} (Fréchet distance of this project's own \
+             feature network; not FID); precision {:.3}, recall {:.3}",
+            d.fd_oxidiff, d.precision, d.recall
+        );
+    }
 }
 
 /// The run's `[sample]` settings with `--sampler`, `--steps` and `--karras` applied, when any

@@ -68,7 +68,8 @@ enum Command {
     /// Evaluate a checkpoint on held-out images: NLL in bits/dim from the variational bound
     /// (prior, decoder and diffusion parts; mean ± standard error), ε-MSE in four bands of t
     /// (fixed noise, comparable between checkpoints), and with --fd the sample distance
-    /// FD-oxidiff (features of a network trained here; not FID).
+    /// FD-oxidiff (features of a network trained here; not FID). An autoencoder run:
+    /// reconstruction PSNR, SSIM, KL and latent statistics (--fd: of its reconstructions).
     Eval(eval::EvalArgs),
     /// Look at a data source before training on it.
     Data {

@@ -141,8 +141,9 @@ fn describe_eval(record: &oxidiff_train::eval::EvalRecord) -> String {
     }
     if let Some(r) = &record.reconstruction {
         parts.push(format!(
-            "held-out reconstruction PSNR {:.2} dB, KL {:.4} per latent element ({} images);",
-            r.psnr, r.kl_per_element, r.images
+            "held-out reconstruction PSNR {:.2} dB, SSIM {:.4}, KL {:.4} per latent element ({} \
+             images);",
+            r.psnr, r.ssim, r.kl_per_element, r.images
         ));
     }
     if let Some(b) = &record.band_mse {

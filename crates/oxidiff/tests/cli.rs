@@ -668,4 +668,58 @@ fn an_autoencoder_is_trained_and_resumed_by_the_same_command() {
         "{}",
         stderr(&out)
     );
+    // `oxidiff eval` scores its reconstructions.
+    let out = oxidiff(
+        &[
+            "eval",
+            "--checkpoint",
+            "runs/vae-small-001",
+            "--fd",
+            "--images",
+            "16",
+        ],
+        tmp.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout.contains("SSIM") && stdout.contains("FD-oxidiff of the reconstructions"),
+        "{stdout}"
+    );
+
+    // The second stage: a diffusion run on its latents, sampled to decoded images.
+    let mut args = vec!["train"];
+    for set in [
+        "latent.autoencoder=\"runs/vae-small-001\"",
+        "diffusion.clip_sample=false",
+        "train.steps=2",
+        "train.batch_size=8",
+    ] {
+        args.extend(["--set", set]);
+    }
+    let out = oxidiff(&args, tmp.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the UNet trains on 4×4×4 latents"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(tmp.path().join("runs/ldm-tiny-001/latent.json").is_file());
+    let out = oxidiff(
+        &[
+            "sample",
+            "--checkpoint",
+            "runs/ldm-tiny-001",
+            "--num",
+            "2",
+            "--steps",
+            "3",
+            "--out-dir",
+            "decoded",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let image = image::open(tmp.path().join("decoded/sample-0000.png")).unwrap();
+    assert_eq!((image.width(), image.height()), (8, 8), "decoded to pixels");
 }

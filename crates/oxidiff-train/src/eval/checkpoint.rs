@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor};
 use oxidiff_data::{
-    Augment, DataConfig, DataSource, Dataset, Split, Standardize, Subset, load_dataset_for_run,
-    stratified_subset,
+    Augment, ChannelStats, DataConfig, DataSource, Dataset, Split, Standardize, Subset,
+    load_dataset_for_run, stratified_subset,
 };
 use oxidiff_diffusion::GaussianDiffusion;
 use serde::{Deserialize, Serialize};
@@ -23,7 +23,9 @@ use crate::generate::{LoadedModel, generate, load_for_sampling};
 use crate::run_dir::RunDir;
 use crate::trainer::DiffusionState;
 
+mod autoencoder;
 mod options;
+pub use autoencoder::{AutoencoderEvalResult, evaluate_autoencoder, is_autoencoder};
 pub use options::{
     DistanceOptions, EditOptions, EvalOptions, EvalSplit, ImageSelection, NllOptions,
 };
@@ -83,8 +85,8 @@ pub fn evaluate_checkpoint(
         check_nll_possible(&loaded.config, nll)?;
     }
     let m = Measuring::new(&loaded, options, device)?;
-    let run = RunData::load(&m, run_dir)?;
-    let evaluated = select_images(&m, &run, &options.images)?;
+    let run = RunData::load(&m.c, run_dir)?;
+    let evaluated = select_images(&m.c, &run, &options.images)?;
 
     let in_model_space = in_model_space(&m, &evaluated)?;
     let band_mse = measure_band_mse(&m, &in_model_space)?;
@@ -95,7 +97,7 @@ pub fn evaluate_checkpoint(
     let (real, labels) = evaluated.assemble(device)?;
     // The feature network, when a distance is asked for (samples or inpainted images).
     let features = if options.distance.samples.is_some() || !options.editing.inpaint.is_empty() {
-        Some(feature_network(&m, run, &real, &labels, progress)?)
+        Some(feature_network(&m.c, run, &real, &labels, progress)?)
     } else {
         None
     };
@@ -140,18 +142,26 @@ impl Evaluated {
     }
 }
 
-/// What every measurement reads besides its own options.
-struct Measuring<'a> {
-    loaded: &'a LoadedModel,
+/// What reading and featurising a run's images needs, whatever model is evaluated.
+struct Context<'a> {
+    config: &'a RunConfig,
+    /// How the run standardised its images (`None`: [-1, 1]).
+    pub standardization: Option<&'a ChannelStats>,
     /// The images': channels and side (a latent run's are the autoencoder's).
-    channels: usize,
-    size: usize,
+    pub channels: usize,
+    pub size: usize,
+    /// At least 1.
+    pub batch: usize,
+    pub seed: u64,
+    pub device: &'a Device,
+}
+
+/// What every measurement of a diffusion model reads besides its own options.
+struct Measuring<'a> {
+    c: Context<'a>,
+    loaded: &'a LoadedModel,
     /// The UNet's inputs: `[channels, side, side]` (the latents' in a latent run).
     model_shape: [usize; 3],
-    /// At least 1.
-    batch: usize,
-    seed: u64,
-    device: &'a Device,
 }
 
 impl<'a> Measuring<'a> {
@@ -171,13 +181,17 @@ impl<'a> Measuring<'a> {
             });
         }
         Ok(Self {
+            c: Context {
+                config: &loaded.config,
+                standardization: loaded.standardization.as_ref(),
+                channels,
+                size,
+                batch: options.batch_size.max(1),
+                seed: options.seed,
+                device,
+            },
             loaded,
-            channels,
-            size,
             model_shape: [unet.in_channels, unet.image_size, unet.image_size],
-            batch: options.batch_size.max(1),
-            seed: options.seed,
-            device,
         })
     }
 }
@@ -196,9 +210,9 @@ impl RunData {
     ///
     /// # Errors
     /// The data or `split.json` cannot be read, or no longer match.
-    fn load(m: &Measuring, dir: RunDir) -> Result<Self, TrainError> {
-        let config = &m.loaded.config;
-        let all = load_dataset_for_run(&config.data, m.size, m.channels, config.seed)?;
+    fn load(c: &Context, dir: RunDir) -> Result<Self, TrainError> {
+        let config = c.config;
+        let all = load_dataset_for_run(&config.data, c.size, c.channels, config.seed)?;
         let split = crate::trainer::saved_split(&dir, &all)?;
         Ok(Self { dir, all, split })
     }
@@ -236,8 +250,8 @@ fn check_nll_possible(config: &RunConfig, nll: &NllOptions) -> Result<(), TrainE
 }
 
 /// `data` standardised as the run's training images were (unchanged for a [-1, 1] run).
-fn standardized(loaded: &LoadedModel, mut data: Dataset) -> Dataset {
-    if let Some(stats) = &loaded.standardization {
+fn standardized(stats: Option<&ChannelStats>, mut data: Dataset) -> Dataset {
+    if let Some(stats) = stats {
         data.standardize(stats);
     }
     data
@@ -252,11 +266,11 @@ fn standardized(loaded: &LoadedModel, mut data: Dataset) -> Dataset {
 /// Data overrides with a split of the run, a run without held-out images for
 /// [`EvalSplit::Val`], no test source, a test source that cannot be read, no images left.
 fn select_images(
-    m: &Measuring,
+    c: &Context,
     run: &RunData,
     selection: &ImageSelection,
 ) -> Result<Evaluated, TrainError> {
-    let config = &m.loaded.config;
+    let config = c.config;
     let split = &run.split;
     let (data, mut indices, source) = match selection.split {
         EvalSplit::Val | EvalSplit::Train if !selection.data_overrides.is_empty() => {
@@ -283,7 +297,7 @@ fn select_images(
         }
         EvalSplit::Test => {
             let test = test_source(config, &selection.data_overrides)?;
-            let data = load_dataset_for_run(&test, m.size, m.channels, config.seed)?;
+            let data = load_dataset_for_run(&test, c.size, c.channels, config.seed)?;
             let all = (0..data.len()).collect();
             (data, all, test.describe_source())
         }
@@ -304,7 +318,7 @@ fn select_images(
         });
     }
     Ok(Evaluated {
-        data: standardized(m.loaded, data),
+        data: standardized(c.standardization, data),
         indices,
         source,
     })
@@ -350,7 +364,7 @@ fn in_model_space(m: &Measuring, images: &Evaluated) -> Result<Evaluated, TrainE
         });
     };
     let chosen = images.data.subset(&images.indices);
-    let latents = crate::latent::encode(space, &chosen, m.batch, m.device)?;
+    let latents = crate::latent::encode(space, &chosen, m.c.batch, m.c.device)?;
     let [c, s, _] = m.model_shape;
     let data = Dataset::new(
         oxidiff_data::Images::Cached(latents),
@@ -374,9 +388,9 @@ fn measure_band_mse(m: &Measuring, images: &Evaluated) -> Result<BandMse, TrainE
         &m.loaded.diffusion,
         &images.data,
         &images.indices,
-        m.batch,
-        m.seed,
-        m.device,
+        m.c.batch,
+        m.c.seed,
+        m.c.device,
     )
 }
 
@@ -393,10 +407,10 @@ fn measure_nll(
         &m.loaded.diffusion,
         &images.data,
         &images.indices,
-        m.batch,
+        m.c.batch,
         options.stride,
-        m.seed,
-        m.device,
+        m.c.seed,
+        m.c.device,
         &mut |done, total| progress(EvalPhase::Nll, done, total),
     )
 }
@@ -411,15 +425,15 @@ fn measure_nll(
 /// # Errors
 /// The feature network cannot be trained or its cache read.
 fn feature_network(
-    m: &Measuring,
+    c: &Context,
     run: RunData,
     real_images: &Tensor<4>,
     labels: &[usize],
     progress: &mut dyn FnMut(EvalPhase, usize, usize),
 ) -> Result<Features, TrainError> {
-    let config = &m.loaded.config;
+    let config = c.config;
     let split = &run.split;
-    let train_data = standardized(m.loaded, run.all);
+    let train_data = standardized(c.standardization, run.all);
     let net_config = FeatureNetConfig::for_data(
         &train_data,
         split.train.len(),
@@ -431,11 +445,11 @@ fn feature_network(
         &net_config,
         &train_data,
         &split.train,
-        m.device,
+        c.device,
         &mut |done, total| progress(EvalPhase::FeatureNet, done, total),
     )?;
-    let accuracy = classifier_accuracy(&net, net_config.task, real_images.clone(), labels, m.batch);
-    let real = features_of(&net, real_images.clone(), m.batch);
+    let accuracy = classifier_accuracy(&net, net_config.task, real_images.clone(), labels, c.batch);
+    let real = features_of(&net, real_images.clone(), c.batch);
     Ok(Features {
         net,
         real,
@@ -459,19 +473,19 @@ fn measure_distance(
     let mut generated = Vec::with_capacity(count * FEATURE_DIM);
     let mut made = 0;
     while made < count {
-        let n = m.batch.min(count - made);
+        let n = m.c.batch.min(count - made);
         let [c, s, _] = m.model_shape;
         let images = generate(
             &m.loaded.model,
             &m.loaded.diffusion,
             sample,
             [n, c, s, s],
-            m.seed.wrapping_add(made as u64 + 1),
-            m.device,
+            m.c.seed.wrapping_add(made as u64 + 1),
+            m.c.device,
             &mut |_, _| {},
         )?;
         let images = m.loaded.to_images(images).clamp(-1.0, 1.0);
-        generated.extend(features_of(&features.net, images, m.batch));
+        generated.extend(features_of(&features.net, images, m.c.batch));
         made += n;
         progress(EvalPhase::Sampling, made, count);
     }
@@ -499,10 +513,15 @@ fn measure_inpainting(
 ) -> Result<Vec<InpaintScore>, TrainError> {
     let mut scores = Vec::with_capacity(editing.inpaint.len());
     for (k, &method) in editing.inpaint.iter().enumerate() {
-        let (mut score, filled) =
-            inpaint_score(m.loaded, real_images.clone(), method, editing.steps, m.seed)?;
+        let (mut score, filled) = inpaint_score(
+            m.loaded,
+            real_images.clone(),
+            method,
+            editing.steps,
+            m.c.seed,
+        )?;
         if let Some(features) = features {
-            let filled_features = features_of(&features.net, filled, m.batch);
+            let filled_features = features_of(&features.net, filled, m.c.batch);
             score.fd_oxidiff = Some(sample_distance(&features.real, &filled_features)?.fd_oxidiff);
         }
         scores.push(score);
@@ -528,7 +547,13 @@ fn measure_denoising(
     let sigmas = &editing.denoise_sigmas;
     let mut scores = Vec::with_capacity(sigmas.len());
     for (k, &sigma) in sigmas.iter().enumerate() {
-        let score = denoise_score(m.loaded, real_images.clone(), sigma, editing.steps, m.seed)?;
+        let score = denoise_score(
+            m.loaded,
+            real_images.clone(),
+            sigma,
+            editing.steps,
+            m.c.seed,
+        )?;
         scores.push(score);
         progress(EvalPhase::Denoising, k + 1, sigmas.len());
     }

@@ -30,6 +30,10 @@ pub struct EvalRecord {
 pub struct ReconstructionScores {
     /// Peak signal-to-noise ratio in dB (pixels in [-1, 1]), mean over the images.
     pub psnr: f64,
+    /// Structural similarity ([`super::ssim`]), mean over the images; absent (0) in logs
+    /// from before it was measured.
+    #[serde(default)]
+    pub ssim: f64,
     /// KL(q(z|x) ‖ N(0, I)) per latent element, mean over the images.
     pub kl_per_element: f64,
     /// Mean and standard deviation of every latent channel's posterior means (the scale a

@@ -10,11 +10,14 @@ mod checkpoint;
 mod features;
 mod frechet;
 mod log;
+mod reconstruction;
+mod ssim;
 mod tasks;
 
 pub use checkpoint::{
-    DistanceOptions, EditOptions, EvalOptions, EvalPhase, EvalResult, EvalSplit, ImageSelection,
-    NllOptions, evaluate_checkpoint,
+    AutoencoderEvalResult, DistanceOptions, EditOptions, EvalOptions, EvalPhase, EvalResult,
+    EvalSplit, ImageSelection, NllOptions, evaluate_autoencoder, evaluate_checkpoint,
+    is_autoencoder,
 };
 pub use features::{
     FEATURE_DIM, FeatureNet, FeatureNetConfig, FeatureTask, PR_NEIGHBOURS, SampleDistance,
@@ -23,6 +26,8 @@ pub use features::{
 pub use frechet::{FeatureStats, PrecisionRecall, StatsError, frechet_distance, precision_recall};
 pub(crate) use log::append_eval;
 pub use log::{EvalRecord, ReconstructionScores, read_eval};
+pub use reconstruction::reconstruction_scores;
+pub use ssim::ssim;
 pub use tasks::{DenoiseScore, InpaintScore, centre_square_mask, denoise_score, inpaint_score};
 
 use burn::tensor::{Device, Tensor, TensorData};

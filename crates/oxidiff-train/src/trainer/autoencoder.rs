@@ -30,9 +30,8 @@ use super::feed::LabelDropout;
 use super::task::{EvalDue, TrainTask};
 use crate::autoencoder_config::{AutoencoderSection, ReconstructionLoss};
 use crate::config::RunConfig;
-use crate::edit::psnr;
 use crate::error::TrainError;
-use crate::eval::{EvalRecord, ReconstructionScores};
+use crate::eval::{EvalRecord, reconstruction_scores};
 use crate::generate::save_image_grid;
 use crate::memory::{F32, MemoryEstimate, MemoryPart};
 
@@ -286,54 +285,15 @@ impl TrainTask for AutoencoderTask {
     ) -> Result<EvalRecord, TrainError> {
         let n = self.config.train.eval_images.min(validation.len());
         let indices: Vec<usize> = (0..n).collect();
-        let (mut psnr_sum, mut kl_sum, mut elements) = (0.0, 0.0, 0usize);
-        let latent = self.vae.latent_channels;
-        let (mut sum, mut sum_sq, mut count) = (vec![0.0; latent], vec![0.0; latent], 0usize);
-        for chunk in indices.chunks(self.config.train.batch_size.max(1)) {
-            let x = validation.batch(chunk, device)?;
-            let posterior = model.vae.encode(x.clone());
-            let mean = posterior.mode();
-            let [b, c, h, w] = mean.dims();
-            let reconstructed = model.vae.decode(mean.clone());
-            for k in 0..b {
-                let one = |t: &Tensor<4>| t.clone().narrow(0, k, 1);
-                psnr_sum += psnr(one(&x), one(&reconstructed), None);
-            }
-            kl_sum += posterior.kl().sum().into_scalar::<f64>();
-            elements += c * h * w * b;
-            let values: Vec<f32> = mean
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec()
-                .map_err(|e| TrainError::Eval {
-                    message: format!("cannot read the latents back: {e:?}"),
-                })?;
-            for (i, v) in values.iter().enumerate() {
-                let channel = (i / (h * w)) % c;
-                sum[channel] += f64::from(*v);
-                sum_sq[channel] += f64::from(*v) * f64::from(*v);
-            }
-            count += b * h * w;
-        }
-        let count = count.max(1) as f64;
-        let latent_mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
-        let latent_std = sum_sq
-            .iter()
-            .zip(&latent_mean)
-            .map(|(s, m)| (s / count - m * m).max(0.0).sqrt())
-            .collect();
+        let batch = self.config.train.batch_size;
+        let (scores, _) =
+            reconstruction_scores(&model.vae, validation, &indices, batch, false, device)?;
         Ok(EvalRecord {
             step,
             band_mse: None,
             nll: None,
             distance: None,
-            reconstruction: Some(ReconstructionScores {
-                psnr: psnr_sum / n.max(1) as f64,
-                kl_per_element: kl_sum / elements.max(1) as f64,
-                latent_mean,
-                latent_std,
-                images: n,
-            }),
+            reconstruction: Some(scores),
         })
     }
 }
