@@ -107,7 +107,7 @@ pub fn median(samples: &mut [f64]) -> f64 {
 }
 
 /// Times `f` `warmup + iters` times and returns the median of the last `iters`, in milliseconds.
-fn time_median(warmup: usize, iters: usize, mut f: impl FnMut()) -> f64 {
+pub(crate) fn time_median(warmup: usize, iters: usize, mut f: impl FnMut()) -> f64 {
     for _ in 0..warmup {
         f();
     }

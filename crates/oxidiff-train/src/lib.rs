@@ -7,6 +7,7 @@
 // A public type reachable only through a private module could not be named by users.
 #![warn(unnameable_types)]
 
+mod autoencoder_bench;
 mod autoencoder_config;
 mod bench;
 mod checkpoint;
@@ -28,6 +29,9 @@ mod run_dir;
 mod tensorboard;
 mod trainer;
 
+pub use autoencoder_bench::{
+    AutoencoderBenchConfig, AutoencoderBenchReport, run_autoencoder_bench,
+};
 pub use autoencoder_config::{AutoencoderPreset, AutoencoderSection, ReconstructionLoss, TaskKind};
 pub use bench::{
     BenchConfig, BenchReport, cpu_peak_gflops, cpu_threads, median, peak_rss_bytes, run_bench,

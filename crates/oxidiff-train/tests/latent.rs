@@ -138,6 +138,53 @@ fn a_latent_run_trains_on_scaled_latents_caches_them_and_decodes_its_samples() {
             .all(|v| v.is_finite() && (-1.0..=1.0).contains(v))
     );
 
+    // Inpainting fills the latents and keeps the given pixels; denoising works by strength, a
+    // σ of pixel noise is refused.
+    let image = burn::tensor::Tensor::<4>::random(
+        [1, 1, 8, 8],
+        burn::tensor::Distribution::Uniform(-1.0, 1.0),
+        &device,
+    );
+    let known: Vec<f32> = (0..64).map(|i| if i % 8 < 4 { 1.0 } else { 0.0 }).collect();
+    let known = burn::tensor::Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(known, [1, 1, 8, 8]),
+        &device,
+    );
+    let filled = oxidiff_train::inpaint(
+        &loaded,
+        image.clone(),
+        known.clone(),
+        3,
+        oxidiff_train::InpaintMethod::Replacement,
+        1,
+    )
+    .unwrap();
+    assert_eq!(filled.dims(), [1, 1, 8, 8]);
+    let kept = ((filled.clone() - image.clone()) * known)
+        .abs()
+        .max()
+        .into_scalar::<f32>();
+    assert_eq!(kept, 0.0, "the known pixels are the given ones");
+    let denoised = oxidiff_train::denoise(
+        &loaded,
+        image.clone(),
+        oxidiff_train::DenoiseMethod::Strength(0.3),
+        3,
+        1,
+    )
+    .unwrap();
+    assert_eq!(denoised.dims(), [1, 1, 8, 8]);
+    let err = oxidiff_train::denoise(
+        &loaded,
+        image,
+        oxidiff_train::DenoiseMethod::Sigma255(10.0),
+        3,
+        1,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("strength"), "{err}");
+
     // Other images make the cache stale: it is refused and the images encoded again.
     write_images(&data, 33);
     let mut other = config.clone();
