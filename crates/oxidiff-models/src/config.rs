@@ -1,6 +1,8 @@
 //! Buildable descriptions of the networks: [`UNetConfig`] (every architectural choice, resolved)
 //! and [`ModelConfig`] (the `[model]` section of a run: a preset plus optional overrides).
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
@@ -163,6 +165,16 @@ pub struct ModelConfig {
     pub norm_groups: Option<usize>,
     pub time_injection: Option<TimeInjection>,
     pub num_classes: Option<usize>,
+    /// Width of the timestep embedding MLP; unset: 4 × model_channels (ADM's, and what
+    /// diffusers' `time_embedding_dim = null` means).
+    pub time_embed_dim: Option<usize>,
+    /// The weights a fresh run starts from instead of random ones: a diffusers `UNet2DModel`
+    /// directory (or a pipeline directory with `unet/`), or an oxidiff diffusion run or
+    /// checkpoint (its EMA weights). The architecture above must be the one they were saved
+    /// with; the trainer refuses a mismatch, naming the first key, before any work. Not a
+    /// part of the network: [`ModelConfig::resolve`] ignores it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for ModelConfig {
@@ -180,6 +192,8 @@ impl Default for ModelConfig {
             norm_groups: None,
             time_injection: None,
             num_classes: None,
+            time_embed_dim: None,
+            init_from: None,
         }
     }
 }
@@ -207,6 +221,9 @@ impl ModelConfig {
             config.model_channels = v;
             config.time_embed_dim = 4 * v;
         }
+        if let Some(v) = self.time_embed_dim {
+            config.time_embed_dim = v;
+        }
         if let Some(v) = &self.channel_mult {
             config.channel_mult = v.clone();
         }
@@ -233,5 +250,28 @@ impl ModelConfig {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// The section that resolves to exactly `config`: every architectural key set (on the
+    /// `tiny` preset, which they all override), `out_channels` excepted — a run's UNet
+    /// outputs its input channels, doubled by a learned variance, which is not a `[model]`
+    /// key.
+    pub fn exactly(config: &UNetConfig) -> Self {
+        Self {
+            preset: Preset::Tiny,
+            image_size: Some(config.image_size),
+            in_channels: Some(config.in_channels),
+            model_channels: Some(config.model_channels),
+            channel_mult: Some(config.channel_mult.clone()),
+            num_res_blocks: Some(config.num_res_blocks),
+            attention_resolutions: Some(config.attention_resolutions.clone()),
+            num_heads: Some(config.num_heads),
+            dropout: Some(config.dropout),
+            norm_groups: Some(config.norm_groups),
+            time_injection: Some(config.time_injection),
+            num_classes: config.num_classes,
+            time_embed_dim: Some(config.time_embed_dim),
+            init_from: None,
+        }
     }
 }

@@ -259,6 +259,9 @@ pub fn load_optimizer(
 /// name and the run's `metrics.jsonl` (see [`check_state`]).
 pub fn load_state<S: DeserializeOwned>(dir: &Path) -> Result<SavedState<S>, TrainError> {
     let path = dir.join(STATE_FILE);
+    if !path.exists() && crate::diffusers::is_diffusers_dir(dir) {
+        return Err(crate::diffusers::not_a_checkpoint(dir));
+    }
     let bytes = read_verified(&path)?;
     let saved: SavedState<S> =
         serde_json::from_slice(&bytes).map_err(|e| TrainError::Checkpoint {

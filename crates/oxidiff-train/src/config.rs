@@ -372,6 +372,13 @@ impl RunConfig {
         self.model.resolve().map_err(|e| e.to_string())?;
         if self.task == TaskKind::Autoencoder {
             self.autoencoder.resolve()?;
+            if self.model.init_from.is_some() {
+                return Err(
+                    "model.init_from: initialises a diffusion UNet, and an autoencoder \
+                     run (task = \"autoencoder\") has none"
+                        .into(),
+                );
+            }
         }
         self.diffusion
             .validate()

@@ -26,6 +26,11 @@ pub enum TrainError {
     /// report, metrics or evaluation log) is unreadable or cannot be written.
     #[error("{}: {message}", path.display())]
     RunFile { path: PathBuf, message: String },
+    /// A diffusers directory cannot be written (`export_run`) or read as a model (a pipeline
+    /// or `UNet2DModel` directory given to `load_for_sampling`): the message names the key and
+    /// value diffusers or oxidiff cannot express, or the file that is missing.
+    #[error("{}: {message}", path.display())]
+    Diffusers { path: PathBuf, message: String },
     /// A sample grid, plot or the report page cannot be made.
     #[error("{}: {message}", path.display())]
     Image { path: PathBuf, message: String },
@@ -55,6 +60,13 @@ pub enum TrainError {
 }
 
 impl TrainError {
+    pub(crate) fn diffusers(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self::Diffusers {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),

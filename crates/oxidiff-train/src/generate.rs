@@ -96,11 +96,20 @@ impl LoadedModel {
 
 /// Loads a checkpoint (or a run directory's newest checkpoint) for sampling: the EMA weights
 /// when `use_ema`, else the online weights; a latent run's autoencoder with them.
+///
+/// `path` may also be a diffusers directory: a pipeline with `unet/` and `scheduler/` (with
+/// `vae/`, a latent model decoding with its `scaling_factor`), or a bare `UNet2DModel`
+/// directory with its schedule in a sibling `../scheduler/`. Its one set of weights is used
+/// whatever `use_ema` says, and [`LoadedModel::config`] is the run config its configs amount
+/// to (docs/diffusers.md).
 pub fn load_for_sampling(
     path: &Path,
     use_ema: bool,
     device: &Device,
 ) -> Result<LoadedModel, TrainError> {
+    if let Some(found) = crate::diffusers::find_diffusers_model(path)? {
+        return crate::diffusers::load_diffusers_model(found, device);
+    }
     let dir = resolve_checkpoint(path)?;
     let config = checkpoint::load_config(&dir, &[])?;
     if config.task == TaskKind::Autoencoder {

@@ -13,6 +13,7 @@ mod bench;
 mod checkpoint;
 mod checksums;
 mod config;
+mod diffusers;
 mod edit;
 mod ema;
 mod error;
@@ -40,6 +41,10 @@ pub use checkpoint::{Divergence, load_weights};
 pub use config::{
     DEFAULT_CONFIG_TOML, EvalIntervals, LrSchedule, OptimizerKind, RunConfig, SampleConfig,
     SamplerKind, TrainConfig,
+};
+pub use diffusers::{
+    EXPORT_RECORD, ExportKind, Exported, SCHEDULER_CONFIG, diffusion_config_from_scheduler_json,
+    export_run, scheduler_config_json,
 };
 pub use edit::{DenoiseMethod, InpaintMethod, denoise, inpaint, psnr, read_mask, read_model_image};
 pub use ema::Ema;

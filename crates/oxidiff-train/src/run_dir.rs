@@ -229,9 +229,11 @@ pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf, TrainError> {
             message: "no such file or directory".into(),
         });
     }
-    RunDir::new(path)
-        .list_checkpoints()?
-        .pop()
+    let newest = RunDir::new(path).list_checkpoints()?.pop();
+    if newest.is_none() && crate::diffusers::is_diffusers_dir(path) {
+        return Err(crate::diffusers::not_a_checkpoint(path));
+    }
+    newest
         .map(|(_, dir)| dir)
         .ok_or_else(|| TrainError::Checkpoint {
             path: path.to_path_buf(),

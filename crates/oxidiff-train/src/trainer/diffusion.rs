@@ -156,6 +156,15 @@ impl TrainTask for DiffusionTask {
         self.unet.init(device)
     }
 
+    /// `model.init_from`'s weights when it is set (checked against the config again: the
+    /// files may have changed since the run was set up).
+    fn initial_model(&self, device: &Device) -> Result<UNet, TrainError> {
+        match self.config.initial_weights()? {
+            Some(weights) => weights.load(&self.unet, device),
+            None => Ok(self.init_model(device)),
+        }
+    }
+
     /// A loss history when t is importance-sampled, kept from the checkpoint if it has one (a
     /// run may switch `train.timestep_draw` when resumed).
     fn state(&self, saved: Option<DiffusionState>) -> DiffusionState {

@@ -157,7 +157,7 @@ impl<T: TrainTask> Trainer<T> {
         let plain = device.clone();
         let device = device.clone().autodiff();
         let state = match &setup.checkpoint {
-            None => TrainState::init(&task, &config, &device),
+            None => TrainState::init(&task, &config, &device)?,
             Some(dir) => TrainState::load(&task, &config, dir, &device)?,
         };
         setup.commit()?;

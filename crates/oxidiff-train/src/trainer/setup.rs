@@ -53,6 +53,8 @@ impl RunSetup {
                         .into(),
             });
         }
+        // The initial weights' architecture is read from their config files, before the data.
+        config.initial_weights()?;
         let all = load_dataset_for_run(&config.data, size, channels, config.seed)?;
         let split = split_for(&config.data, &all, config.seed)?;
         check_evaluation_images(&config, &split)?;

@@ -51,12 +51,13 @@ impl<T: TrainTask> Clone for TrainState<T> {
 }
 
 impl<T: TrainTask> TrainState<T> {
-    /// The state of a fresh run: weights initialised from the run seed on `device` (autodiff).
-    pub fn init(task: &T, config: &RunConfig, device: &Device) -> Self {
+    /// The state of a fresh run: weights initialised from the run seed on `device` (autodiff),
+    /// or the ones the task's config names ([`TrainTask::initial_model`]).
+    pub fn init(task: &T, config: &RunConfig, device: &Device) -> Result<Self, TrainError> {
         device.seed(config.seed);
-        let model = task.init_model(device);
+        let model = task.initial_model(device)?;
         let ema = Ema::new(&model, config.train.ema_decay, config.train.ema_warmup);
-        Self {
+        Ok(Self {
             model,
             ema,
             optimizer: build_optimizer(&config.train),
@@ -64,7 +65,7 @@ impl<T: TrainTask> TrainState<T> {
             step: 0,
             task: task.state(None),
             divergence: Divergence::default(),
-        }
+        })
     }
 
     /// The state saved in checkpoint directory `dir`, the online weights on `device`

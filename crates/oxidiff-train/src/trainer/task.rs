@@ -62,6 +62,13 @@ pub trait TrainTask: Sized {
     /// A freshly initialised network on `device` (seeded by the caller).
     fn init_model(&self, device: &Device) -> Self::Model;
 
+    /// The network a fresh run starts from, on `device` (seeded by the caller): freshly
+    /// initialised (the default), or weights the config names (the diffusion task's
+    /// `model.init_from`).
+    fn initial_model(&self, device: &Device) -> Result<Self::Model, TrainError> {
+        Ok(self.init_model(device))
+    }
+
     /// The task's own state: fresh (`None`) or continued from a checkpoint's.
     fn state(&self, saved: Option<Self::State>) -> Self::State;
 
