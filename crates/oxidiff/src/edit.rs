@@ -15,7 +15,9 @@ use crate::sample::apply_spacing;
 /// `oxidiff inpaint`'s arguments.
 #[derive(clap::Args)]
 pub struct InpaintArgs {
-    /// A checkpoint directory, or a run directory (its newest checkpoint).
+    /// A checkpoint directory, a run directory (its newest checkpoint), or a diffusers
+    /// directory: a pipeline with unet/ and scheduler/ (and vae/ for a latent model), or a
+    /// UNet2DModel directory with its scheduler/ beside it.
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// The image, at the model's size.
@@ -52,7 +54,9 @@ pub struct InpaintArgs {
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("how").required(true).args(["strength", "sigma"])))]
 pub struct DenoiseArgs {
-    /// A checkpoint directory, or a run directory (its newest checkpoint).
+    /// A checkpoint directory, a run directory (its newest checkpoint), or a diffusers
+    /// directory: a pipeline with unet/ and scheduler/ (and vae/ for a latent model), or a
+    /// UNet2DModel directory with its scheduler/ beside it.
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// The noisy image, at the model's size.

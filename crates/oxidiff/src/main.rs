@@ -6,6 +6,7 @@ mod device;
 mod edit;
 mod enum_arg;
 mod eval;
+mod export;
 mod progress;
 mod sample;
 mod signals;
@@ -71,6 +72,11 @@ enum Command {
     /// FD-oxidiff (features of a network trained here; not FID). An autoencoder run:
     /// reconstruction PSNR, SSIM, KL and latent statistics (--fd: of its reconstructions).
     Eval(eval::EvalArgs),
+    /// Write a run in diffusers' format: a diffusion run as a pipeline directory (unet/,
+    /// scheduler/, and model_index.json for DDPMPipeline; vae/ for a latent run), an
+    /// autoencoder run as an AutoencoderKL directory. Runs on per-channel standardised images
+    /// are refused (diffusers maps outputs to pixels as x / 2 + 0.5). See docs/diffusers.md.
+    Export(export::ExportArgs),
     /// Look at a data source before training on it.
     Data {
         #[command(subcommand)]
@@ -194,6 +200,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::eval_command(args),
         Command::Inpaint(args) => edit::inpaint_command(args),
         Command::Denoise(args) => edit::denoise_command(args),
+        Command::Export(args) => export::export_command(args),
         Command::Config {
             action: ConfigAction::Default,
         } => {

@@ -57,7 +57,9 @@ fn chunk_size(loaded: &LoadedModel, num: usize) -> Result<usize> {
 /// `oxidiff sample`'s arguments.
 #[derive(clap::Args)]
 pub struct SampleArgs {
-    /// A checkpoint directory, or a run directory (its newest checkpoint).
+    /// A checkpoint directory, a run directory (its newest checkpoint), or a diffusers
+    /// directory: a pipeline with unet/ and scheduler/ (and vae/ for a latent model), or a
+    /// UNet2DModel directory with its scheduler/ beside it.
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Sampler (default: the run's `sample.sampler`). Network calls for S steps: S, except heun
@@ -100,7 +102,8 @@ pub struct SampleArgs {
     pub num: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Sample from the online weights instead of the EMA weights.
+    /// Sample from the online weights instead of the EMA weights (a diffusers directory has
+    /// one set of weights, used either way).
     #[arg(long)]
     pub no_ema: bool,
     /// Output PNG grid.
