@@ -5,8 +5,8 @@
 
 use oxidiff_diffusion::TimestepSpacing;
 use oxidiff_models::Preset;
-use oxidiff_train::SamplerKind;
 use oxidiff_train::eval::EvalSplit;
+use oxidiff_train::{AutoencoderPreset, SamplerKind};
 
 /// Declares `pub struct $Arg(pub $Enum)` with clap's `ValueEnum` over `$Enum::ALL`, named by
 /// `$Enum::name` and described by `$Enum::description`.
@@ -54,4 +54,9 @@ enum_arg! {
 enum_arg! {
     /// `oxidiff eval --split`: an [`EvalSplit`] by its name.
     EvalSplitArg(EvalSplit)
+}
+
+enum_arg! {
+    /// `oxidiff bench --autoencoder`: an [`AutoencoderPreset`] by its config name.
+    AutoencoderPresetArg(AutoencoderPreset)
 }

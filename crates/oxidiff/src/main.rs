@@ -1,6 +1,7 @@
 //! `oxidiff`: train diffusion models and sample from them. Thin glue over the library crates.
 
 mod bench;
+mod bench_autoencoder;
 mod data;
 mod device;
 mod edit;
@@ -19,10 +20,10 @@ use anyhow::{Result, bail};
 use burn::module::Module;
 use clap::{Parser, Subcommand};
 use oxidiff_models::Preset;
-use oxidiff_train::{DEFAULT_CONFIG_TOML, RunConfig, TaskKind};
+use oxidiff_train::{AutoencoderPreset, DEFAULT_CONFIG_TOML, RunConfig, TaskKind};
 
 use crate::device::DeviceArg;
-use crate::enum_arg::PresetArg;
+use crate::enum_arg::{AutoencoderPresetArg, PresetArg};
 
 #[derive(Parser)]
 #[command(
@@ -119,8 +120,23 @@ enum Command {
         /// Python with torch installed: also run the peer (bench/README.md) and print ratios.
         #[arg(long, value_name = "PYTHON")]
         peer: Option<PathBuf>,
-        #[arg(long, default_value = "bench/peer/torch_unet.py")]
-        peer_script: PathBuf,
+        /// The peer script (default: bench/peer/torch_unet.py, or bench/peer/torch_vae.py
+        /// with --autoencoder).
+        #[arg(long)]
+        peer_script: Option<PathBuf>,
+        /// Benchmark an autoencoder preset instead of a UNet: its training step, encoding and
+        /// decoding (peer: diffusers' AutoencoderKL of the same config).
+        #[arg(long, value_enum, value_name = "PRESET")]
+        autoencoder: Option<AutoencoderPresetArg>,
+        /// The autoencoder's image side (default: 32 for `small`, 256 for `stable-diffusion`).
+        #[arg(long, requires = "autoencoder")]
+        image_size: Option<usize>,
+        /// The autoencoder's image channels.
+        #[arg(long, default_value_t = 3, requires = "autoencoder")]
+        channels: usize,
+        /// Time only encoding and decoding (the default for `stable-diffusion`).
+        #[arg(long, requires = "autoencoder")]
+        no_train: bool,
         /// The machine's fp32 peak, when the estimate from /proc/cpuinfo is wrong.
         #[arg(long, value_name = "GFLOPS")]
         peak_gflops: Option<f64>,
@@ -246,12 +262,40 @@ fn run(cli: Cli) -> Result<()> {
             json,
             peer,
             peer_script,
+            autoencoder,
+            image_size,
+            channels,
+            no_train,
             peak_gflops,
             device,
         } => {
             if batch == 0 || iters == 0 {
                 bail!("--batch and --iters must be at least 1");
             }
+            if let Some(preset) = autoencoder {
+                let preset: AutoencoderPreset = preset.into();
+                let sd = preset == AutoencoderPreset::StableDiffusion;
+                let script = peer_script.unwrap_or_else(|| "bench/peer/torch_vae.py".into());
+                return bench_autoencoder::bench_autoencoder(
+                    bench_autoencoder::AutoencoderBenchArgs {
+                        config: oxidiff_train::AutoencoderBenchConfig {
+                            preset,
+                            image_size: image_size.unwrap_or(if sd { 256 } else { 32 }),
+                            channels,
+                            batch,
+                            warmup,
+                            iters,
+                            train: !(no_train || sd),
+                            seed: 0,
+                        },
+                        json,
+                        peer_python: peer.as_deref(),
+                        peer_script: &script,
+                        device,
+                    },
+                );
+            }
+            let peer_script = peer_script.unwrap_or_else(|| "bench/peer/torch_unet.py".into());
             bench::bench(bench::BenchArgs {
                 config: oxidiff_train::BenchConfig {
                     preset: preset.into(),

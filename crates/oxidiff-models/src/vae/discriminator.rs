@@ -80,10 +80,10 @@ impl NLayerDiscriminatorConfig {
                 message: "must be at least 1".into(),
             });
         }
-        if self.output_size(size) == 0 || size % (1 << self.n_layers) != 0 {
+        if self.output_size(size) == 0 || !size.is_multiple_of(1 << self.n_layers) {
             let largest = (0..self.n_layers)
                 .rev()
-                .find(|&n| (size >> n) >= 3 && size % (1 << n) == 0)
+                .find(|&n| (size >> n) >= 3 && size.is_multiple_of(1 << n))
                 .unwrap_or(0);
             return Err(ModelError::InvalidAutoencoder {
                 key: "disc_layers".into(),

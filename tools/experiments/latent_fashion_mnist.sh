@@ -3,11 +3,12 @@
 # pixels against the same UNet (equal parameter count but for conv_in/conv_out) trained on the
 # latents of an oxidiff autoencoder (f = 4, 4×8×8 latents), each for the same wall-clock
 # budget; then FD-oxidiff of 500 samples each against 500 held-out images, sample grids, and
-# the autoencoder's reconstruction scores.
+# the autoencoder's reconstruction scores. FD and reconstructions are measured on the first 500
+# Fashion-MNIST test images.
 #
 #   apt-get install dataset-fashion-mnist        # once
 #   cargo build --release -p oxidiff
-#   bench/latent_vs_pixel.sh [SECONDS_PER_UNET] [AUTOENCODER_STEPS]   # defaults: 240, 1000
+#   tools/experiments/latent_fashion_mnist.sh [SECONDS_PER_UNET] [AUTOENCODER_STEPS]   # 240, 1000
 #
 # A run stopped by its budget (SIGINT) checkpoints the step under way, which is what is
 # evaluated. Writes runs under $OUT (default /tmp/latent-vs-pixel) and the grids into
@@ -15,7 +16,7 @@
 set -euo pipefail
 BUDGET=${1:-240}
 AE_STEPS=${2:-1000}
-OUT=${OUT:-/tmp/latent-vs-pixel}
+OUT=${OUT:-runs/latent-fashion-mnist}
 BIN=${BIN:-target/release/oxidiff}
 mkdir -p "$OUT" docs/latent
 DATA=(--set data.source=fashion-mnist --set data.image_size=32 --set data.channels=1)
@@ -30,7 +31,7 @@ echo "== autoencoder: small preset, f = 4, $AE_STEPS steps"
   --set task=autoencoder --set autoencoder.in_channels=1 --set autoencoder.image_size=32 \
   --set train.steps="$AE_STEPS" --set train.batch_size=16 --set train.eval_every=250 \
   --out "$OUT/vae" 2>&1 | grep -v "^step" | tail -4
-"$BIN" eval --checkpoint "$OUT/vae" --fd --images 500 | tee "$OUT/vae-eval.txt"
+"$BIN" eval --checkpoint "$OUT/vae" --split test --fd --images 500 | tee "$OUT/vae-eval.txt"
 cp "$OUT/vae/samples/step-$(printf %07d "$AE_STEPS").png" docs/latent/reconstructions.png
 
 echo "== pixel UNet, $BUDGET s"
@@ -57,6 +58,7 @@ rates = [r["images_per_sec"] for r in rows[10:]]
 print(f"steps {rows[-1]['step']}, median {statistics.median(rates):.1f} images/s")
 PY
   "$BIN" model --config "$OUT/$run/config.toml" | grep parameters
-  "$BIN" eval --checkpoint "$OUT/$run" --no-bpd --fd --fd-samples 500 --images 500 | tee "$OUT/$run-eval.txt"
+  "$BIN" eval --checkpoint "$OUT/$run" --split test --no-bpd --fd --fd-samples 500 --images 500 \
+    | tee "$OUT/$run-eval.txt"
   "$BIN" sample --checkpoint "$OUT/$run" --num 64 --out "docs/latent/$run-samples.png"
 done
