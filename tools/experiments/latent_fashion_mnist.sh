@@ -27,7 +27,8 @@ UNET=(--set model.preset=small --set model.model_channels=32 --set "model.channe
       --set train.sample_every=1000000 --set train.eval_every=0 --set train.bpd_every=0)
 
 echo "== autoencoder: small preset, f = 4, $AE_STEPS steps"
-/usr/bin/time -f "autoencoder: %e s wall, %M KiB peak" "$BIN" train "${DATA[@]}" \
+# Runs already made are kept (delete $OUT to start over).
+[ -d "$OUT/vae/checkpoints" ] || /usr/bin/time -f "autoencoder: %e s wall, %M KiB peak" "$BIN" train "${DATA[@]}" \
   --set task=autoencoder --set autoencoder.in_channels=1 --set autoencoder.image_size=32 \
   --set train.steps="$AE_STEPS" --set train.batch_size=16 --set train.eval_every=250 \
   --out "$OUT/vae" 2>&1 | grep -v "^step" | tail -4
@@ -35,14 +36,15 @@ echo "== autoencoder: small preset, f = 4, $AE_STEPS steps"
 cp "$OUT/vae/samples/step-$(printf %07d "$AE_STEPS").png" docs/latent/reconstructions.png
 
 echo "== pixel UNet, $BUDGET s"
-/usr/bin/time -f "pixel: %e s wall, %M KiB peak" timeout -s INT "$BUDGET" "$BIN" train "${DATA[@]}" \
+[ -d "$OUT/pixel/checkpoints" ] || /usr/bin/time -f "pixel: %e s wall, %M KiB peak" timeout -s INT "$BUDGET" "$BIN" train "${DATA[@]}" \
   "${UNET[@]}" --set model.image_size=32 --set model.in_channels=1 --set "model.attention_resolutions=[8]" \
   --out "$OUT/pixel" 2>&1 | grep -v "^step" | tail -3 || true
 
 echo "== latent UNet, $BUDGET s (after encoding the images once)"
 /usr/bin/time -f "latent encoding: %e s wall" "$BIN" train "${DATA[@]}" "${UNET[@]}" \
   --set latent.autoencoder=\""$OUT/vae"\" --set diffusion.clip_sample=false \
-  --set "model.attention_resolutions=[2]" --set train.steps=1 --out "$OUT/encode-only" 2>&1 | grep "^latent" || true
+  --set "model.attention_resolutions=[2]" --set train.steps=1 --out "$OUT/encode-only" 2>&1 \
+  | grep -E "^(latent|error)" || true
 cp "$OUT/encode-only/latents.safetensors" "$OUT/latents.safetensors.keep"
 mkdir -p "$OUT/latent" && cp "$OUT/latents.safetensors.keep" "$OUT/latent/latents.safetensors"
 /usr/bin/time -f "latent: %e s wall, %M KiB peak" timeout -s INT "$BUDGET" "$BIN" train "${DATA[@]}" \

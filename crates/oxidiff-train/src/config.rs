@@ -369,7 +369,11 @@ impl RunConfig {
         }
         // DataError names its key with the section already (`data.path: …`).
         self.data.validate().map_err(|e| e.to_string())?;
-        self.model.resolve().map_err(|e| e.to_string())?;
+        // A latent run's UNet takes its size and channels from the autoencoder, which
+        // `unet()` reads; its model section alone is not the network.
+        if self.latent.autoencoder.is_none() {
+            self.model.resolve().map_err(|e| e.to_string())?;
+        }
         if self.task == TaskKind::Autoencoder {
             self.autoencoder.resolve()?;
             if self.model.init_from.is_some() {
