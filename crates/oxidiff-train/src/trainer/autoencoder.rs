@@ -7,9 +7,10 @@
 //! reconstructions; its evaluations are reconstruction PSNR and SSIM, KL per latent element and
 //! the latents' channel statistics.
 //!
-//! The discriminator is part of the trained module and shares its optimiser: Adam's update is
-//! per parameter, so one optimiser over both networks steps each as latent-diffusion's two
-//! optimisers with the same settings would (the global gradient-norm clip spans both). The
+//! The discriminator is part of the trained module and shares its optimiser: every optimiser
+//! here updates each parameter from its own gradient and moments, and the gradients of the two
+//! networks are clipped by their own norms, so one optimiser over both steps each as
+//! latent-diffusion's two optimisers with the same settings would. The
 //! discriminator sees the reconstruction detached, and the generator's adversarial term goes
 //! through a copy of the discriminator without gradients, so one backward pass gives each
 //! network the gradient of its own loss.
@@ -34,6 +35,7 @@ use crate::error::TrainError;
 use crate::eval::{EvalRecord, reconstruction_scores};
 use crate::generate::save_image_grid;
 use crate::memory::{F32, MemoryEstimate, MemoryPart};
+use crate::optim::clip_grad_norm;
 
 /// Images a reconstruction grid shows (above their reconstructions).
 const GRID_IMAGES: usize = 8;
@@ -253,6 +255,28 @@ impl TrainTask for AutoencoderTask {
         loss + d_loss + g_loss * weight
     }
 
+    /// The autoencoder (with its log-variance) and the discriminator each clipped by its own
+    /// norm, as latent-diffusion's two optimisers are; returns the norm of both together (what
+    /// is logged, and what a divergence check reads).
+    fn clip_gradients(
+        &self,
+        model: &AutoencoderTraining,
+        grads: &mut GradientsParams,
+        max_norm: f64,
+    ) -> f64 {
+        let Some(discriminator) = &model.discriminator else {
+            return clip_grad_norm(model, grads, max_norm);
+        };
+        let autoencoder = AutoencoderTraining {
+            vae: model.vae.clone(),
+            logvar: model.logvar.clone(),
+            discriminator: None,
+        };
+        let a = clip_grad_norm(&autoencoder, grads, max_norm);
+        let d = clip_grad_norm(discriminator, grads, max_norm);
+        (a * a + d * d).sqrt()
+    }
+
     /// The first held-out images (row-wise) above their reconstructions from the posterior's
     /// mean.
     fn write_samples(
@@ -303,6 +327,57 @@ mod tests {
     use burn::tensor::Distribution;
 
     use super::*;
+
+    /// Each network's gradients are clipped to the bound by their own norm (one global clip
+    /// would scale both by the same factor).
+    #[test]
+    fn the_autoencoder_and_its_discriminator_are_clipped_by_their_own_norms() {
+        use rand::SeedableRng;
+
+        let config = RunConfig::default_with(
+            &[
+                "task=\"autoencoder\"",
+                "autoencoder.image_size=8",
+                "autoencoder.in_channels=1",
+                "autoencoder.block_out_channels=[8, 16]",
+                "autoencoder.norm_num_groups=4",
+                "autoencoder.disc_start=0",
+                "autoencoder.disc_layers=1",
+                "autoencoder.disc_channels=4",
+            ]
+            .map(String::from),
+        )
+        .unwrap();
+        let task = AutoencoderTask::new(&config).unwrap();
+        let device = Device::flex().autodiff();
+        let model = task.init_model(&device);
+        let images = Tensor::<4>::random([4, 1, 8, 8], Distribution::Uniform(-1.0, 1.0), &device);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let loss = task.loss(&model, images, &[], 0, &mut AutoencoderState {}, &mut rng);
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let autoencoder = AutoencoderTraining {
+            vae: model.vae.clone(),
+            logvar: model.logvar.clone(),
+            discriminator: None,
+        };
+        let discriminator = model.discriminator.as_ref().unwrap();
+        let norms = |grads: &GradientsParams| {
+            (
+                crate::optim::global_grad_norm(&autoencoder, grads),
+                crate::optim::global_grad_norm(discriminator, grads),
+            )
+        };
+        let (a, d) = norms(&grads);
+        assert!(a > 0.0 && d > 0.0 && (a / d - 1.0).abs() > 0.1, "{a} {d}");
+        let bound = a.min(d) / 2.0;
+        let total = task.clip_gradients(&model, &mut grads, bound);
+        assert!((total - (a * a + d * d).sqrt()).abs() < 1e-6 * total);
+        let (a, d) = norms(&grads);
+        assert!(
+            (a / bound - 1.0).abs() < 1e-4 && (d / bound - 1.0).abs() < 1e-4,
+            "{a} {d} {bound}"
+        );
+    }
 
     /// The gradient at the decoder's last layer from the detached side graph is the one the
     /// full graph gives, so the adaptive weight measures what it should.

@@ -36,7 +36,7 @@ use crate::eval::EvalRecord;
 use crate::memory::machine_memory;
 use crate::metrics::{MetricsLog, RollbackRecord, StepStats};
 use crate::monitor::Monitor;
-use crate::optim::{ScaleGrads, clip_grad_norm, learning_rate};
+use crate::optim::{ScaleGrads, learning_rate};
 use crate::run_dir::RunDir;
 
 /// Something the loop reports to whoever drives it (the CLI's progress bar, a test).
@@ -322,7 +322,9 @@ impl<T: TrainTask> Trainer<T> {
     /// the gradient norm before clipping; a non-finite norm is a divergence.
     fn optimize(&mut self, mut grads: GradientsParams) -> Result<(f64, f64), TrainError> {
         let train = &self.config.train;
-        let grad_norm = clip_grad_norm(&self.state.model, &mut grads, train.grad_clip_norm);
+        let grad_norm =
+            self.task
+                .clip_gradients(&self.state.model, &mut grads, train.grad_clip_norm);
         self.check_finite("gradient norm", grad_norm)?;
         let state = &mut self.state;
         let lr = learning_rate(train, state.step) * state.divergence.lr_scale;

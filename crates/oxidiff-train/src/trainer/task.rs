@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use burn::module::Module;
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use oxidiff_data::{ChannelStats, Dataset};
 use rand_chacha::ChaCha8Rng;
@@ -17,6 +18,7 @@ use crate::config::RunConfig;
 use crate::error::TrainError;
 use crate::eval::EvalRecord;
 use crate::memory::MemoryEstimate;
+use crate::optim::clip_grad_norm;
 use crate::run_dir::RunDir;
 
 /// Which held-out measurements are due at a step.
@@ -90,6 +92,19 @@ pub trait TrainTask: Sized {
         state: &mut Self::State,
         rng: &mut ChaCha8Rng,
     ) -> Tensor<1>;
+
+    /// Scales the gradients so their norm is at most `max_norm` (0: measures only) and
+    /// returns the norm before clipping. One global norm by default; a task whose module holds
+    /// networks with optimisers of their own in the literature (an autoencoder and its
+    /// discriminator) clips each by its own norm, as separate optimisers would.
+    fn clip_gradients(
+        &self,
+        model: &Self::Model,
+        grads: &mut GradientsParams,
+        max_norm: f64,
+    ) -> f64 {
+        clip_grad_norm(model, grads, max_norm)
+    }
 
     /// Writes the sample grid of `model` (without autodiff) to `path`. `shown` are images a
     /// grid may show beside what the model made of them (the held-out ones when the run has
