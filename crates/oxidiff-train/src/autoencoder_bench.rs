@@ -10,14 +10,14 @@
 //! Inputs are drawn before the clock starts; results are read back inside the timed region.
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Tensor};
 use oxidiff_models::vae::AutoencoderKLConfig;
 use serde::Serialize;
 
 use crate::TrainError;
 use crate::autoencoder_config::{AutoencoderPreset, AutoencoderSection};
-use crate::bench::{cpu_threads, peak_rss_bytes, time_median};
+use crate::bench::{cpu_threads, peak_rss_bytes, peer_adamw, time_median};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -93,12 +93,7 @@ pub fn run_autoencoder_bench(
     let parameters = vae.num_params();
 
     let (train_step_ms, train_images_per_s) = if config.train {
-        let mut optimizer = AdamWConfig::new()
-            .with_beta_1(0.9)
-            .with_beta_2(0.999)
-            .with_epsilon(1e-8)
-            .with_weight_decay(0.0)
-            .init();
+        let mut optimizer = peer_adamw().init();
         let reps = config.warmup + config.iters;
         let mut inputs = (0..reps)
             .map(|_| {

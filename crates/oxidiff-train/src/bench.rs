@@ -92,6 +92,16 @@ pub struct BenchReport {
     pub device: String,
 }
 
+/// The optimiser both peers step with: AdamW, lr given per step, β = (0.9, 0.999), ε = 1e-8,
+/// no weight decay.
+pub(crate) fn peer_adamw() -> AdamWConfig {
+    AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.999)
+        .with_epsilon(1e-8)
+        .with_weight_decay(0.0)
+}
+
 /// The median of `samples` (sorted in place).
 pub fn median(samples: &mut [f64]) -> f64 {
     samples.sort_by(f64::total_cmp);
@@ -205,12 +215,7 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
     let flops: FlopCount = model.forward_flops(unet.image_size);
 
     // The training step, as the peer does it: x_t and ε are fresh N(0, I) draws.
-    let mut optimizer = AdamWConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.999)
-        .with_epsilon(1e-8)
-        .with_weight_decay(0.0)
-        .init();
+    let mut optimizer = peer_adamw().init();
     let reps = config.warmup + config.iters;
     let inputs: Vec<_> = (0..reps)
         .map(|i| {

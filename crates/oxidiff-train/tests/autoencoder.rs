@@ -8,24 +8,17 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use oxidiff_train::{AutoencoderTask, RunEnd, TrainEvent, Trainer, read_metrics};
 
-use common::{serial, tiny_config, write_images};
+use common::{TINY_AUTOENCODER, serial, tiny_autoencoder_config, write_images};
 
 fn config(data: &std::path::Path, extra: &[&str]) -> oxidiff_train::RunConfig {
     let mut all = vec![
-        "task=\"autoencoder\"",
-        "autoencoder.image_size=8",
-        "autoencoder.in_channels=1",
-        "autoencoder.block_out_channels=[8, 16]",
-        "autoencoder.norm_num_groups=4",
-        "autoencoder.latent_channels=2",
-        "train.batch_size=8",
         "train.lr=0.002",
         "train.lr_schedule=\"constant\"",
         "data.validation_fraction=0.25",
         "train.eval_every=10",
     ];
     all.extend(extra);
-    tiny_config(data, &all)
+    tiny_autoencoder_config(data, &all)
 }
 
 struct Values(Vec<f32>);
@@ -125,16 +118,10 @@ fn a_bad_autoencoder_config_names_the_key() {
             "autoencoder.block_out_channels",
         ),
         ("autoencoder.kl_weight=-1", "autoencoder.kl_weight"),
-        // 8×8 images leave no patches after two stride-2 discriminator layers.
+        // 8×8 images leave no patches after the default three stride-2 discriminator layers.
         ("autoencoder.disc_start=0", "autoencoder.disc_layers"),
     ] {
-        let mut overrides: Vec<String> = vec![
-            "task=\"autoencoder\"".into(),
-            "autoencoder.image_size=8".into(),
-            "autoencoder.in_channels=1".into(),
-            "autoencoder.block_out_channels=[8, 16]".into(),
-            "autoencoder.norm_num_groups=4".into(),
-        ];
+        let mut overrides: Vec<String> = TINY_AUTOENCODER.map(String::from).to_vec();
         overrides.push(set.into());
         let err = oxidiff_train::RunConfig::default_with(&overrides)
             .unwrap_err()

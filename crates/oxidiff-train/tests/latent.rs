@@ -9,30 +9,9 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use oxidiff_models::vae::{AutoencoderKLConfig, save_diffusers_autoencoder};
-use oxidiff_train::{
-    AutoencoderTask, LatentRecord, RunConfig, RunEnd, Trainer, generate, load_for_sampling,
-};
+use oxidiff_train::{LatentRecord, RunConfig, RunEnd, Trainer, generate, load_for_sampling};
 
-use common::{serial, tiny_config, write_images};
-
-/// A finished 8×8 → 4×4×2 autoencoder run (f = 2), trained a few steps.
-fn autoencoder_run(data: &Path, run: &Path, steps: u64, stop_after: Option<u64>) {
-    let config = tiny_config(
-        data,
-        &[
-            "task=\"autoencoder\"",
-            "autoencoder.image_size=8",
-            "autoencoder.in_channels=1",
-            "autoencoder.block_out_channels=[8, 16]",
-            "autoencoder.norm_num_groups=4",
-            "autoencoder.latent_channels=2",
-            "train.batch_size=8",
-            &format!("train.steps={steps}"),
-        ],
-    );
-    let mut trainer = Trainer::<AutoencoderTask>::fresh(config, run, &Device::flex()).unwrap();
-    trainer.run(stop_after, &mut |_| {}).unwrap();
-}
+use common::{autoencoder_run, serial, tiny_config, write_images};
 
 fn latent_config(data: &Path, autoencoder: &Path, extra: &[&str]) -> RunConfig {
     let mut all = vec![

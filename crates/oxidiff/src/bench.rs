@@ -101,8 +101,19 @@ fn run_peer(
         .args(["--steps", &config.iters.to_string()])
         .args(["--warmup", &config.warmup.to_string()])
         .args(["--threads", &report.threads.to_string()])
-        .output()
-        .with_context(|| format!("could not start the peer with {}", python.display()))?;
+        .output();
+    peer_result(output, python, report.parameters)
+}
+
+/// The JSON object a peer printed last, once it has succeeded and built a network of
+/// `parameters` parameters (else the comparison is void).
+pub(crate) fn peer_result(
+    output: std::io::Result<std::process::Output>,
+    python: &Path,
+    parameters: usize,
+) -> Result<Value> {
+    let output =
+        output.with_context(|| format!("could not start the peer with {}", python.display()))?;
     if !output.status.success() {
         bail!(
             "the peer failed ({}): {}",
@@ -116,11 +127,11 @@ fn run_peer(
         .rev()
         .find_map(|line| serde_json::from_str(line).ok())
         .with_context(|| format!("the peer printed no JSON object: {stdout}"))?;
-    if peer["parameters"].as_u64() != Some(report.parameters as u64) {
+    if peer["parameters"].as_u64() != Some(parameters as u64) {
         bail!(
-            "the peer has {} parameters, oxidiff {}: the networks differ and the comparison is void",
+            "the peer has {} parameters, oxidiff {parameters}: the networks differ and the \
+             comparison is void",
             peer["parameters"],
-            report.parameters
         );
     }
     Ok(peer)

@@ -87,29 +87,7 @@ fn run_peer(
     }
     let output = command.output();
     let _ = std::fs::remove_file(&config_path);
-    let output =
-        output.with_context(|| format!("could not start the peer with {}", python.display()))?;
-    if !output.status.success() {
-        bail!(
-            "the peer failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let peer: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str(line).ok())
-        .with_context(|| format!("the peer printed no JSON object: {stdout}"))?;
-    if peer["parameters"].as_u64() != Some(report.parameters as u64) {
-        bail!(
-            "the peer has {} parameters, oxidiff {}: the networks differ and the comparison is void",
-            peer["parameters"],
-            report.parameters
-        );
-    }
-    Ok(peer)
+    crate::bench::peer_result(output, python, report.parameters)
 }
 
 /// oxidiff over PyTorch for speeds (above 1 is faster) and for memory (below 1 is leaner).

@@ -50,6 +50,18 @@ pub struct AutoencoderTraining {
     pub discriminator: Option<NLayerDiscriminator>,
 }
 
+impl AutoencoderTraining {
+    /// The autoencoder and its log-variance alone (sharing their parameters), to walk them
+    /// apart from the discriminator.
+    pub fn without_discriminator(&self) -> Self {
+        Self {
+            vae: self.vae.clone(),
+            logvar: self.logvar.clone(),
+            discriminator: None,
+        }
+    }
+}
+
 /// An autoencoder in training.
 pub struct AutoencoderTask {
     pub vae: AutoencoderKLConfig,
@@ -267,12 +279,7 @@ impl TrainTask for AutoencoderTask {
         let Some(discriminator) = &model.discriminator else {
             return clip_grad_norm(model, grads, max_norm);
         };
-        let autoencoder = AutoencoderTraining {
-            vae: model.vae.clone(),
-            logvar: model.logvar.clone(),
-            discriminator: None,
-        };
-        let a = clip_grad_norm(&autoencoder, grads, max_norm);
+        let a = clip_grad_norm(&model.without_discriminator(), grads, max_norm);
         let d = clip_grad_norm(discriminator, grads, max_norm);
         (a * a + d * d).sqrt()
     }
@@ -328,38 +335,40 @@ mod tests {
 
     use super::*;
 
+    /// An autoencoder of 8×8 grayscale images (f = 2, 2 latent channels), `extra` on top.
+    fn tiny(extra: &[&str]) -> AutoencoderTask {
+        let mut overrides: Vec<String> = [
+            "task=\"autoencoder\"",
+            "autoencoder.image_size=8",
+            "autoencoder.in_channels=1",
+            "autoencoder.block_out_channels=[8, 16]",
+            "autoencoder.norm_num_groups=4",
+            "autoencoder.latent_channels=2",
+        ]
+        .map(String::from)
+        .to_vec();
+        overrides.extend(extra.iter().map(|s| s.to_string()));
+        AutoencoderTask::new(&RunConfig::default_with(&overrides).unwrap()).unwrap()
+    }
+
     /// Each network's gradients are clipped to the bound by their own norm (one global clip
     /// would scale both by the same factor).
     #[test]
     fn the_autoencoder_and_its_discriminator_are_clipped_by_their_own_norms() {
         use rand::SeedableRng;
 
-        let config = RunConfig::default_with(
-            &[
-                "task=\"autoencoder\"",
-                "autoencoder.image_size=8",
-                "autoencoder.in_channels=1",
-                "autoencoder.block_out_channels=[8, 16]",
-                "autoencoder.norm_num_groups=4",
-                "autoencoder.disc_start=0",
-                "autoencoder.disc_layers=1",
-                "autoencoder.disc_channels=4",
-            ]
-            .map(String::from),
-        )
-        .unwrap();
-        let task = AutoencoderTask::new(&config).unwrap();
+        let task = tiny(&[
+            "autoencoder.disc_start=0",
+            "autoencoder.disc_layers=1",
+            "autoencoder.disc_channels=4",
+        ]);
         let device = Device::flex().autodiff();
         let model = task.init_model(&device);
         let images = Tensor::<4>::random([4, 1, 8, 8], Distribution::Uniform(-1.0, 1.0), &device);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let loss = task.loss(&model, images, &[], 0, &mut AutoencoderState {}, &mut rng);
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        let autoencoder = AutoencoderTraining {
-            vae: model.vae.clone(),
-            logvar: model.logvar.clone(),
-            discriminator: None,
-        };
+        let autoencoder = model.without_discriminator();
         let discriminator = model.discriminator.as_ref().unwrap();
         let norms = |grads: &GradientsParams| {
             (
@@ -383,19 +392,7 @@ mod tests {
     /// full graph gives, so the adaptive weight measures what it should.
     #[test]
     fn the_last_layer_gradient_of_the_side_graph_is_the_full_graphs() {
-        let config = RunConfig::default_with(
-            &[
-                "task=\"autoencoder\"",
-                "autoencoder.image_size=8",
-                "autoencoder.in_channels=1",
-                "autoencoder.block_out_channels=[8, 16]",
-                "autoencoder.norm_num_groups=4",
-                "autoencoder.latent_channels=2",
-            ]
-            .map(String::from),
-        )
-        .unwrap();
-        let task = AutoencoderTask::new(&config).unwrap();
+        let task = tiny(&[]);
         let device = Device::flex().autodiff();
         let model = task.init_model(&device);
         let images = Tensor::<4>::random([2, 1, 8, 8], Distribution::Uniform(-1.0, 1.0), &device);

@@ -5,7 +5,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use oxidiff_diffusion::randn;
-use oxidiff_train::{RunConfig, Trainer};
+use oxidiff_train::{AutoencoderTask, RunConfig, Trainer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -54,6 +54,32 @@ pub fn tiny_config(data_dir: &Path, extra: &[&str]) -> RunConfig {
     ];
     overrides.extend(extra.iter().map(|s| s.to_string()));
     RunConfig::default_with(&overrides).unwrap()
+}
+
+/// The overrides of a tiny autoencoder of 8×8 grayscale images: f = 2, 2 latent channels.
+pub const TINY_AUTOENCODER: [&str; 6] = [
+    "task=\"autoencoder\"",
+    "autoencoder.image_size=8",
+    "autoencoder.in_channels=1",
+    "autoencoder.block_out_channels=[8, 16]",
+    "autoencoder.norm_num_groups=4",
+    "autoencoder.latent_channels=2",
+];
+
+/// A [`tiny_config`] of the [`TINY_AUTOENCODER`] at batch 8, with `extra` on top.
+pub fn tiny_autoencoder_config(data_dir: &Path, extra: &[&str]) -> RunConfig {
+    let mut all: Vec<&str> = TINY_AUTOENCODER.to_vec();
+    all.push("train.batch_size=8");
+    all.extend(extra);
+    tiny_config(data_dir, &all)
+}
+
+/// A [`tiny_autoencoder_config`] run of `steps` steps on `data_dir` in `run`, stopped after
+/// `stop_after` of them when given (then unfinished).
+pub fn autoencoder_run(data_dir: &Path, run: &Path, steps: u64, stop_after: Option<u64>) {
+    let config = tiny_autoencoder_config(data_dir, &[&format!("train.steps={steps}")]);
+    let mut trainer = Trainer::<AutoencoderTask>::fresh(config, run, &Device::flex()).unwrap();
+    trainer.run(stop_after, &mut |_| {}).unwrap();
 }
 
 /// The ε-MSE over all dataset images at fixed timesteps and fixed noise, evaluated on the CPU
