@@ -21,7 +21,8 @@ for crates/oxidiff-train/tests/diffusers_import.rs, each with ddim_io.safetensor
 (DDIMScheduler.from_config of the pipeline's scheduler, 10 steps, eta 0,
 use_clipped_model_output=True, which is how oxidiff's DDIM uses a clipped x0), and for the
 latent one `images` = vae.decode(x_0 / scaling_factor).sample clamped to [-1, 1]. The weights
-are drawn as in unet2d_golden.py (GroupNorm scales around 1, non-zero biases).
+are drawn by _common.randomise, as in unet2d_golden.py (GroupNorm scales around 1, non-zero
+biases).
 
 `--check-export DIR...` (oxidiff -> diffusers) loads each directory oxidiff exported: with
 `DDPMPipeline.from_pretrained` when it has model_index.json (and draws a few images with the
@@ -44,7 +45,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from unet2d_golden import randomise  # noqa: E402
+from _common import find_exports, loaded, randomise  # noqa: E402
 
 FIXTURES = "crates/oxidiff-train/tests/fixtures"
 STEPS = 10
@@ -68,12 +69,13 @@ def decode(vae, latents):
         return vae.decode(latents / vae.config.scaling_factor).sample.clamp(-1, 1)
 
 
-def pixel_fixture():
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
+def tiny_unet(sample_size, channels):
+    """The fixtures' UNet2DModel of `channels` -> `channels` at `sample_size`: block_out_channels
+    (8, 16), one resnet per level, attention (one head of 8) at the second, 4 GroupNorm groups."""
+    return UNet2DModel(
+        sample_size=sample_size,
+        in_channels=channels,
+        out_channels=channels,
         block_out_channels=(8, 16),
         layers_per_block=1,
         down_block_types=("DownBlock2D", "AttnDownBlock2D"),
@@ -81,6 +83,11 @@ def pixel_fixture():
         attention_head_dim=8,
         norm_num_groups=4,
     ).eval()
+
+
+def pixel_fixture():
+    torch.manual_seed(0)
+    unet = tiny_unet(8, 1)
     randomise(unet, 10)
     scheduler = DDPMScheduler(
         beta_schedule="squaredcos_cap_v2",
@@ -112,17 +119,7 @@ def latent_fixture():
         scaling_factor=0.5,
     ).eval()
     randomise(vae, 12)
-    unet = UNet2DModel(
-        sample_size=4,
-        in_channels=2,
-        out_channels=2,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=8,
-        norm_num_groups=4,
-    ).eval()
+    unet = tiny_unet(4, 2)
     randomise(unet, 13)
     scheduler = DDIMScheduler(
         beta_schedule="scaled_linear",
@@ -145,15 +142,6 @@ def latent_fixture():
         os.path.join(out, "ddim_io.safetensors"),
     )
     print(f"wrote {out}: |x_0| max {x_0.abs().max().item():.3g}, |images| max {images.abs().max().item():.3g}")
-
-
-def loaded(cls, d, **kw):
-    """`cls.from_pretrained`, refusing weights left unused or missing."""
-    model, info = cls.from_pretrained(d, output_loading_info=True, low_cpu_mem_usage=False, **kw)
-    bad = {k: v for k, v in info.items() if v}
-    if bad:
-        raise SystemExit(f"{d} {kw}: from_pretrained did not take every tensor: {bad}")
-    return model.eval()
 
 
 def check_export(d):
@@ -195,16 +183,7 @@ def main():
     parser.add_argument("--check-export", nargs="+", metavar="DIR", help="directories oxidiff exported")
     args = parser.parse_args()
     if args.check_export:
-        dirs = []
-        for d in args.check_export:
-            if os.path.isfile(os.path.join(d, "oxidiff_ddim.safetensors")):
-                dirs.append(d)
-            else:
-                dirs += sorted(
-                    os.path.join(d, e)
-                    for e in os.listdir(d)
-                    if os.path.isfile(os.path.join(d, e, "oxidiff_ddim.safetensors"))
-                )
+        dirs = find_exports(args.check_export, "oxidiff_ddim.safetensors")
         if not dirs:
             raise SystemExit(f"no oxidiff export with oxidiff_ddim.safetensors in {args.check_export}")
         worst = max(check_export(d) for d in dirs)

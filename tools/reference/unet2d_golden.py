@@ -18,10 +18,11 @@ It writes, under crates/oxidiff-models/tests/fixtures/:
   embeddings, time_embedding_dim 40 (not 4 x 8), dropout 0.1, 4 -> 8 channels, sample_size 16.
 
 Each holds `save_pretrained`'s config.json + diffusion_pytorch_model.safetensors, every weight
-drawn afresh with a fixed seed (GroupNorm scales around 1 and non-zero biases, so a misplaced
-norm or bias shows in the outputs), and io.safetensors: `x` [3, C, S, S] standard normal,
-float `timesteps` [3] (one fractional), int64 `class_labels` [3] for the class-conditional
-one, and `out` = `model(x, timesteps, class_labels).sample` in float32, in eval mode.
+drawn afresh with a fixed seed by _common.randomise (GroupNorm scales around 1 and non-zero
+biases, so a misplaced norm or bias shows in the outputs), and io.safetensors: `x` [3, C, S, S]
+standard normal, float `timesteps` [3] (one fractional), int64 `class_labels` [3] for the
+class-conditional one, and `out` = `model(x, timesteps, class_labels).sample` in float32, in
+eval mode.
 
 `--check-export DIR...` loads each directory oxidiff exported (or each such directory inside
 DIR) with `UNet2DModel.from_pretrained`, runs it on the inputs oxidiff stored next to it
@@ -32,12 +33,15 @@ crates/oxidiff-models/tests/unet2d.rs writes such directories when OXIDIFF_EXPOR
 """
 
 import argparse
-import math
 import os
+import sys
 
 import torch
 from diffusers import UNet2DModel
 from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import find_exports, loaded, randomise  # noqa: E402
 
 FIXTURES = "crates/oxidiff-models/tests/fixtures"
 
@@ -70,25 +74,6 @@ CONFIGS = {
         dropout=0.1,
     ),
 }
-
-
-def randomise(model, seed):
-    """Draws every parameter again: weights ~ N(0, 1/fan_in), biases ~ N(0, 0.1²), GroupNorm
-    scales ~ 1 + N(0, 0.2²), class embeddings ~ N(0, 0.5²)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            norm = "norm" in name.split(".")[-2]
-            if norm and name.endswith("weight"):
-                p.copy_(1 + 0.2 * noise)
-            elif name.endswith("bias"):
-                p.copy_(0.1 * noise)
-            elif name.startswith("class_embedding"):
-                p.copy_(0.5 * noise)
-            else:
-                fan_in = math.prod(p.shape[1:])
-                p.copy_(noise / math.sqrt(fan_in))
 
 
 def inputs(config, seed):
@@ -124,25 +109,12 @@ def write_fixtures():
 
 
 def check_export(dirs):
-    found = []
-    for d in dirs:
-        if os.path.isfile(os.path.join(d, "config.json")):
-            found.append(d)
-        else:
-            found += sorted(
-                os.path.join(d, e)
-                for e in os.listdir(d)
-                if os.path.isfile(os.path.join(d, e, "config.json"))
-            )
+    found = find_exports(dirs, "config.json")
     if not found:
         raise SystemExit(f"no exported model (config.json) in {dirs}")
     worst = 0.0
     for d in found:
-        model, info = UNet2DModel.from_pretrained(d, output_loading_info=True, low_cpu_mem_usage=False)
-        model.eval()
-        bad = {k: v for k, v in info.items() if v}
-        if bad:
-            raise SystemExit(f"{d}: from_pretrained did not take every tensor: {bad}")
+        model = loaded(UNet2DModel, d)
         io = load_file(os.path.join(d, "oxidiff_io.safetensors"))
         diff = (run(model, io) - io["out"]).abs().max().item()
         worst = max(worst, diff)

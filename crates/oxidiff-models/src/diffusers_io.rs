@@ -12,6 +12,7 @@ use burn::store::{
     ApplyError, BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter,
     SafetensorsStore,
 };
+use serde_json::{Map, Value};
 
 use crate::ModelError;
 
@@ -27,6 +28,147 @@ pub(crate) fn read_config(dir: &Path) -> Result<(PathBuf, String), ModelError> {
     let text =
         std::fs::read_to_string(&path).map_err(|e| ModelError::file(&path, e.to_string()))?;
     Ok((path, text))
+}
+
+/// Reads a diffusers config's keys (a model's `config.json`, a pipeline's
+/// `scheduler_config.json`), with diffusers' defaults for absent ones. Every refusal names the
+/// file (`source`), the key and its value, as the error `error` makes of the file and the
+/// message (each crate's error for a bad file).
+pub struct ConfigKeys<'a, E> {
+    object: &'a Map<String, Value>,
+    source: &'a Path,
+    error: fn(&Path, String) -> E,
+}
+
+impl<'a, E> ConfigKeys<'a, E> {
+    /// The keys of `json`, read from `source`.
+    ///
+    /// # Errors
+    /// `json` is not a JSON object.
+    pub fn new(
+        json: &'a Value,
+        source: &'a Path,
+        error: fn(&Path, String) -> E,
+    ) -> Result<Self, E> {
+        match json.as_object() {
+            Some(object) => Ok(Self {
+                object,
+                source,
+                error,
+            }),
+            None => Err(error(source, "not a JSON object".to_string())),
+        }
+    }
+
+    /// Every key and value as the file has them.
+    pub fn object(&self) -> &'a Map<String, Value> {
+        self.object
+    }
+
+    /// `key`'s value, or `default` where it is absent.
+    pub fn get(&self, key: &str, default: Value) -> Value {
+        self.object.get(key).cloned().unwrap_or(default)
+    }
+
+    /// An error naming `key` and its value.
+    pub fn refuse(&self, key: &str, why: impl std::fmt::Display) -> E {
+        let value = self.object.get(key).map_or_else(
+            || "absent (diffusers' default)".to_string(),
+            Value::to_string,
+        );
+        (self.error)(self.source, format!("{key} = {value} {why}"))
+    }
+
+    /// Refuses `key` unless it is `only` (or absent, with `only` diffusers' default); `why`
+    /// says why oxidiff has that value alone.
+    ///
+    /// # Errors
+    /// `key` holds another value.
+    pub fn require(&self, key: &str, only: Value, why: &str) -> Result<(), E> {
+        if self.get(key, only.clone()) == only {
+            Ok(())
+        } else {
+            Err(self.refuse(
+                key,
+                format!("is not supported: {why} (only {key} = {only} is)"),
+            ))
+        }
+    }
+
+    /// [`Self::require`] for a number, compared as one (`1` and `1.0` alike).
+    ///
+    /// # Errors
+    /// `key` holds another value, or no number.
+    pub fn require_number(&self, key: &str, only: f64, why: &str) -> Result<(), E> {
+        if self.number(key, only)? == only {
+            Ok(())
+        } else {
+            Err(self.refuse(
+                key,
+                format!("is not supported: {why} (only {key} = {only} is)"),
+            ))
+        }
+    }
+
+    /// A number, `default` where absent.
+    ///
+    /// # Errors
+    /// `key` holds no number.
+    pub fn number(&self, key: &str, default: f64) -> Result<f64, E> {
+        match self.object.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| self.refuse(key, "is not a number")),
+        }
+    }
+
+    /// A non-negative integer; `None` for null (or absent with no default).
+    ///
+    /// # Errors
+    /// `key` holds something else.
+    pub fn usize(&self, key: &str, default: Option<usize>) -> Result<Option<usize>, E> {
+        match self.object.get(key) {
+            None => Ok(default),
+            Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(|n| Some(n as usize))
+                .ok_or_else(|| self.refuse(key, "is not a non-negative integer")),
+        }
+    }
+
+    /// A list of non-negative integers, `default` where absent.
+    ///
+    /// # Errors
+    /// `key` holds something else.
+    pub fn usizes(&self, key: &str, default: &[usize]) -> Result<Vec<usize>, E> {
+        match self.object.get(key) {
+            None => Ok(default.to_vec()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_u64().map(|n| n as usize))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| self.refuse(key, "is not a list of non-negative integers")),
+            Some(_) => Err(self.refuse(key, "is not a list of non-negative integers")),
+        }
+    }
+
+    /// A list of block names, `default` where absent.
+    ///
+    /// # Errors
+    /// `key` holds something else.
+    pub fn strings(&self, key: &str, default: &[&str]) -> Result<Vec<String>, E> {
+        match self.object.get(key) {
+            None => Ok(default.iter().map(|s| s.to_string()).collect()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| self.refuse(key, "is not a list of block names")),
+            Some(_) => Err(self.refuse(key, "is not a list of block names")),
+        }
+    }
 }
 
 /// Fills `module` from `dir`'s weight file. `remapper` renames the file's tensors to the

@@ -13,7 +13,7 @@ mod unet;
 pub mod vae;
 
 pub use config::{ModelConfig, TimeInjection, UNetConfig};
-pub use diffusers_io::DIFFUSERS_VERSION;
+pub use diffusers_io::{ConfigKeys, DIFFUSERS_VERSION};
 pub use error::ModelError;
 pub use flops::FlopCount;
 pub use footprint::Footprint;

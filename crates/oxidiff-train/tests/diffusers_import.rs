@@ -21,27 +21,24 @@
 //! with diffusers' to ~1e-5 (oxidiff-models' tests/unet2d.rs), on schedules computed in
 //! float64 here and float32 there.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
-use oxidiff_diffusion::sample::sample_ddim;
 use oxidiff_diffusion::{
     BetaSchedule, DdpmVariance, DiffusionConfig, LossKind, Prediction, TimestepSpacing,
     VarianceType,
 };
 use oxidiff_train::{
-    LoadedModel, diffusion_config_from_scheduler_json, load_for_sampling, scheduler_config_json,
+    diffusion_config_from_scheduler_json, load_for_sampling, scheduler_config_json,
 };
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
+use common::{SCHEDULER_KEYS, ddim, max_abs_diff, sampling_fields, values};
+
 const TOLERANCE: f32 = 1e-4;
-const DDIM_STEPS: usize = 10;
-/// How many keys `DDPMScheduler.save_pretrained` writes: its 15 `__init__` keys,
-/// `_class_name` and `_diffusers_version`.
-const SCHEDULER_KEYS: usize = 17;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -49,54 +46,8 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn values(x: Tensor<4>) -> Vec<f32> {
-    x.into_data().convert::<f32>().try_to_vec().unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 fn max_abs(a: &[f32]) -> f32 {
     a.iter().map(|v| v.abs()).fold(0.0, f32::max)
-}
-
-/// The `[diffusion]` fields a scheduler carries (the rest only shape a training loss).
-fn sampling_fields(c: &DiffusionConfig) -> impl PartialEq + std::fmt::Debug {
-    (
-        c.num_train_timesteps,
-        c.beta_schedule,
-        c.beta_start,
-        c.beta_end,
-        c.rescale_zero_terminal_snr,
-        c.prediction,
-        c.variance_type,
-        match c.variance_type {
-            VarianceType::Fixed => Some(c.ddpm_variance),
-            VarianceType::Learned => None,
-        },
-        c.timestep_spacing,
-        c.clip_sample,
-    )
-}
-
-/// DDIM from `x_t` over `DDIM_STEPS` steps (η = 0).
-fn ddim(loaded: &LoadedModel, x_t: Tensor<4>) -> Tensor<4> {
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    sample_ddim(
-        &loaded.model,
-        &loaded.diffusion,
-        x_t,
-        DDIM_STEPS,
-        0.0,
-        &mut rng,
-        &mut |_, _| {},
-    )
-    .unwrap()
 }
 
 #[test]
@@ -145,7 +96,7 @@ fn scheduler_configs_map_both_ways_in_diffusers_names() {
     ];
     for (config, expected) in &cases {
         let json = scheduler_config_json(config).unwrap();
-        assert_eq!(json.as_object().unwrap().len(), SCHEDULER_KEYS);
+        assert_eq!(json.as_object().unwrap().len(), SCHEDULER_KEYS.len());
         for (key, value) in expected.as_object().unwrap() {
             assert_eq!(&json[key], value, "{key} of {config:?}");
         }

@@ -39,21 +39,21 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use oxidiff_diffusion::sample::sample_ddim;
-use oxidiff_diffusion::{DiffusionConfig, VarianceType, randn};
+use oxidiff_diffusion::randn;
 use oxidiff_models::vae::load_diffusers_autoencoder;
 use oxidiff_models::{DIFFUSERS_VERSION, UNet};
 use oxidiff_train::{
-    AutoencoderTask, EXPORT_RECORD, ExportKind, Exported, LoadedModel, RunConfig, Trainer,
-    export_run, generate, load_for_sampling,
+    EXPORT_RECORD, ExportKind, Exported, LoadedModel, RunConfig, Trainer, export_run, generate,
+    load_for_sampling,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use common::{serial, tiny_config, write_images};
-
-const DDIM_STEPS: usize = 10;
+use common::{
+    DDIM_STEPS, SCHEDULER_KEYS, autoencoder_run, ddim, max_abs_diff, sampling_fields, serial,
+    tiny_config, values, write_images,
+};
 
 /// Where an export goes: under `OXIDIFF_EXPORT_DIR` when it is set (for the python check,
 /// emptied first), else in `tmp`.
@@ -72,18 +72,6 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn values(x: Tensor<4>) -> Vec<f32> {
-    x.into_data().convert::<f32>().try_to_vec().unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 /// The UNet's outputs on fixed inputs: 3 images of its shape at t = 0, 17.5, 999.
 fn unet_outputs(model: &UNet, shape: (usize, usize), device: &Device) -> Vec<f32> {
     let (side, channels) = shape;
@@ -100,21 +88,6 @@ fn unet_outputs(model: &UNet, shape: (usize, usize), device: &Device) -> Vec<f32
 fn unet_shape(loaded: &LoadedModel) -> (usize, usize) {
     let unet = loaded.config.unet().unwrap();
     (unet.image_size, unet.in_channels)
-}
-
-/// DDIM from `x_t` over `DDIM_STEPS` steps (η = 0).
-fn ddim(loaded: &LoadedModel, x_t: Tensor<4>) -> Tensor<4> {
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    sample_ddim(
-        &loaded.model,
-        &loaded.diffusion,
-        x_t,
-        DDIM_STEPS,
-        0.0,
-        &mut rng,
-        &mut |_, _| {},
-    )
-    .unwrap()
 }
 
 /// With `OXIDIFF_EXPORT_DIR` set: oxidiff's DDIM from a fixed x_T on the export at `dir`,
@@ -168,47 +141,6 @@ fn pixel_run(tmp: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let mut trainer = Trainer::new(tiny_config(&data, &all), &run, &Device::flex()).unwrap();
     trainer.run(None, &mut |_| {}).unwrap();
     run
-}
-
-/// The diffusers names of every `DDPMScheduler.__init__` key, and the two `save_pretrained`
-/// adds.
-const SCHEDULER_KEYS: [&str; 17] = [
-    "_class_name",
-    "_diffusers_version",
-    "num_train_timesteps",
-    "beta_start",
-    "beta_end",
-    "beta_schedule",
-    "trained_betas",
-    "variance_type",
-    "clip_sample",
-    "prediction_type",
-    "thresholding",
-    "dynamic_thresholding_ratio",
-    "clip_sample_range",
-    "sample_max_value",
-    "timestep_spacing",
-    "steps_offset",
-    "rescale_betas_zero_snr",
-];
-
-/// The `[diffusion]` fields a scheduler carries (the rest only shape a training loss).
-fn sampling_fields(c: &DiffusionConfig) -> impl PartialEq + std::fmt::Debug {
-    (
-        c.num_train_timesteps,
-        c.beta_schedule,
-        c.beta_start,
-        c.beta_end,
-        c.rescale_zero_terminal_snr,
-        c.prediction,
-        c.variance_type,
-        match c.variance_type {
-            VarianceType::Fixed => Some(c.ddpm_variance),
-            VarianceType::Learned => None,
-        },
-        c.timestep_spacing,
-        c.clip_sample,
-    )
 }
 
 #[test]
@@ -373,25 +305,6 @@ fn a_class_conditional_run_exports_its_unet_and_scheduler_without_a_pipeline_ind
     );
 }
 
-/// A finished 8×8 → 4×4×2 autoencoder run (f = 2), trained a few steps.
-fn autoencoder_run(data: &Path, run: &Path) {
-    let config = tiny_config(
-        data,
-        &[
-            "task=\"autoencoder\"",
-            "autoencoder.image_size=8",
-            "autoencoder.in_channels=1",
-            "autoencoder.block_out_channels=[8, 16]",
-            "autoencoder.norm_num_groups=4",
-            "autoencoder.latent_channels=2",
-            "train.batch_size=8",
-            "train.steps=3",
-        ],
-    );
-    let mut trainer = Trainer::<AutoencoderTask>::fresh(config, run, &Device::flex()).unwrap();
-    trainer.run(None, &mut |_| {}).unwrap();
-}
-
 #[test]
 fn a_latent_run_exports_its_unet_scheduler_and_vae_which_decode_like_the_run() {
     let _turn = serial();
@@ -400,7 +313,8 @@ fn a_latent_run_exports_its_unet_scheduler_and_vae_which_decode_like_the_run() {
     let data = tmp.path().join("data");
     write_images(&data, 16);
     let vae_run = tmp.path().join("vae");
-    autoencoder_run(&data, &vae_run);
+    // A finished 8×8 → 4×4×2 autoencoder run (f = 2), trained a few steps.
+    autoencoder_run(&data, &vae_run, 3, None);
     let run = tmp.path().join("ldm");
     let config = tiny_config(
         &data,

@@ -1,49 +1,14 @@
 //! `oxidiff export` end to end: a run trained by the binary, exported as a diffusers pipeline
 //! directory, and that directory sampled, inpainted and denoised by the binary like a run.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn oxidiff(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_oxidiff"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("the oxidiff binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{oxidiff, refused, stderr, stdout, train_tiny, write_inpaint_inputs};
 
 #[test]
 fn export_a_run_and_sample_inpaint_and_denoise_the_export() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = oxidiff(
-        &[
-            "train",
-            "--out",
-            "run",
-            "--set",
-            "train.steps=2",
-            "--set",
-            "train.batch_size=8",
-            "--set",
-            "model.model_channels=16",
-            "--set",
-            "model.norm_groups=4",
-            "--set",
-            "sample.num=4",
-            "--set",
-            "sample.steps=3",
-        ],
-        tmp.path(),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    train_tiny("run", &["train.steps=2", "train.batch_size=8"], tmp.path());
 
     let out = oxidiff(
         &["export", "--checkpoint", "run", "--out", "exported"],
@@ -102,11 +67,7 @@ fn export_a_run_and_sample_inpaint_and_denoise_the_export() {
         std::fs::remove_file(tmp.path().join("grid.png")).unwrap();
     }
 
-    let image = image::GrayImage::from_fn(8, 8, |x, y| image::Luma([(x * 30 + y * 2) as u8]));
-    image.save(tmp.path().join("in.png")).unwrap();
-    image::GrayImage::from_fn(8, 8, |x, _| image::Luma([if x >= 4 { 255 } else { 0 }]))
-        .save(tmp.path().join("mask.png"))
-        .unwrap();
+    write_inpaint_inputs(tmp.path());
     let out = oxidiff(
         &[
             "inpaint",
@@ -148,26 +109,19 @@ fn export_a_run_and_sample_inpaint_and_denoise_the_export() {
     assert!(tmp.path().join("clean.png").is_file());
 
     // Evaluation needs the run's data and split, which an export does not carry.
-    let out = oxidiff(&["eval", "--checkpoint", "exported"], tmp.path());
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("is a diffusers directory, not an oxidiff checkpoint"),
-        "{}",
-        stderr(&out)
+    refused(
+        &["eval", "--checkpoint", "exported"],
+        tmp.path(),
+        "is a diffusers directory, not an oxidiff checkpoint",
     );
 
     // A directory holding other files is not overwritten.
     std::fs::create_dir_all(tmp.path().join("mine")).unwrap();
     std::fs::write(tmp.path().join("mine/notes.txt"), "keep").unwrap();
-    let out = oxidiff(
+    refused(
         &["export", "--checkpoint", "run", "--out", "mine"],
         tmp.path(),
-    );
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("mine: is not empty and not an earlier oxidiff export"),
-        "{}",
-        stderr(&out)
+        "mine: is not empty and not an earlier oxidiff export",
     );
     assert!(tmp.path().join("mine/notes.txt").is_file());
 }

@@ -2,15 +2,15 @@
 
 mod attention;
 mod diffusers;
+mod diffusers_config;
 mod embeddings;
 mod model;
 mod resample;
 mod resblock;
 
 pub use attention::AttentionBlock;
-pub use diffusers::{
-    load_diffusers_unet, save_diffusers_unet, unet_config_from_unet2d_json, unet2d_config_json,
-};
+pub use diffusers::{load_diffusers_unet, save_diffusers_unet};
+pub use diffusers_config::{unet_config_from_unet2d_json, unet2d_config_json};
 pub use embeddings::{TimeEmbedding, timestep_embedding};
 pub use model::{DownLevel, ResAttn, UNet, UpLevel};
 pub use resample::{Downsample, Upsample, nearest_2x};

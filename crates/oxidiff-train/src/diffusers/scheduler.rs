@@ -27,8 +27,8 @@ use oxidiff_diffusion::{
     BetaSchedule, DdpmVariance, DiffusionConfig, LossKind, Prediction, TimestepSpacing,
     VarianceType,
 };
-use oxidiff_models::DIFFUSERS_VERSION;
-use serde_json::{Map, Value, json};
+use oxidiff_models::{ConfigKeys, DIFFUSERS_VERSION};
+use serde_json::{Value, json};
 
 use crate::error::TrainError;
 
@@ -125,12 +125,9 @@ pub fn diffusion_config_from_scheduler_json(
     json: &Value,
     source: &Path,
 ) -> Result<DiffusionConfig, TrainError> {
-    let keys = Keys {
-        object: json
-            .as_object()
-            .ok_or_else(|| TrainError::diffusers(source, "not a JSON object"))?,
-        source,
-    };
+    let keys = ConfigKeys::new(json, source, |path, message| {
+        TrainError::diffusers(path, message)
+    })?;
     let class = keys.get("_class_name", json!("DDPMScheduler"));
     let ddim = match class.as_str() {
         Some("DDPMScheduler") => false,
@@ -143,7 +140,7 @@ pub fn diffusion_config_from_scheduler_json(
             ));
         }
     };
-    for key in keys.object.keys() {
+    for key in keys.object().keys() {
         // DDIM has DDPM's keys but variance_type, which DDIMScheduler.from_config(ddpm.config)
         // keeps (and ignores): every DDPM key passes for both.
         let known = DDPM_KEYS.contains(&key.as_str())
@@ -277,45 +274,4 @@ pub fn diffusion_config_from_scheduler_json(
         )
     })?;
     Ok(config)
-}
-
-/// Reads a scheduler config's keys, with diffusers' defaults for absent ones.
-struct Keys<'a> {
-    object: &'a Map<String, Value>,
-    source: &'a Path,
-}
-
-impl Keys<'_> {
-    fn get(&self, key: &str, default: Value) -> Value {
-        self.object.get(key).cloned().unwrap_or(default)
-    }
-
-    /// An error naming `key` and its value.
-    fn refuse(&self, key: &str, why: impl std::fmt::Display) -> TrainError {
-        let value = self.object.get(key).map_or_else(
-            || "absent (diffusers' default)".to_string(),
-            Value::to_string,
-        );
-        TrainError::diffusers(self.source, format!("{key} = {value} {why}"))
-    }
-
-    fn require(&self, key: &str, only: Value, why: &str) -> Result<(), TrainError> {
-        if self.get(key, only.clone()) == only {
-            Ok(())
-        } else {
-            Err(self.refuse(
-                key,
-                format!("is not supported: {why} (only {key} = {only} is)"),
-            ))
-        }
-    }
-
-    fn number(&self, key: &str, default: f64) -> Result<f64, TrainError> {
-        match self.object.get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .as_f64()
-                .ok_or_else(|| self.refuse(key, "is not a number")),
-        }
-    }
 }

@@ -111,3 +111,76 @@ pub fn fixed_eval_loss(trainer: &Trainer) -> f64 {
         .training_loss(out, x0, noise, &t)
         .into_scalar::<f64>()
 }
+
+/// The values of `x`, as float32.
+pub fn values(x: Tensor<4>) -> Vec<f32> {
+    x.into_data().convert::<f32>().try_to_vec().unwrap()
+}
+
+/// The largest absolute difference between `a` and `b` (of one length).
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// The diffusers names of every `DDPMScheduler.__init__` key, and the two `save_pretrained`
+/// adds.
+pub const SCHEDULER_KEYS: [&str; 17] = [
+    "_class_name",
+    "_diffusers_version",
+    "num_train_timesteps",
+    "beta_start",
+    "beta_end",
+    "beta_schedule",
+    "trained_betas",
+    "variance_type",
+    "clip_sample",
+    "prediction_type",
+    "thresholding",
+    "dynamic_thresholding_ratio",
+    "clip_sample_range",
+    "sample_max_value",
+    "timestep_spacing",
+    "steps_offset",
+    "rescale_betas_zero_snr",
+];
+
+/// The `[diffusion]` fields a scheduler carries (the rest only shape a training loss).
+pub fn sampling_fields(c: &oxidiff_diffusion::DiffusionConfig) -> impl PartialEq + std::fmt::Debug {
+    (
+        c.num_train_timesteps,
+        c.beta_schedule,
+        c.beta_start,
+        c.beta_end,
+        c.rescale_zero_terminal_snr,
+        c.prediction,
+        c.variance_type,
+        match c.variance_type {
+            oxidiff_diffusion::VarianceType::Fixed => Some(c.ddpm_variance),
+            oxidiff_diffusion::VarianceType::Learned => None,
+        },
+        c.timestep_spacing,
+        c.clip_sample,
+    )
+}
+
+/// The steps of [`ddim`], as diffusers' side of the parity checks runs them too.
+pub const DDIM_STEPS: usize = 10;
+
+/// DDIM from `x_t` over [`DDIM_STEPS`] steps (η = 0).
+pub fn ddim(loaded: &oxidiff_train::LoadedModel, x_t: Tensor<4>) -> Tensor<4> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    oxidiff_diffusion::sample::sample_ddim(
+        &loaded.model,
+        &loaded.diffusion,
+        x_t,
+        DDIM_STEPS,
+        0.0,
+        &mut rng,
+        &mut |_, _| {},
+    )
+    .unwrap()
+}
