@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 use crate::augment::{Augment, CropMode};
+use crate::captions::config::{CaptionSource, validate_captions};
 use crate::decode::DecodeOptions;
 use crate::source::idx::{FASHION_MNIST_DIR, Subset};
 use crate::source::npy::images::{MissingValues, NpyLayout};
@@ -188,6 +189,29 @@ pub struct DataConfig {
     pub image_size: Option<usize>,
     /// 1 (grayscale) or 3 (RGB); `None` = the model's channel count.
     pub channels: Option<usize>,
+    /// Where each image's captions come from: `none` (default), `metadata` (diffusers'
+    /// `metadata.jsonl` in the folder: `file_name` and `text`, a string or a list of strings),
+    /// `sidecar` (kohya's `image.txt` next to `image.png`), `manifest` (a third CSV column,
+    /// `path,label,caption`) or `templates` (`caption_templates` over the class names). An image
+    /// without a caption gets the empty one and is listed in `data_report.json`.
+    pub captions: CaptionSource,
+    /// `captions = "sidecar"`: the caption file's extension, dot included (kohya's
+    /// `caption_extension`). Default `.txt`.
+    pub caption_extension: Option<String>,
+    /// `captions = "metadata"`: the `metadata.jsonl` field holding the captions (diffusers'
+    /// `--caption_column`). Default `text`.
+    pub caption_column: Option<String>,
+    /// `captions = "templates"`: captions with `{}` for the class name, e.g.
+    /// `["a photo of a {}", "a picture of a {}"]`; one drawn per image per step.
+    pub caption_templates: Vec<String>,
+    /// Probability that a training image is shown with the empty prompt instead of its
+    /// caption (kohya's `caption_dropout_rate`; for classifier-free guidance). Default 0. The
+    /// trainer reads this and the next two keys through [`DataConfig::caption_options`].
+    pub caption_dropout_rate: f64,
+    /// Shuffle the comma-separated tags of each caption per step (kohya's `shuffle_caption`).
+    pub shuffle_caption: bool,
+    /// With `shuffle_caption`: the first this many tags stay in place (kohya's `keep_tokens`).
+    pub keep_tokens: usize,
 }
 
 impl Default for DataConfig {
@@ -214,6 +238,13 @@ impl Default for DataConfig {
             validation_list: None,
             image_size: None,
             channels: None,
+            captions: CaptionSource::default(),
+            caption_extension: None,
+            caption_column: None,
+            caption_templates: Vec::new(),
+            caption_dropout_rate: 0.0,
+            shuffle_caption: false,
+            keep_tokens: 0,
         }
     }
 }
@@ -304,7 +335,7 @@ impl DataConfig {
                 format!("is {c}; must be 1 (grayscale) or 3 (RGB)"),
             ));
         }
-        Ok(())
+        validate_captions(self)
     }
 
     /// Human-readable name of the source, used in messages (e.g. "folder /data/cats").

@@ -8,6 +8,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::DataError;
 use crate::augment::{Augment, crop_into};
+use crate::captions::Captions;
+use crate::captions::draw::{CaptionOptions, draw_caption};
 use crate::config::{ErrorPolicy, ResizeFilter};
 use crate::decode::DecodeOptions;
 use crate::parallel::parallel_map;
@@ -98,6 +100,8 @@ pub struct Dataset {
     /// path as written in a manifest, or `#index` for array sources — used by the validation
     /// split.
     pub keys: Vec<String>,
+    /// The images' captions (`data.captions`); `None` for a dataset without any.
+    pub captions: Option<Captions>,
 }
 
 impl Dataset {
@@ -130,7 +134,56 @@ impl Dataset {
             stored_size,
             skipped: Vec::new(),
             keys,
+            captions: None,
         }
+    }
+
+    /// The dataset with `captions` for its images (`None`: without captions).
+    pub fn with_captions(mut self, captions: Option<Captions>) -> Self {
+        debug_assert!(match &captions {
+            Some(Captions::PerImage(per_image)) => per_image.len() == self.len(),
+            _ => true,
+        });
+        self.captions = captions;
+        self
+    }
+
+    /// The captions of image `i`: empty when it has none (or the dataset has no captions).
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    pub fn captions_of(&self, i: usize) -> Cow<'_, [String]> {
+        match &self.captions {
+            None => Cow::Borrowed(&[]),
+            Some(captions) => {
+                let class = self
+                    .class_names
+                    .get(self.labels[i])
+                    .map_or("", String::as_str);
+                captions.of(i, class)
+            }
+        }
+    }
+
+    /// The caption each image at `indices` is shown with at one step: image `k` of the batch
+    /// drawn per `options` with the seed `seed_of(k)` (see [`draw_caption`]).
+    ///
+    /// # Shapes
+    /// - `indices`: `[B]`; returns `[B]`
+    ///
+    /// # Panics
+    /// If an index is out of range.
+    pub fn draw_captions(
+        &self,
+        indices: &[usize],
+        options: &CaptionOptions,
+        seed_of: impl Fn(usize) -> u64,
+    ) -> Vec<String> {
+        indices
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| draw_caption(&self.captions_of(i), options, seed_of(k)))
+            .collect()
     }
 
     /// The dataset with `skipped` recorded as the files left out while loading it.
@@ -367,8 +420,8 @@ impl Dataset {
         indices.iter().map(|&i| self.labels[i]).collect()
     }
 
-    /// The images at `indices`, in that order, as a dataset of their own (class names kept;
-    /// a streamed dataset's subset streams the same files).
+    /// The images at `indices`, in that order, as a dataset of their own (class names and
+    /// captions kept; a streamed dataset's subset streams the same files).
     ///
     /// # Panics
     /// If an index is out of range.
@@ -395,6 +448,7 @@ impl Dataset {
             indices.iter().map(|&i| self.keys[i].clone()).collect(),
         )
         .with_skipped(self.skipped.clone())
+        .with_captions(self.captions.as_ref().map(|c| c.subset(indices)))
         .cropped_to(self.size)
     }
 

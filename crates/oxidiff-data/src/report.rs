@@ -41,6 +41,55 @@ pub struct DataReport {
     /// it was first met at. The trainer rewrites the report when one is added.
     #[serde(default)]
     pub skipped_during_training: Vec<LateSkip>,
+    /// The captions, for a dataset that has them (`data.captions` not `"none"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captions: Option<CaptionReport>,
+}
+
+/// How many images have captions, over the whole dataset (before the split).
+///
+/// Token lengths (and how many captions the text encoder's context truncates) belong here too,
+/// but need the tokenizer, which lives with the models: they are added where both are known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptionReport {
+    /// `data.captions`: `metadata`, `sidecar`, `manifest` or `templates`.
+    pub source: String,
+    /// Images with at least one caption.
+    pub captioned: usize,
+    /// Images with none, trained with the empty caption; their keys are in `missing_images`.
+    pub missing: usize,
+    /// Images with more than one caption (one drawn per step).
+    pub several: usize,
+    /// The keys (paths relative to the folder, or as the manifest writes them) of the images
+    /// without a caption, in dataset order.
+    pub missing_images: Vec<String>,
+}
+
+impl CaptionReport {
+    /// The caption counts of `data`; `None` when it has no captions.
+    pub fn new(config: &DataConfig, data: &Dataset) -> Option<Self> {
+        data.captions.as_ref()?;
+        let mut report = Self {
+            source: config.captions.name().to_string(),
+            captioned: 0,
+            missing: 0,
+            several: 0,
+            missing_images: Vec::new(),
+        };
+        for i in 0..data.len() {
+            match data.captions_of(i).len() {
+                0 => {
+                    report.missing += 1;
+                    report.missing_images.push(data.keys[i].clone());
+                }
+                n => {
+                    report.captioned += 1;
+                    report.several += usize::from(n > 1);
+                }
+            }
+        }
+        Some(report)
+    }
 }
 
 /// A streamed file that failed during training.
@@ -89,6 +138,7 @@ impl DataReport {
                 })
                 .collect(),
             skipped_during_training: Vec::new(),
+            captions: CaptionReport::new(config, data),
         }
     }
 

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use image::imageops::FilterType;
 
 use super::image_files::{FolderImages, ImageEntry, decode_all, files_dataset, gather};
+use crate::captions::{FileOrigin, file_captions};
 use crate::config::{DataConfig, FolderLabels};
 use crate::decode::DecodeOptions;
 use crate::{DataError, Dataset};
@@ -165,10 +166,11 @@ pub fn load_folder(
     Ok(loaded)
 }
 
-/// The folder `root` as a dataset (`data.folder_labels`, `data.cache`, `data.on_error`).
+/// The folder `root` as a dataset (`data.folder_labels`, `data.cache`, `data.on_error`), with
+/// the captions `data.captions` finds in it.
 ///
 /// # Errors
-/// As [`load_folder`] and [`files_dataset`].
+/// As [`load_folder`] and [`files_dataset`]; a missing or broken `metadata.jsonl`.
 pub(crate) fn folder_dataset(
     config: &DataConfig,
     root: &Path,
@@ -185,7 +187,8 @@ pub(crate) fn folder_dataset(
         filter,
         config.cache,
     )?;
-    files_dataset(config, loaded, size, channels)
+    let (loaded, captions) = file_captions(config, loaded, FileOrigin::Folder(root))?;
+    Ok(files_dataset(config, loaded, size, channels)?.with_captions(captions))
 }
 
 /// `path` relative to `root`, components joined by `/` whatever the platform.

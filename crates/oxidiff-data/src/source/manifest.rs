@@ -4,6 +4,9 @@
 //! - Rows `path,label`, with an optional header row `path,label`; blank lines are ignored and
 //!   fields may be double-quoted. Image paths are relative to the manifest's folder unless
 //!   absolute. Labels are class names: sorted names → indices 0, 1, …
+//! - With `data.captions = "manifest"` a row may hold a third field, the image's caption
+//!   (`path,label,caption`, header `path,label,caption` or `path,label,text`); a row without one,
+//!   or with an empty one, leaves the image uncaptioned.
 //! - Images are taken in the manifest's row order; keys are the paths as written.
 //! - A malformed row or a path listed twice stops the load with an error naming the manifest
 //!   and the line: the manifest is something a person wrote, and guessing what a broken row
@@ -17,6 +20,8 @@ use std::path::{Component, Path, PathBuf};
 use image::imageops::FilterType;
 
 use super::image_files::{FolderImages, ImageEntry, decode_all, files_dataset, gather};
+use crate::captions::config::CaptionSource;
+use crate::captions::{FileOrigin, file_captions};
 use crate::config::DataConfig;
 use crate::decode::DecodeOptions;
 use crate::{DataError, Dataset};
@@ -32,6 +37,9 @@ pub struct ManifestRow {
     pub path: PathBuf,
     /// Index into [`ManifestScan::class_names`].
     pub label: usize,
+    /// The caption column (only read by [`read_manifest_with`] asked for captions); `None`
+    /// when the row has none or it is blank.
+    pub caption: Option<String>,
 }
 
 /// A parsed manifest, before any image is opened.
@@ -58,6 +66,17 @@ pub struct ManifestScan {
 ///   twice (naming both lines): a row's meaning is not guessed, since a wrong guess trains on
 ///   wrong labels.
 pub fn read_manifest(manifest: &Path) -> Result<ManifestScan, DataError> {
+    read_manifest_with(manifest, false)
+}
+
+/// [`read_manifest`], with `captions = true` also accepting rows `path,label,caption` (and the
+/// header `path,label,caption` or `path,label,text`). Without captions a third field stays an
+/// error: it is far more often a path with an unquoted comma than a caption nobody asked for.
+///
+/// # Errors
+/// As [`read_manifest`]; with captions, a row of more than three fields (a caption with an
+/// unquoted comma) is one.
+pub fn read_manifest_with(manifest: &Path, captions: bool) -> Result<ManifestScan, DataError> {
     let meta = fs::metadata(manifest).map_err(|e| DataError::io(manifest, e))?;
     if meta.is_dir() {
         return Err(DataError::invalid(
@@ -83,8 +102,8 @@ pub fn read_manifest(manifest: &Path) -> Result<ManifestScan, DataError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let base = manifest.parent().unwrap_or(Path::new(""));
 
-    // (line, key, resolved path, label name)
-    let mut parsed: Vec<(usize, String, PathBuf, String)> = Vec::new();
+    // (line, key, resolved path, label name, caption)
+    let mut parsed: Vec<(usize, String, PathBuf, String, Option<String>)> = Vec::new();
     let mut first_line_of: HashMap<PathBuf, usize> = HashMap::new();
     let mut first_row = true;
     for (i, raw) in text.lines().enumerate() {
@@ -93,25 +112,43 @@ pub fn read_manifest(manifest: &Path) -> Result<ManifestScan, DataError> {
             continue;
         }
         let fields = split_csv_row(raw).map_err(|m| at_line(manifest, line, m))?;
-        if std::mem::take(&mut first_row) && is_manifest_header(&fields) {
+        if std::mem::take(&mut first_row) && is_manifest_header(&fields, captions) {
             continue;
         }
-        let [path, label]: [String; 2] = fields.try_into().map_err(|f: Vec<String>| {
-            let hint = if f.len() > 2 {
-                " (a path or label containing a comma must be double-quoted)"
-            } else {
-                ""
-            };
-            at_line(
+        let (wanted, hint) = if captions {
+            (
+                "2 or 3 fields (path,label[,caption])",
+                " (a path, label or caption containing a comma must be double-quoted)",
+            )
+        } else {
+            (
+                "2 fields (path,label)",
+                " (a path or label containing a comma must be double-quoted; a caption column \
+                 is read with data.captions = \"manifest\")",
+            )
+        };
+        let most = if captions { 3 } else { 2 };
+        if fields.len() < 2 || fields.len() > most {
+            let hint = if fields.len() > 2 { hint } else { "" };
+            return Err(at_line(
                 manifest,
                 line,
                 format!(
-                    "expected 2 fields (path,label), found {}{hint}: {}",
-                    f.len(),
+                    "expected {wanted}, found {}{hint}: {}",
+                    fields.len(),
                     excerpt(raw)
                 ),
-            )
-        })?;
+            ));
+        }
+        let mut fields = fields.into_iter();
+        let (path, label) = (
+            fields.next().unwrap_or_default(),
+            fields.next().unwrap_or_default(),
+        );
+        let caption = fields
+            .next()
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty());
         if path.trim().is_empty() {
             return Err(at_line(manifest, line, "the path is empty".into()));
         }
@@ -142,21 +179,22 @@ pub fn read_manifest(manifest: &Path) -> Result<ManifestScan, DataError> {
         } else {
             path.replace(std::path::MAIN_SEPARATOR, "/")
         };
-        parsed.push((line, key, resolved, label));
+        parsed.push((line, key, resolved, label, caption));
     }
 
     let class_names: Vec<String> = parsed
         .iter()
-        .map(|(.., label)| label.clone())
+        .map(|(_, _, _, label, _)| label.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     let rows = parsed
         .into_iter()
-        .map(|(line, key, path, label)| ManifestRow {
+        .map(|(line, key, path, label, caption)| ManifestRow {
             line,
             key,
             path,
+            caption,
             label: class_names
                 .binary_search(&label)
                 .expect("every label is in class_names"),
@@ -185,7 +223,26 @@ pub fn load_manifest(
     filter: FilterType,
     keep_pixels: bool,
 ) -> Result<FolderImages, DataError> {
-    let ManifestScan { rows, class_names } = read_manifest(manifest)?;
+    Ok(load_rows(
+        read_manifest(manifest)?,
+        size,
+        channels,
+        options,
+        filter,
+        keep_pixels,
+    ))
+}
+
+/// The files of a parsed manifest, decoded as [`load_manifest`] says.
+fn load_rows(
+    scan: ManifestScan,
+    size: usize,
+    channels: usize,
+    options: &DecodeOptions,
+    filter: FilterType,
+    keep_pixels: bool,
+) -> FolderImages {
+    let ManifestScan { rows, class_names } = scan;
     // Files that cannot even be opened get a clearer reason than the decoder's "cannot read".
     let early: Vec<Option<String>> = rows
         .iter()
@@ -223,10 +280,11 @@ pub fn load_manifest(
         };
         (entry, row.key, result)
     });
-    Ok(gather(results, class_names, Vec::new()))
+    gather(results, class_names, Vec::new())
 }
 
-/// The files the manifest `manifest` lists, as a dataset (`data.cache`, `data.on_error`).
+/// The files the manifest `manifest` lists, as a dataset (`data.cache`, `data.on_error`),
+/// with the captions `data.captions` asks for.
 ///
 /// # Errors
 /// As [`load_manifest`] and [`files_dataset`].
@@ -237,15 +295,22 @@ pub(crate) fn manifest_dataset(
     channels: usize,
     filter: FilterType,
 ) -> Result<Dataset, DataError> {
-    let loaded = load_manifest(
-        manifest,
+    let scan = read_manifest_with(manifest, config.captions == CaptionSource::Manifest)?;
+    let by_key: HashMap<String, String> = scan
+        .rows
+        .iter()
+        .filter_map(|row| Some((row.key.clone(), row.caption.clone()?)))
+        .collect();
+    let loaded = load_rows(
+        scan,
         size,
         channels,
         &config.decode_options(),
         filter,
         config.cache,
-    )?;
-    files_dataset(config, loaded, size, channels)
+    );
+    let (loaded, captions) = file_captions(config, loaded, FileOrigin::Manifest(by_key))?;
+    Ok(files_dataset(config, loaded, size, channels)?.with_captions(captions))
 }
 
 /// A manifest error at `line`, naming the manifest.
@@ -253,10 +318,17 @@ fn at_line(manifest: &Path, line: usize, message: String) -> DataError {
     DataError::format(manifest, format!("line {line}: {message}"))
 }
 
-/// Whether `fields` is the optional header row `path,label`.
-fn is_manifest_header(fields: &[String]) -> bool {
-    matches!(fields, [p, l] if p.trim().eq_ignore_ascii_case("path")
-        && l.trim().eq_ignore_ascii_case("label"))
+/// Whether `fields` is the optional header row `path,label` (with `captions`, also
+/// `path,label,caption` or `path,label,text`).
+fn is_manifest_header(fields: &[String], captions: bool) -> bool {
+    let named = |f: &String, name: &str| f.trim().eq_ignore_ascii_case(name);
+    match fields {
+        [p, l] => named(p, "path") && named(l, "label"),
+        [p, l, c] if captions => {
+            named(p, "path") && named(l, "label") && (named(c, "caption") || named(c, "text"))
+        }
+        _ => false,
+    }
 }
 
 /// The start of a row, for a message.
@@ -354,9 +426,12 @@ mod tests {
 
     #[test]
     fn header_detection() {
-        assert!(is_manifest_header(&split(" Path , LABEL ")));
-        assert!(is_manifest_header(&split(r#""path","label""#)));
-        assert!(!is_manifest_header(&split("path,label,extra")));
-        assert!(!is_manifest_header(&split("file,class")));
+        assert!(is_manifest_header(&split(" Path , LABEL "), false));
+        assert!(is_manifest_header(&split(r#""path","label""#), false));
+        assert!(!is_manifest_header(&split("path,label,extra"), true));
+        assert!(!is_manifest_header(&split("path,label,caption"), false));
+        assert!(is_manifest_header(&split("path,label,Caption"), true));
+        assert!(is_manifest_header(&split("path,label,text"), true));
+        assert!(!is_manifest_header(&split("file,class"), false));
     }
 }

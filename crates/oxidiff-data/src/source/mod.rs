@@ -15,6 +15,7 @@ use std::path::Path;
 
 use image::imageops::FilterType;
 
+use crate::captions;
 use crate::config::{ColorMode, DataConfig, DataSource};
 use crate::{DataError, Dataset};
 
@@ -52,7 +53,14 @@ pub fn load_dataset_for_run(
     check_model_layout(config, size, channels)?;
     let stored = config.stored_side(size)?;
     let filter = config.resize_filter.filter_type();
-    Ok(load_stored(config, stored, channels, seed, filter)?.cropped_to(size))
+    let data = load_stored(config, stored, channels, seed, filter)?;
+    // Templates need only class names, so they fit every source; file captions came with the
+    // files.
+    let data = match captions::templates(config) {
+        Some(templates) => data.with_captions(Some(templates)),
+        None => data,
+    };
+    Ok(data.cropped_to(size))
 }
 
 /// The source converted to `channels` planes of `size`×`size` (the stored side).
