@@ -46,7 +46,7 @@ pub fn encode_run_data(
     let record_path = run_dir.latent_record();
     let saved: Option<LatentRecord> = if record_path.is_file() {
         let record = read_json(&record_path)?;
-        check_same_weights(first, &record, &record_path)?;
+        check_same_weights(&weights, first, &record, &record_path)?;
         Some(record)
     } else {
         None
@@ -71,13 +71,13 @@ pub fn encode_run_data(
         vae,
         scaling_factor: 1.0,
     };
+    let shape = latent_shape(first, data.train.size);
     let (train, validation, encoded) = match cached {
         Some(latents) => latents,
         None => {
             let train = encode(&unscaled_space, &data.train, batch, device)?;
             let validation = encode(&unscaled_space, &data.validation, batch, device)?;
             if section.cache == LatentCache::Disk {
-                let shape = latent_shape(first, data.train.size);
                 let bytes = cache_bytes((&train, &validation), shape, &weights, &digest)?;
                 write_atomic(&cache_path, &bytes)?;
             }
@@ -85,7 +85,6 @@ pub fn encode_run_data(
             (train, validation, n)
         }
     };
-    let shape = latent_shape(first, data.train.size);
     let record = match saved {
         Some(record) => record,
         None => {

@@ -45,7 +45,7 @@ impl LatentSpace {
         device: &Device,
     ) -> Result<Self, TrainError> {
         let record: LatentRecord = read_json(record_path)?;
-        check_same_weights(first, &record, record_path)?;
+        check_same_weights(&first.weights_sha256()?, first, &record, record_path)?;
         Ok(Self {
             vae: first.load(device)?,
             scaling_factor: record.scaling_factor,
@@ -71,13 +71,14 @@ impl LatentSpace {
     }
 }
 
-/// Refuses an autoencoder whose weights are not the ones `record` was made with.
+/// Refuses an autoencoder whose weights (SHA-256 `now`) are not the ones `record` was made
+/// with.
 pub(crate) fn check_same_weights(
+    now: &str,
     first: &FirstStage,
     record: &LatentRecord,
     record_path: &Path,
 ) -> Result<(), TrainError> {
-    let now = first.weights_sha256()?;
     if now != record.autoencoder_sha256 {
         return Err(TrainError::RunFile {
             path: record_path.to_path_buf(),
