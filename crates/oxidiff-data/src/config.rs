@@ -204,10 +204,6 @@ pub struct DataConfig {
     /// `captions = "templates"`: captions with `{}` for the class name, e.g.
     /// `["a photo of a {}", "a picture of a {}"]`; one drawn per image per step.
     pub caption_templates: Vec<String>,
-    /// Probability that a training image is shown with the empty prompt instead of its
-    /// caption (kohya's `caption_dropout_rate`; for classifier-free guidance). Default 0. The
-    /// trainer reads this and the next two keys through [`DataConfig::caption_options`].
-    pub caption_dropout_rate: f64,
     /// Shuffle the comma-separated tags of each caption per step (kohya's `shuffle_caption`).
     pub shuffle_caption: bool,
     /// With `shuffle_caption`: the first this many tags stay in place (kohya's `keep_tokens`).
@@ -242,7 +238,6 @@ impl Default for DataConfig {
             caption_extension: None,
             caption_column: None,
             caption_templates: Vec::new(),
-            caption_dropout_rate: 0.0,
             shuffle_caption: false,
             keep_tokens: 0,
         }

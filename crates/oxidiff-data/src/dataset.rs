@@ -51,6 +51,13 @@ pub struct Batch {
     /// `[B]`: the label of each image actually in the batch (a skipped file's stand-in brings
     /// its own label).
     pub labels: Vec<usize>,
+    /// `[B]`: the dataset index of each image actually in the batch (a skipped file's
+    /// stand-in gives its own), for what else belongs to it (its captions).
+    pub indices: Vec<usize>,
+    /// `[B]` or empty: the caption each image is shown with at this step. Assembling leaves it
+    /// empty; the trainer's feed draws it (per-step seeds, caption dropout) with
+    /// [`Dataset::draw_captions`] over `indices`, for a dataset with captions.
+    pub captions: Vec<String>,
     /// Files of a streamed dataset that could not be read for this batch, with the reason;
     /// always empty for a cached one.
     pub failed: Vec<(PathBuf, String)>,
@@ -362,6 +369,8 @@ impl Dataset {
                 pixels,
                 shape,
                 labels: self.labels_of(indices),
+                indices: indices.to_vec(),
+                captions: Vec::new(),
                 failed: Vec::new(),
             });
         };
@@ -381,6 +390,7 @@ impl Dataset {
             });
         }
         let mut labels = Vec::with_capacity(indices.len());
+        let mut used = Vec::with_capacity(indices.len());
         for k in 0..indices.len() {
             // The first image at or after k (cyclically) that loaded stands in for k.
             let Some(j) = (0..indices.len())
@@ -400,11 +410,14 @@ impl Dataset {
                 crop(image, k, &mut pixels);
             }
             labels.push(self.labels[indices[j]]);
+            used.push(indices[j]);
         }
         Ok(Batch {
             pixels,
             shape,
             labels,
+            indices: used,
+            captions: Vec::new(),
             failed,
         })
     }

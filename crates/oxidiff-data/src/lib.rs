@@ -52,7 +52,7 @@ pub use grid::{GRID_PADDING, save_grid, save_png, tensor_to_grid_image};
 pub use inspect::{Inspection, channel_stats, inspect};
 pub use png::PngHeader;
 pub use prefetch::Prefetcher;
-pub use report::{CaptionReport, ClassCount, DataReport, LateSkip, SkippedInput};
+pub use report::{CaptionReport, ClassCount, DataReport, LateSkip, SkippedInput, TokenLengths};
 pub use seeds::{SplitMix64, derive_seed, mix64};
 pub use source::digits::{DIGITS_CLASSES, DIGITS_LEN, DIGITS_SIZE, load_digits};
 pub use source::folder::{

@@ -48,8 +48,8 @@ pub struct DataReport {
 
 /// How many images have captions, over the whole dataset (before the split).
 ///
-/// Token lengths (and how many captions the text encoder's context truncates) belong here too,
-/// but need the tokenizer, which lives with the models: they are added where both are known.
+/// Token lengths need the tokenizer, which lives with the models: [`CaptionReport::tokens`] is
+/// filled where both are known (the trainer, `oxidiff data inspect`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaptionReport {
     /// `data.captions`: `metadata`, `sidecar`, `manifest` or `templates`.
@@ -63,6 +63,64 @@ pub struct CaptionReport {
     /// The keys (paths relative to the folder, or as the manifest writes them) of the images
     /// without a caption, in dataset order.
     pub missing_images: Vec<String>,
+    /// The captions' lengths in tokens; `None` until a tokenizer measured them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TokenLengths>,
+}
+
+/// The distinct captions' lengths in tokens under a tokenizer, special tokens included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenLengths {
+    /// Which tokenizer measured them (e.g. `CLIP BPE`, or the tokenizer file).
+    pub tokenizer: String,
+    /// The text encoder's context: longer captions are truncated to it.
+    pub context_length: usize,
+    /// Distinct captions measured.
+    pub captions: usize,
+    pub min: usize,
+    pub median: usize,
+    pub max: usize,
+    /// Distinct captions longer than the context, whose end the encoder never sees.
+    pub truncated: usize,
+    /// The first few of them.
+    pub truncated_examples: Vec<String>,
+}
+
+impl TokenLengths {
+    /// The lengths `count_tokens` gives the distinct captions of `data` (templates expanded
+    /// over the class names), up to `examples` truncated ones kept.
+    pub fn measure(
+        data: &Dataset,
+        tokenizer: &str,
+        context_length: usize,
+        mut count_tokens: impl FnMut(&str) -> usize,
+        examples: usize,
+    ) -> Self {
+        let mut distinct: Vec<String> = (0..data.len())
+            .flat_map(|i| data.captions_of(i).into_owned())
+            .collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut lengths: Vec<(usize, &String)> =
+            distinct.iter().map(|c| (count_tokens(c), c)).collect();
+        let truncated: Vec<String> = lengths
+            .iter()
+            .filter(|(n, _)| *n > context_length)
+            .map(|(_, c)| (*c).clone())
+            .collect();
+        lengths.sort_unstable_by_key(|(n, _)| *n);
+        let at = |q: usize| lengths.get(q).map_or(0, |(n, _)| *n);
+        Self {
+            tokenizer: tokenizer.to_string(),
+            context_length,
+            captions: lengths.len(),
+            min: at(0),
+            median: at(lengths.len() / 2),
+            max: lengths.last().map_or(0, |(n, _)| *n),
+            truncated: truncated.len(),
+            truncated_examples: truncated.into_iter().take(examples).collect(),
+        }
+    }
 }
 
 impl CaptionReport {
@@ -75,6 +133,7 @@ impl CaptionReport {
             missing: 0,
             several: 0,
             missing_images: Vec::new(),
+            tokens: None,
         };
         for i in 0..data.len() {
             match data.captions_of(i).len() {

@@ -458,17 +458,10 @@ fn caption_keys_are_validated_by_name() {
     );
     assert_eq!(
         key(DataConfig {
-            caption_dropout_rate: 1.5,
-            ..folder_at(CaptionSource::Sidecar)
-        }),
-        "caption_dropout_rate"
-    );
-    assert_eq!(
-        key(DataConfig {
-            caption_dropout_rate: 0.1,
+            shuffle_caption: true,
             ..folder_at(CaptionSource::None)
         }),
-        "caption_dropout_rate"
+        "shuffle_caption"
     );
     assert_eq!(
         key(DataConfig {
@@ -480,7 +473,6 @@ fn caption_keys_are_validated_by_name() {
     DataConfig {
         shuffle_caption: true,
         keep_tokens: 2,
-        caption_dropout_rate: 0.05,
         caption_extension: Some(".caption".into()),
         ..folder_at(CaptionSource::Sidecar)
     }

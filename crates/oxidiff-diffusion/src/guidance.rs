@@ -1,6 +1,7 @@
-//! Classifier-free guidance (Ho & Salimans 2022): one class-conditional network, trained with
-//! its labels dropped now and then, asked twice per step — with the class and with the "no
-//! class" label — and the two answers extrapolated away from the unconditional one.
+//! Classifier-free guidance (Ho & Salimans 2022): one conditional network, trained with its
+//! condition dropped now and then, asked twice per step — with the condition and without it
+//! (the "no class" label; the empty prompt's text states) — and the two answers extrapolated
+//! away from the unconditional one. Both answers come from one batched call.
 
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -57,16 +58,71 @@ impl<M: ConditionalDenoiser> Denoiser for ClassifierFreeGuidance<'_, M> {
             Tensor::cat(vec![t.clone(), t], 0),
             Tensor::cat(vec![labels(self.class), labels(self.null_label)], 0),
         );
-        let cond = both.clone().narrow(0, 0, batch);
-        let uncond = both.narrow(0, batch, batch);
-        let (cond_mean, variance) = self.diffusion.split_output(cond);
-        let (uncond_mean, _) = self.diffusion.split_output(uncond);
-        // Ho & Salimans 2022, eq. 6: ε̃ = (1 + w') ε(c) − w' ε(∅) with w = 1 + w'
-        let guided = uncond_mean.clone() + (cond_mean - uncond_mean).mul_scalar(self.scale as f32);
-        match variance {
-            Some(v) => Tensor::cat(vec![guided, v], 1),
-            None => guided,
+        guide(self.diffusion, both, batch, self.scale)
+    }
+}
+
+/// A network that attends to a context: the text encoder's hidden states of a prompt.
+pub trait ContextDenoiser {
+    /// Raw output for `x_t` at timesteps `t` given each item's `context`.
+    ///
+    /// # Shapes
+    /// - `x_t`: `[B, C, H, W]`, `t`: `[B]`, `context`: `[B, L, D]`
+    /// - returns the network's output, `[B, C·factor, H, W]`
+    fn denoise_with_context(&self, x_t: Tensor<4>, t: Tensor<1>, context: Tensor<3>) -> Tensor<4>;
+}
+
+/// A [`Denoiser`] that steers a text-conditioned network toward a prompt: the conditional
+/// answer with `cond` (the prompt's text states), the unconditional one with `uncond` (the
+/// empty prompt's, or a negative prompt's), guided as [`ClassifierFreeGuidance`] guides.
+pub struct PromptGuidance<'a, M> {
+    pub model: &'a M,
+    pub diffusion: &'a GaussianDiffusion,
+    /// `[B, L, D]`, or `[1, L, D]` for one prompt shared by the whole batch.
+    pub cond: Tensor<3>,
+    /// `[B, L, D]` or `[1, L, D]`, as `cond`.
+    pub uncond: Tensor<3>,
+    pub scale: f64,
+}
+
+impl<M: ContextDenoiser> Denoiser for PromptGuidance<'_, M> {
+    /// # Shapes
+    /// - `x_t`: `[B, C, H, W]`, `t`: `[B]`; returns `[B, C·factor, H, W]`
+    fn denoise(&self, x_t: Tensor<4>, t: Tensor<1>) -> Tensor<4> {
+        let batch = x_t.dims()[0];
+        let per_item = |context: &Tensor<3>| {
+            let [n, l, d] = context.dims();
+            if n == batch {
+                context.clone()
+            } else {
+                context.clone().expand([batch, l, d])
+            }
+        };
+        if self.scale == 1.0 {
+            return self
+                .model
+                .denoise_with_context(x_t, t, per_item(&self.cond));
         }
+        let both = self.model.denoise_with_context(
+            Tensor::cat(vec![x_t.clone(), x_t], 0),
+            Tensor::cat(vec![t.clone(), t], 0),
+            Tensor::cat(vec![per_item(&self.cond), per_item(&self.uncond)], 0),
+        );
+        guide(self.diffusion, both, batch, self.scale)
+    }
+}
+
+/// The guided output from one call's two halves (`[2B, …]`: conditional, then unconditional).
+fn guide(diffusion: &GaussianDiffusion, both: Tensor<4>, batch: usize, scale: f64) -> Tensor<4> {
+    let cond = both.clone().narrow(0, 0, batch);
+    let uncond = both.narrow(0, batch, batch);
+    let (cond_mean, variance) = diffusion.split_output(cond);
+    let (uncond_mean, _) = diffusion.split_output(uncond);
+    // Ho & Salimans 2022, eq. 6: ε̃ = (1 + w') ε(c) − w' ε(∅) with w = 1 + w'
+    let guided = uncond_mean.clone() + (cond_mean - uncond_mean).mul_scalar(scale as f32);
+    match variance {
+        Some(v) => Tensor::cat(vec![guided, v], 1),
+        None => guided,
     }
 }
 
@@ -138,5 +194,50 @@ mod tests {
         let out = guided(&learned, 2.0).denoise(x2, Tensor::<1>::zeros([1], &device));
         // Mean channel guided (7 + 2·(3 − 7)); variance channel the conditional one (3 + 10).
         assert_eq!(values(out), [-1.0, 13.0]);
+    }
+
+    /// Answers the mean of each item's context everywhere.
+    struct ByContext;
+
+    impl ContextDenoiser for ByContext {
+        fn denoise_with_context(
+            &self,
+            x_t: Tensor<4>,
+            _t: Tensor<1>,
+            context: Tensor<3>,
+        ) -> Tensor<4> {
+            let [b, c, h, w] = x_t.dims();
+            assert_eq!(context.dims()[0], b, "one context per item");
+            context
+                .mean_dim(2)
+                .mean_dim(1)
+                .reshape([b, 1, 1, 1])
+                .expand([b, c, h, w])
+        }
+    }
+
+    #[test]
+    fn prompt_guidance_extrapolates_from_the_unconditional_context() {
+        let device = Device::flex();
+        let fixed = GaussianDiffusion::new(DiffusionConfig::default()).unwrap();
+        let context = |v: f32| Tensor::<3>::full([1, 2, 3], v, &device);
+        let guided = |scale: f64| PromptGuidance {
+            model: &ByContext,
+            diffusion: &fixed,
+            cond: context(3.0),
+            uncond: context(7.0),
+            scale,
+        };
+        let x = Tensor::<4>::zeros([2, 1, 1, 1], &device);
+        let t = Tensor::<1>::zeros([2], &device);
+        assert_eq!(
+            values(guided(7.5).denoise(x.clone(), t.clone())),
+            [-23.0, -23.0]
+        );
+        assert_eq!(
+            values(guided(1.0).denoise(x.clone(), t.clone())),
+            [3.0, 3.0]
+        );
+        assert_eq!(values(guided(0.0).denoise(x, t)), [7.0, 7.0]);
     }
 }

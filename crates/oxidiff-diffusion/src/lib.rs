@@ -44,7 +44,7 @@ pub use config::{
 };
 pub use denoiser::Denoiser;
 pub use error::DiffusionError;
-pub use guidance::{ClassifierFreeGuidance, ConditionalDenoiser};
+pub use guidance::{ClassifierFreeGuidance, ConditionalDenoiser, ContextDenoiser, PromptGuidance};
 pub use likelihood::{
     BitsPerDim, ReverseStep, bound_timesteps, discretized_gaussian_log_likelihood, normal_kl,
     standard_normal_cdf,

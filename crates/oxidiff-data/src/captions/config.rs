@@ -127,17 +127,10 @@ pub(crate) fn validate_captions(config: &DataConfig) -> Result<(), DataError> {
     } else if !config.caption_templates.is_empty() {
         return Err(only_with("caption_templates", CaptionSource::Templates));
     }
-    let p = config.caption_dropout_rate;
-    if !(0.0..=1.0).contains(&p) {
-        return Err(DataError::invalid(
-            "caption_dropout_rate",
-            format!("is {p}; it is a probability, from 0 to 1"),
-        ));
-    }
     if captions == CaptionSource::None {
-        // Each of these changes what the model is shown only when there is a caption.
+        // Each of these changes what the model is shown only when there is a caption
+        // (`train.caption_dropout` is checked with the rest of `[train]`).
         let set = [
-            ("caption_dropout_rate", p > 0.0),
             ("shuffle_caption", config.shuffle_caption),
             ("keep_tokens", config.keep_tokens > 0),
         ];

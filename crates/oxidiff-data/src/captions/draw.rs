@@ -8,7 +8,7 @@
 
 use crate::seeds::SplitMix64;
 
-/// How captions are varied per step: `[data]`'s `caption_dropout_rate`, `shuffle_caption` and
+/// How captions are varied per step: `train.caption_dropout`, `[data]`'s `shuffle_caption` and
 /// `keep_tokens`, in kohya's sd-scripts' sense.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct CaptionOptions {

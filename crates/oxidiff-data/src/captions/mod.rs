@@ -67,11 +67,11 @@ impl Captions {
 }
 
 impl DataConfig {
-    /// How captions vary per step (`caption_dropout_rate`, `shuffle_caption`, `keep_tokens`).
-    /// The trainer reads them from here until they move to `[train]`.
-    pub fn caption_options(&self) -> CaptionOptions {
+    /// How captions vary per step: `shuffle_caption` and `keep_tokens`, with captions dropped
+    /// to the empty prompt at `dropout_rate` (the trainer's `train.caption_dropout`).
+    pub fn caption_options(&self, dropout_rate: f64) -> CaptionOptions {
         CaptionOptions {
-            dropout_rate: self.caption_dropout_rate,
+            dropout_rate,
             shuffle: self.shuffle_caption,
             keep_tokens: self.keep_tokens,
         }
