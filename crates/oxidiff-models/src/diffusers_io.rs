@@ -190,7 +190,21 @@ pub(crate) fn load_weights<M: ModuleSnapshot>(
             "missing (diffusers' weight file)",
         ));
     }
-    let mut store = SafetensorsStore::from_file(&weights)
+    load_weights_file(module, &weights, remapper, file_name, |_| false)
+}
+
+/// [`load_weights`] from the safetensors file `weights` (a transformers directory's
+/// `model.safetensors`, say); the file's tensors for which `ignored` holds (as `remapper` names
+/// them) are left unused without complaint: buffers such as transformers' `position_ids`,
+/// which older releases saved and no module holds.
+pub(crate) fn load_weights_file<M: ModuleSnapshot>(
+    module: &mut M,
+    weights: &Path,
+    remapper: KeyRemapper,
+    file_name: impl Fn(&str) -> String,
+    ignored: impl Fn(&str) -> bool,
+) -> Result<(), ModelError> {
+    let mut store = SafetensorsStore::from_file(weights)
         .with_from_adapter(PyTorchToBurnAdapter)
         .remap(remapper)
         // Mismatches come back in the result, to be reported with the file's names below.
@@ -198,7 +212,8 @@ pub(crate) fn load_weights<M: ModuleSnapshot>(
         .allow_partial(true);
     let result = module
         .load_from(&mut store)
-        .map_err(|e| ModelError::file(&weights, format!("unreadable: {e}")))?;
+        .map_err(|e| ModelError::file(weights, format!("unreadable: {e}")))?;
+    let unused: Vec<&String> = result.unused.iter().filter(|p| !ignored(p)).collect();
     let mut problems: Vec<String> = Vec::new();
     problems.extend(result.errors.iter().take(3).map(|e| match e {
         // Shapes in burn's layout: a linear weight shows as [in, out].
@@ -221,24 +236,18 @@ pub(crate) fn load_weights<M: ModuleSnapshot>(
             .take(3)
             .map(|(p, _)| format!("missing `{}`", file_name(p))),
     );
-    problems.extend(
-        result
-            .unused
-            .iter()
-            .take(3)
-            .map(|p| format!("unexpected `{p}`")),
-    );
+    problems.extend(unused.iter().take(3).map(|p| format!("unexpected `{p}`")));
     if problems.is_empty() {
         return Ok(());
     }
     let counts = format!(
         "{} missing, {} unexpected, {} unusable",
         result.missing.len(),
-        result.unused.len(),
+        unused.len(),
         result.errors.len()
     );
     Err(ModelError::file(
-        &weights,
+        weights,
         format!(
             "does not match config.json's architecture ({counts}): {}",
             problems.join("; ")
@@ -255,13 +264,30 @@ pub(crate) fn save_model<M: ModuleSnapshot>(
     module: &M,
     remapper: KeyRemapper,
 ) -> Result<(), ModelError> {
+    save_model_files(dir, config, module, remapper, WEIGHTS_FILE, &[])
+}
+
+/// [`save_model`] with the weights in `dir/weights_name` (transformers' `model.safetensors`,
+/// say) and `metadata` added to the file's header (transformers 4 refuses a file whose
+/// `format` is not `pt`).
+pub(crate) fn save_model_files<M: ModuleSnapshot>(
+    dir: &Path,
+    config: &serde_json::Value,
+    module: &M,
+    remapper: KeyRemapper,
+    weights_name: &str,
+    metadata: &[(&str, &str)],
+) -> Result<(), ModelError> {
     std::fs::create_dir_all(dir).map_err(|e| ModelError::file(dir, e.to_string()))?;
     // burn-store saves a file atomically already (a scratch sibling, synced, renamed).
-    let weights = dir.join(WEIGHTS_FILE);
+    let weights = dir.join(weights_name);
     let mut store = SafetensorsStore::from_file(&weights)
         .with_to_adapter(BurnToPyTorchAdapter)
         .remap(remapper)
         .overwrite(true);
+    for (key, value) in metadata {
+        store = store.metadata(*key, *value);
+    }
     module
         .save_into(&mut store)
         .map_err(|e| ModelError::file(&weights, format!("cannot write: {e}")))?;
@@ -271,7 +297,7 @@ pub(crate) fn save_model<M: ModuleSnapshot>(
 
 /// Writes `bytes` to a temporary file next to `path`, syncs it and renames it into place; on
 /// failure the temporary file is removed and `path` is untouched.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let result = File::create(&tmp)

@@ -34,10 +34,6 @@ impl Preset {
                 time_embed_dim: 128,
                 time_injection: TimeInjection::Add,
                 num_classes: None,
-                cross_attention_dim: None,
-                transformer_layers_per_block: 1,
-                use_linear_projection: false,
-                heads_per_level: None,
             },
             Preset::Small => UNetConfig {
                 image_size: 32,
@@ -53,10 +49,6 @@ impl Preset {
                 time_embed_dim: 256,
                 time_injection: TimeInjection::Add,
                 num_classes: None,
-                cross_attention_dim: None,
-                transformer_layers_per_block: 1,
-                use_linear_projection: false,
-                heads_per_level: None,
             },
             Preset::DdpmCifar10 => UNetConfig {
                 image_size: 32,
@@ -72,10 +64,6 @@ impl Preset {
                 time_embed_dim: 512,
                 time_injection: TimeInjection::Add,
                 num_classes: None,
-                cross_attention_dim: None,
-                transformer_layers_per_block: 1,
-                use_linear_projection: false,
-                heads_per_level: None,
             },
         }
     }
