@@ -50,12 +50,53 @@ pub struct UNetConfig {
     pub time_injection: TimeInjection,
     /// Number of classes for a class-conditional model (`None`: unconditional).
     pub num_classes: Option<usize>,
+    /// Width of the states (a text encoder's) that cross-attention attends to. Set, every
+    /// attention block (at `attention_resolutions` and in the middle) is a
+    /// [`crate::SpatialTransformer`] (Rombach et al. 2022; diffusers' `Transformer2DModel`)
+    /// instead of an [`crate::AttentionBlock`]; `None`: the ADM UNet, no cross-attention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_attention_dim: Option<usize>,
+    /// Transformer blocks in each [`crate::SpatialTransformer`] (with `cross_attention_dim`).
+    #[serde(
+        default = "one_transformer_layer",
+        skip_serializing_if = "is_one_transformer_layer"
+    )]
+    pub transformer_layers_per_block: usize,
+    /// The [`crate::SpatialTransformer`]s project in and out with linear layers instead of 1×1
+    /// convolutions (diffusers' `use_linear_projection`; with `cross_attention_dim`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub use_linear_projection: bool,
+    /// Attention heads at each level (the middle block takes the last level's), where they
+    /// differ; `None`: `num_heads` everywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads_per_level: Option<Vec<usize>>,
+}
+
+fn one_transformer_layer() -> usize {
+    1
+}
+
+fn is_one_transformer_layer(layers: &usize) -> bool {
+    *layers == 1
 }
 
 impl UNetConfig {
     /// Number of resolution levels.
     pub fn num_levels(&self) -> usize {
         self.channel_mult.len()
+    }
+
+    /// Attention heads of the attention blocks at `level` (the middle block: the last level).
+    pub fn heads_at(&self, level: usize) -> usize {
+        self.heads_per_level
+            .as_ref()
+            .and_then(|heads| heads.get(level).copied())
+            .unwrap_or(self.num_heads)
+    }
+
+    /// Whether the attention blocks of the level at `resolution` (pixels) exist.
+    pub(crate) fn attends_at(&self, resolution: usize) -> bool {
+        self.attention_resolutions.contains(&resolution)
     }
 
     /// Checks that a network can be built from this configuration.
@@ -143,7 +184,65 @@ impl UNetConfig {
                 "must be at least 1 when set (leave it out for an unconditional model)",
             ));
         }
+        self.validate_heads_per_level()?;
+        self.validate_cross_attention()
+    }
+
+    fn validate_heads_per_level(&self) -> Result<(), ModelError> {
+        let Some(heads) = &self.heads_per_level else {
+            return Ok(());
+        };
+        let levels = self.num_levels();
+        if heads.len() != levels {
+            return Err(ModelError::invalid(
+                "heads_per_level",
+                format!(
+                    "{heads:?} does not have one entry per level of channel_mult {:?}",
+                    self.channel_mult
+                ),
+            ));
+        }
+        // Only where attention is: the attention levels, and the last for the middle block.
+        for (level, (&h, &mult)) in heads.iter().zip(&self.channel_mult).enumerate() {
+            if !(level + 1 == levels || self.attends_at(self.image_size >> level)) {
+                continue;
+            }
+            let channels = self.model_channels * mult;
+            if h == 0 || !channels.is_multiple_of(h) {
+                return Err(ModelError::invalid(
+                    "heads_per_level",
+                    format!(
+                        "{h} heads (entry {level}) do not divide the {channels} channels of \
+                         that level"
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    fn validate_cross_attention(&self) -> Result<(), ModelError> {
+        match self.cross_attention_dim {
+            Some(0) => Err(ModelError::invalid(
+                "cross_attention_dim",
+                "must be at least 1 when set (leave it out for a UNet without cross-attention)",
+            )),
+            Some(_) if self.transformer_layers_per_block == 0 => Err(ModelError::invalid(
+                "transformer_layers_per_block",
+                "must be at least 1, got 0",
+            )),
+            None if self.transformer_layers_per_block != 1 => Err(ModelError::invalid(
+                "transformer_layers_per_block",
+                "applies to the transformer blocks of cross-attention only: set \
+                 cross_attention_dim too, or leave it out",
+            )),
+            None if self.use_linear_projection => Err(ModelError::invalid(
+                "use_linear_projection",
+                "applies to the transformer blocks of cross-attention only: set \
+                 cross_attention_dim too, or leave it out",
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -168,6 +267,18 @@ pub struct ModelConfig {
     /// Width of the timestep embedding MLP; unset: 4 × model_channels (ADM's, and what
     /// diffusers' `time_embedding_dim = null` means).
     pub time_embed_dim: Option<usize>,
+    /// Width of the text states cross-attention attends to (unset: no cross-attention).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cross_attention_dim: Option<usize>,
+    /// Transformer blocks per cross-attention block (unset: 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transformer_layers_per_block: Option<usize>,
+    /// Linear projections in and out of the cross-attention blocks (unset: 1×1 convolutions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub use_linear_projection: Option<bool>,
+    /// Attention heads per level (unset: num_heads everywhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heads_per_level: Option<Vec<usize>>,
     /// The weights a fresh run starts from instead of random ones: a diffusers `UNet2DModel`
     /// directory (or a pipeline directory with `unet/`), or an oxidiff diffusion run or
     /// checkpoint (its EMA weights). The architecture above must be the one they were saved
@@ -193,6 +304,10 @@ impl Default for ModelConfig {
             time_injection: None,
             num_classes: None,
             time_embed_dim: None,
+            cross_attention_dim: None,
+            transformer_layers_per_block: None,
+            use_linear_projection: None,
+            heads_per_level: None,
             init_from: None,
         }
     }
@@ -248,6 +363,18 @@ impl ModelConfig {
         if self.num_classes.is_some() {
             config.num_classes = self.num_classes;
         }
+        if self.cross_attention_dim.is_some() {
+            config.cross_attention_dim = self.cross_attention_dim;
+        }
+        if let Some(v) = self.transformer_layers_per_block {
+            config.transformer_layers_per_block = v;
+        }
+        if let Some(v) = self.use_linear_projection {
+            config.use_linear_projection = v;
+        }
+        if self.heads_per_level.is_some() {
+            config.heads_per_level = self.heads_per_level.clone();
+        }
         config.validate()?;
         Ok(config)
     }
@@ -271,6 +398,14 @@ impl ModelConfig {
             time_injection: Some(config.time_injection),
             num_classes: config.num_classes,
             time_embed_dim: Some(config.time_embed_dim),
+            cross_attention_dim: config.cross_attention_dim,
+            transformer_layers_per_block: config
+                .cross_attention_dim
+                .map(|_| config.transformer_layers_per_block),
+            use_linear_projection: config
+                .cross_attention_dim
+                .map(|_| config.use_linear_projection),
+            heads_per_level: config.heads_per_level.clone(),
             init_from: None,
         }
     }

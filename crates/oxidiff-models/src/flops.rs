@@ -3,12 +3,17 @@
 //! One multiply-add counts as 2 FLOPs. Only the dense work is counted — convolutions, linear
 //! layers and the two attention matmuls — because it is what a GFLOP/s figure is measured
 //! against; GroupNorm, SiLU, softmax and the residual additions are a few FLOPs per element and
-//! are left out (under 1% of the total for the presets). The walk mirrors [`UNet::forward`].
+//! are left out (under 1% of the total for the presets). The walk mirrors [`UNet::forward`];
+//! a spatial transformer's cross-attention is counted over
+//! [`crate::footprint::CONTEXT_TOKENS`] text tokens.
 
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 
-use crate::unet::{AttentionBlock, ResAttn, ResBlock, UNet};
+use crate::footprint::CONTEXT_TOKENS;
+use crate::unet::{
+    AttentionBlock, CrossAttention, Projection, ResAttn, ResBlock, SpatialTransformer, UNet,
+};
 
 /// FLOPs of one image through the network, split by kind of layer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -56,10 +61,37 @@ fn attention(a: &AttentionBlock, resolution: usize, count: &mut FlopCount) {
     count.attention += 2 * 2 * (tokens * tokens * channels) as u64;
 }
 
+/// Attention of `tokens` queries over `keys` keys: the four projections and both matmuls.
+fn cross_attention(a: &CrossAttention, tokens: usize, keys: usize, count: &mut FlopCount) {
+    let [_, channels] = a.to_q.weight.dims();
+    count.linear += linear(&a.to_q, tokens) + linear(&a.to_out, tokens);
+    count.linear += linear(&a.to_k, keys) + linear(&a.to_v, keys);
+    count.attention += 2 * 2 * (tokens * keys * channels) as u64;
+}
+
+fn transformer(t: &SpatialTransformer, resolution: usize, count: &mut FlopCount) {
+    let tokens = resolution * resolution;
+    for projection in [&t.proj_in, &t.proj_out] {
+        match projection {
+            Projection::Conv(c) => count.convolution += conv(c, resolution).0,
+            Projection::Linear(l) => count.linear += linear(l, tokens),
+        }
+    }
+    let context = CONTEXT_TOKENS as usize;
+    for block in &t.transformer_blocks {
+        cross_attention(&block.attn1, tokens, tokens, count);
+        cross_attention(&block.attn2, tokens, context, count);
+        count.linear += linear(&block.ff.proj, tokens) + linear(&block.ff.out, tokens);
+    }
+}
+
 fn res_attn(block: &ResAttn, resolution: usize, count: &mut FlopCount) {
     resblock(&block.res, resolution, count);
     if let Some(a) = &block.attn {
         attention(a, resolution, count);
+    }
+    if let Some(t) = &block.transformer {
+        transformer(t, resolution, count);
     }
 }
 
@@ -84,7 +116,12 @@ impl UNet {
             }
         }
         resblock(&self.mid_res_1, resolution, &mut count);
-        attention(&self.mid_attn, resolution, &mut count);
+        if let Some(a) = &self.mid_attn {
+            attention(a, resolution, &mut count);
+        }
+        if let Some(t) = &self.mid_transformer {
+            transformer(t, resolution, &mut count);
+        }
         resblock(&self.mid_res_2, resolution, &mut count);
         for level in &self.up {
             for block in &level.blocks {

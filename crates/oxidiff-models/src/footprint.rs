@@ -6,6 +6,9 @@
 //! training step keeps for its backward pass (about 3 per input and 7 per output element of a
 //! residual block, 7 per element and 2 attention matrices of an attention block) and of the
 //! peak a forward pass without autodiff holds (the skip connections plus the largest layer).
+//! A spatial transformer (with `cross_attention_dim`) counts as about 20 values per element
+//! and, per block, its two attention matrices, the cross-attention's over
+//! [`CONTEXT_TOKENS`] text tokens.
 //! Counts are `f64` so that absurd configs (10⁵ channels, 10⁹ timesteps) give huge numbers, not
 //! an overflow.
 
@@ -33,6 +36,10 @@ fn linear(i: f64, o: f64) -> f64 {
 fn group_norm(c: f64) -> f64 {
     2.0 * c
 }
+
+/// Text tokens a cross-attention is assumed to attend to (CLIP's context length): the config
+/// does not know the text encoder.
+pub(crate) const CONTEXT_TOKENS: f64 = 77.0;
 
 /// Adds up the walk.
 #[derive(Default)]
@@ -63,11 +70,31 @@ impl Walk {
         self.widest = self.widest.max((i + 3.0 * o) * pixels);
     }
 
-    fn attention(&mut self, config: &UNetConfig, c: f64, pixels: f64) {
-        self.parameters += group_norm(c) + 4.0 * linear(c, c);
-        let scores = config.num_heads as f64 * pixels * pixels;
-        self.train += 7.0 * c * pixels + 2.0 * scores;
-        self.widest = self.widest.max(5.0 * c * pixels + 2.0 * scores);
+    /// The attention of a block at `level`: self-attention, or a spatial transformer.
+    fn attention(&mut self, config: &UNetConfig, level: usize, c: f64, pixels: f64) {
+        let heads = config.heads_at(level) as f64;
+        let Some(context_dim) = config.cross_attention_dim else {
+            self.parameters += group_norm(c) + 4.0 * linear(c, c);
+            let scores = heads * pixels * pixels;
+            self.train += 7.0 * c * pixels + 2.0 * scores;
+            self.widest = self.widest.max(5.0 * c * pixels + 2.0 * scores);
+            return;
+        };
+        let d = context_dim as f64;
+        // proj_in and proj_out (a 1×1 convolution or a linear layer: the same count).
+        self.parameters += group_norm(c) + 2.0 * linear(c, c);
+        let block = 3.0 * group_norm(c)
+            // attn1: q, k, v without bias, the output projection with one.
+            + 3.0 * c * c + linear(c, c)
+            // attn2: q from the image tokens, k and v from the text states.
+            + c * c + 2.0 * d * c + linear(c, c)
+            // GEGLU: C → 2·4C, then 4C → C.
+            + linear(c, 8.0 * c) + linear(4.0 * c, c);
+        let layers = config.transformer_layers_per_block as f64;
+        self.parameters += layers * block;
+        let scores = heads * pixels * (pixels + CONTEXT_TOKENS);
+        self.train += layers * (20.0 * c * pixels + 2.0 * scores) + 4.0 * c * pixels;
+        self.widest = self.widest.max(12.0 * c * pixels + 2.0 * scores);
     }
 }
 
@@ -90,13 +117,12 @@ impl UNetConfig {
         walk.skips += mc * pixels;
         let mut channels = mc;
         let mut resolution = self.image_size;
-        let attends = |resolution: usize| self.attention_resolutions.contains(&resolution);
         for (level, &mult) in self.channel_mult.iter().enumerate() {
             let out = mc * mult as f64;
             for _ in 0..self.num_res_blocks {
                 walk.res_block(self, channels, out, pixels);
-                if attends(resolution) {
-                    walk.attention(self, out, pixels);
+                if self.attends_at(resolution) {
+                    walk.attention(self, level, out, pixels);
                 }
                 channels = out;
                 skip_channels.push(channels);
@@ -112,7 +138,7 @@ impl UNetConfig {
             }
         }
         walk.res_block(self, channels, channels, pixels);
-        walk.attention(self, channels, pixels);
+        walk.attention(self, self.num_levels() - 1, channels, pixels);
         walk.res_block(self, channels, channels, pixels);
         for (level, &mult) in self.channel_mult.iter().enumerate().rev() {
             let out = mc * mult as f64;
@@ -121,8 +147,8 @@ impl UNetConfig {
                 // The concatenation of the skip is a tensor of its own.
                 walk.train += (channels + skip) * pixels;
                 walk.res_block(self, channels + skip, out, pixels);
-                if attends(resolution) {
-                    walk.attention(self, out, pixels);
+                if self.attends_at(resolution) {
+                    walk.attention(self, level, out, pixels);
                 }
                 channels = out;
             }

@@ -23,3 +23,7 @@ pub use unet::{
     Upsample, load_diffusers_unet, save_diffusers_unet, timestep_embedding,
     unet_config_from_unet2d_json, unet2d_config_json,
 };
+pub use unet::{
+    BasicTransformerBlock, CrossAttention, FeedForward, Projection, SpatialTransformer,
+    SpatialTransformerSpec, unet_config_from_unet2d_condition_json, unet2d_condition_config_json,
+};

@@ -34,6 +34,10 @@ impl Preset {
                 time_embed_dim: 128,
                 time_injection: TimeInjection::Add,
                 num_classes: None,
+                cross_attention_dim: None,
+                transformer_layers_per_block: 1,
+                use_linear_projection: false,
+                heads_per_level: None,
             },
             Preset::Small => UNetConfig {
                 image_size: 32,
@@ -49,6 +53,10 @@ impl Preset {
                 time_embed_dim: 256,
                 time_injection: TimeInjection::Add,
                 num_classes: None,
+                cross_attention_dim: None,
+                transformer_layers_per_block: 1,
+                use_linear_projection: false,
+                heads_per_level: None,
             },
             Preset::DdpmCifar10 => UNetConfig {
                 image_size: 32,
@@ -64,6 +72,10 @@ impl Preset {
                 time_embed_dim: 512,
                 time_injection: TimeInjection::Add,
                 num_classes: None,
+                cross_attention_dim: None,
+                transformer_layers_per_block: 1,
+                use_linear_projection: false,
+                heads_per_level: None,
             },
         }
     }

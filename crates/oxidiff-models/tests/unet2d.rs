@@ -226,6 +226,10 @@ fn oxidiff_config() -> UNetConfig {
         time_embed_dim: 24,
         time_injection: TimeInjection::Add,
         num_classes: Some(3),
+        cross_attention_dim: None,
+        transformer_layers_per_block: 1,
+        use_linear_projection: false,
+        heads_per_level: None,
     }
 }
 

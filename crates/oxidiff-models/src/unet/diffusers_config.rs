@@ -31,6 +31,13 @@ const NORM_EPS: f64 = 1e-5;
 /// needs one channel count across them.
 pub fn unet2d_config_json(config: &UNetConfig) -> Result<Value, ModelError> {
     config.validate()?;
+    if config.cross_attention_dim.is_some() {
+        return Err(ModelError::invalid(
+            "cross_attention_dim",
+            "is set, and diffusers' UNet2DModel has no cross-attention: this UNet is a \
+             UNet2DConditionModel (unet2d_condition_config_json)",
+        ));
+    }
     let levels = config.num_levels();
     let block_out_channels: Vec<usize> = config
         .channel_mult
@@ -44,28 +51,34 @@ pub fn unet2d_config_json(config: &UNetConfig) -> Result<Value, ModelError> {
                 .contains(&(config.image_size >> l))
         })
         .collect();
-    let mut attention_channels: Vec<usize> = (0..levels)
+    // (channels, heads) of every attention block, the mid block's (the last level) included.
+    let mut attention_blocks: Vec<(usize, usize)> = (0..levels)
         .filter(|&l| attention_at[l])
-        .map(|l| block_out_channels[l])
-        .chain([block_out_channels[levels - 1]])
+        .chain([levels - 1])
+        .map(|l| (block_out_channels[l], config.heads_at(l)))
         .collect();
-    attention_channels.sort_unstable();
-    attention_channels.dedup();
-    let attention_head_dim = match attention_channels.as_slice() {
-        [channels] => Value::from(channels / config.num_heads),
+    attention_blocks.sort_unstable();
+    attention_blocks.dedup();
+    let (first_channels, first_heads) = attention_blocks[0];
+    let attention_head_dim = if attention_blocks
+        .iter()
+        .all(|&(c, h)| c / h == first_channels / first_heads)
+    {
+        Value::from(first_channels / first_heads)
+    } else if attention_blocks.iter().all(|&(_, h)| h == 1) {
         // diffusers' null: one head of all channels in every block.
-        _ if config.num_heads == 1 => Value::Null,
-        many => {
-            return Err(ModelError::invalid(
-                "num_heads",
-                format!(
-                    "{} heads split the attention blocks' {many:?} channels into heads of \
-                     different widths, and diffusers' UNet2DModel has one attention_head_dim \
-                     for all of them: use num_heads = 1, or attention at levels of one width",
-                    config.num_heads
-                ),
-            ));
-        }
+        Value::Null
+    } else {
+        let many: Vec<usize> = attention_blocks.iter().map(|&(c, _)| c).collect();
+        return Err(ModelError::invalid(
+            "num_heads",
+            format!(
+                "{} heads split the attention blocks' {many:?} channels into heads of \
+                 different widths, and diffusers' UNet2DModel has one attention_head_dim \
+                 for all of them: use num_heads = 1, or attention at levels of one width",
+                config.num_heads
+            ),
+        ));
     };
     let down_block_types: Vec<&str> = attention_at
         .iter()
@@ -177,38 +190,6 @@ pub fn unet_config_from_unet2d_json(json: &Value, source: &Path) -> Result<UNetC
             "is not \"UNet2DModel\" (the only diffusers class oxidiff's UNet mirrors)",
         ));
     }
-
-    // What oxidiff's UNet computes only one way.
-    keys.require(
-        "center_input_sample",
-        json!(false),
-        "oxidiff's UNet takes its input as it is",
-    )?;
-    keys.require(
-        "time_embedding_type",
-        json!("positional"),
-        "oxidiff's UNet has the sinusoidal (positional) time embedding only",
-    )?;
-    keys.require(
-        "flip_sin_to_cos",
-        json!(true),
-        "oxidiff's timestep features are [cos, sin]",
-    )?;
-    keys.require_number(
-        "freq_shift",
-        0.0,
-        "oxidiff's frequencies are 10000^(-i/half)",
-    )?;
-    keys.require_number(
-        "mid_block_scale_factor",
-        1.0,
-        "oxidiff's residual blocks do not rescale their output",
-    )?;
-    keys.require_number(
-        "downsample_padding",
-        1.0,
-        "oxidiff downsamples with a stride-2 3x3 convolution padded by 1",
-    )?;
     keys.require(
         "mid_block_type",
         json!("UNetMidBlock2D"),
@@ -219,109 +200,14 @@ pub fn unet_config_from_unet2d_json(json: &Value, source: &Path) -> Result<UNetC
         json!(true),
         "oxidiff's mid block always has attention",
     )?;
-    keys.require(
-        "class_embed_type",
-        Value::Null,
-        "oxidiff's class conditioning is an embedding table (num_class_embeds)",
-    )?;
-    let act_fn = keys.get("act_fn", json!("silu"));
-    if act_fn != "silu" && act_fn != "swish" {
-        return Err(keys.refuse("act_fn", "is not \"silu\", oxidiff's only activation"));
-    }
-    let norm_eps = keys.number("norm_eps", NORM_EPS)?;
-    if (norm_eps - NORM_EPS).abs() > 1e-12 {
-        return Err(keys.refuse(
-            "norm_eps",
-            format!("is not {NORM_EPS:e}, the epsilon of every GroupNorm in oxidiff's UNet"),
-        ));
-    }
-    let time_injection = match keys
-        .get("resnet_time_scale_shift", json!("default"))
-        .as_str()
-    {
-        Some("default") => TimeInjection::Add,
-        Some("scale_shift") => TimeInjection::ScaleShift,
-        _ => {
-            return Err(keys.refuse(
-                "resnet_time_scale_shift",
-                "is neither \"default\" (added) nor \"scale_shift\", the two ways oxidiff's \
-                 residual blocks take the time embedding",
-            ));
-        }
-    };
-
-    let block_out_channels = keys.usizes("block_out_channels", &[224, 448, 672, 896])?;
+    let shared = read_shared(&keys, &UNET2D_LAYOUT)?;
+    let SharedKeys {
+        ref block_out_channels,
+        ref attention_at,
+        time_injection,
+        ..
+    } = shared;
     let levels = block_out_channels.len();
-    let model_channels = block_out_channels.first().copied().unwrap_or(0);
-    if model_channels == 0 || block_out_channels.iter().any(|c| c % model_channels != 0) {
-        return Err(keys.refuse(
-            "block_out_channels",
-            "must be positive multiples of the first (oxidiff's model_channels x channel_mult)",
-        ));
-    }
-    let down_default = [
-        "DownBlock2D",
-        "AttnDownBlock2D",
-        "AttnDownBlock2D",
-        "AttnDownBlock2D",
-    ];
-    let up_default = [
-        "AttnUpBlock2D",
-        "AttnUpBlock2D",
-        "AttnUpBlock2D",
-        "UpBlock2D",
-    ];
-    let down = keys.strings("down_block_types", &down_default)?;
-    let up = keys.strings("up_block_types", &up_default)?;
-    for (key, types) in [("down_block_types", &down), ("up_block_types", &up)] {
-        if types.len() != levels {
-            return Err(keys.refuse(
-                key,
-                format!("does not have one entry per block_out_channels ({levels})"),
-            ));
-        }
-    }
-    let mut attention_at = Vec::with_capacity(levels);
-    for (level, down_type) in down.iter().enumerate() {
-        let mirror = levels - 1 - level;
-        let down_attn = match down_type.as_str() {
-            "DownBlock2D" => false,
-            "AttnDownBlock2D" => true,
-            _ => {
-                return Err(keys.refuse(
-                    "down_block_types",
-                    format!(
-                        "entry {level} is neither \"DownBlock2D\" nor \"AttnDownBlock2D\", the \
-                         down blocks oxidiff's UNet has"
-                    ),
-                ));
-            }
-        };
-        let up_attn = match up[mirror].as_str() {
-            "UpBlock2D" => false,
-            "AttnUpBlock2D" => true,
-            _ => {
-                return Err(keys.refuse(
-                    "up_block_types",
-                    format!(
-                        "entry {mirror} is neither \"UpBlock2D\" nor \"AttnUpBlock2D\", the up \
-                         blocks oxidiff's UNet has"
-                    ),
-                ));
-            }
-        };
-        if down_attn != up_attn {
-            return Err(keys.refuse(
-                "up_block_types",
-                format!(
-                    "entry {mirror} ({}) does not mirror down_block_types entry {level} ({}): \
-                     oxidiff's UNet has attention at a resolution on both ways or on neither",
-                    up[mirror], down_type
-                ),
-            ));
-        }
-        attention_at.push(down_attn);
-    }
     // The types only matter where an attention block has a resampler: DownBlock2D and
     // UpBlock2D always convolve, and the lowest (highest) level has no down (up) sampler.
     for (key, resampled) in [
@@ -377,15 +263,8 @@ pub fn unet_config_from_unet2d_json(json: &Value, source: &Path) -> Result<UNetC
         }
     };
 
-    let norm_groups = keys.usize("norm_num_groups", Some(32))?.ok_or_else(|| {
-        keys.refuse(
-            "norm_num_groups",
-            "leaves the residual blocks' GroupNorm groups to diffusers' per-block fallback; \
-             oxidiff's UNet has one group count (set it)",
-        )
-    })?;
     match keys.usize("attn_norm_num_groups", None)? {
-        Some(groups) if groups != norm_groups => {
+        Some(groups) if groups != shared.norm_groups => {
             return Err(keys.refuse(
                 "attn_norm_num_groups",
                 "differs from norm_num_groups, and oxidiff's attention normalises with the \
@@ -403,6 +282,144 @@ pub fn unet_config_from_unet2d_json(json: &Value, source: &Path) -> Result<UNetC
         _ => {}
     }
 
+    let num_res_blocks = keys.usize("layers_per_block", Some(2))?.unwrap_or(0);
+    shared.into_config(source, num_res_blocks, num_heads, |_| {})
+}
+
+/// What differs between the UNet classes where [`read_shared`] reads: their block names
+/// (without attention, with attention) and diffusers' defaults.
+pub(super) struct ClassLayout {
+    pub down: (&'static str, &'static str),
+    pub up: (&'static str, &'static str),
+    pub down_default: [&'static str; 4],
+    pub up_default: [&'static str; 4],
+    pub block_out_channels_default: [usize; 4],
+    /// `in_channels` and `out_channels` where absent.
+    pub channels_default: usize,
+}
+
+const UNET2D_LAYOUT: ClassLayout = ClassLayout {
+    down: ("DownBlock2D", "AttnDownBlock2D"),
+    up: ("UpBlock2D", "AttnUpBlock2D"),
+    down_default: [
+        "DownBlock2D",
+        "AttnDownBlock2D",
+        "AttnDownBlock2D",
+        "AttnDownBlock2D",
+    ],
+    up_default: [
+        "AttnUpBlock2D",
+        "AttnUpBlock2D",
+        "AttnUpBlock2D",
+        "UpBlock2D",
+    ],
+    block_out_channels_default: [224, 448, 672, 896],
+    channels_default: 3,
+};
+
+/// What `UNet2DModel` and `UNet2DConditionModel` configs say alike: the time embedding, the
+/// residual blocks, the levels and where attention is, the class embedding.
+pub(super) struct SharedKeys {
+    pub image_size: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub block_out_channels: Vec<usize>,
+    pub model_channels: usize,
+    /// Whether each level has attention (on both ways).
+    pub attention_at: Vec<bool>,
+    pub dropout: f64,
+    pub norm_groups: usize,
+    pub time_embed_dim: usize,
+    pub time_injection: TimeInjection,
+    pub num_classes: Option<usize>,
+}
+
+/// Reads the [`SharedKeys`], refusing, key and value named, what oxidiff's UNet computes
+/// another way.
+pub(super) fn read_shared(
+    keys: &ConfigKeys<'_, ModelError>,
+    layout: &ClassLayout,
+) -> Result<SharedKeys, ModelError> {
+    keys.require(
+        "center_input_sample",
+        json!(false),
+        "oxidiff's UNet takes its input as it is",
+    )?;
+    keys.require(
+        "time_embedding_type",
+        json!("positional"),
+        "oxidiff's UNet has the sinusoidal (positional) time embedding only",
+    )?;
+    keys.require(
+        "flip_sin_to_cos",
+        json!(true),
+        "oxidiff's timestep features are [cos, sin]",
+    )?;
+    keys.require_number(
+        "freq_shift",
+        0.0,
+        "oxidiff's frequencies are 10000^(-i/half)",
+    )?;
+    keys.require_number(
+        "mid_block_scale_factor",
+        1.0,
+        "oxidiff's residual blocks do not rescale their output",
+    )?;
+    keys.require_number(
+        "downsample_padding",
+        1.0,
+        "oxidiff downsamples with a stride-2 3x3 convolution padded by 1",
+    )?;
+    keys.require(
+        "class_embed_type",
+        Value::Null,
+        "oxidiff's class conditioning is an embedding table (num_class_embeds)",
+    )?;
+    let act_fn = keys.get("act_fn", json!("silu"));
+    if act_fn != "silu" && act_fn != "swish" {
+        return Err(keys.refuse("act_fn", "is not \"silu\", oxidiff's only activation"));
+    }
+    let norm_eps = keys.number("norm_eps", NORM_EPS)?;
+    if (norm_eps - NORM_EPS).abs() > 1e-12 {
+        return Err(keys.refuse(
+            "norm_eps",
+            format!("is not {NORM_EPS:e}, the epsilon of every GroupNorm in oxidiff's UNet"),
+        ));
+    }
+    let time_injection = match keys
+        .get("resnet_time_scale_shift", json!("default"))
+        .as_str()
+    {
+        Some("default") => TimeInjection::Add,
+        Some("scale_shift") => TimeInjection::ScaleShift,
+        _ => {
+            return Err(keys.refuse(
+                "resnet_time_scale_shift",
+                "is neither \"default\" (added) nor \"scale_shift\", the two ways oxidiff's \
+                 residual blocks take the time embedding",
+            ));
+        }
+    };
+
+    let block_out_channels =
+        keys.usizes("block_out_channels", &layout.block_out_channels_default)?;
+    let levels = block_out_channels.len();
+    let model_channels = block_out_channels.first().copied().unwrap_or(0);
+    if model_channels == 0 || block_out_channels.iter().any(|c| c % model_channels != 0) {
+        return Err(keys.refuse(
+            "block_out_channels",
+            "must be positive multiples of the first (oxidiff's model_channels x channel_mult)",
+        ));
+    }
+    let attention_at = attention_levels(keys, layout, levels)?;
+
+    let norm_groups = keys.usize("norm_num_groups", Some(32))?.ok_or_else(|| {
+        keys.refuse(
+            "norm_num_groups",
+            "leaves the residual blocks' GroupNorm groups to diffusers' per-block fallback; \
+             oxidiff's UNet has one group count (set it)",
+        )
+    })?;
     let image_size = match keys.get("sample_size", Value::Null) {
         Value::Number(n) => n.as_u64().map(|n| n as usize),
         Value::Array(hw) if hw.len() == 2 && hw[0] == hw[1] => hw[0].as_u64().map(|n| n as usize),
@@ -424,36 +441,134 @@ pub fn unet_config_from_unet2d_json(json: &Value, source: &Path) -> Result<UNetC
             ));
         }
     };
-    let dropout = keys.number("dropout", 0.0)?;
-
-    let config = UNetConfig {
+    Ok(SharedKeys {
         image_size,
-        in_channels: keys.usize("in_channels", Some(3))?.unwrap_or(0),
-        out_channels: keys.usize("out_channels", Some(3))?.unwrap_or(0),
+        in_channels: keys
+            .usize("in_channels", Some(layout.channels_default))?
+            .unwrap_or(0),
+        out_channels: keys
+            .usize("out_channels", Some(layout.channels_default))?
+            .unwrap_or(0),
+        block_out_channels,
         model_channels,
-        channel_mult: block_out_channels
-            .iter()
-            .map(|c| c / model_channels)
-            .collect(),
-        num_res_blocks: keys.usize("layers_per_block", Some(2))?.unwrap_or(0),
-        attention_resolutions: (0..levels)
-            .filter(|&l| attention_at[l])
-            .map(|l| image_size >> l)
-            .collect(),
-        num_heads,
-        dropout,
+        attention_at,
+        dropout: keys.number("dropout", 0.0)?,
         norm_groups,
         time_embed_dim: keys
             .usize("time_embedding_dim", None)?
             .unwrap_or(4 * model_channels),
         time_injection,
         num_classes,
-    };
-    config.validate().map_err(|e| {
-        ModelError::file(
-            source,
-            format!("cannot be built as oxidiff's UNet ({e}, in oxidiff's names)"),
-        )
-    })?;
-    Ok(config)
+    })
+}
+
+/// Which levels have attention, from `down_block_types` and `up_block_types`: refused where a
+/// type is not one of `layout`'s or the two ways differ at a level.
+fn attention_levels(
+    keys: &ConfigKeys<'_, ModelError>,
+    layout: &ClassLayout,
+    levels: usize,
+) -> Result<Vec<bool>, ModelError> {
+    let down = keys.strings("down_block_types", &layout.down_default)?;
+    let up = keys.strings("up_block_types", &layout.up_default)?;
+    for (key, types) in [("down_block_types", &down), ("up_block_types", &up)] {
+        if types.len() != levels {
+            return Err(keys.refuse(
+                key,
+                format!("does not have one entry per block_out_channels ({levels})"),
+            ));
+        }
+    }
+    let mut attention_at = Vec::with_capacity(levels);
+    for (level, down_type) in down.iter().enumerate() {
+        let mirror = levels - 1 - level;
+        let (plain, attn) = layout.down;
+        let down_attn = match down_type.as_str() {
+            t if t == plain => false,
+            t if t == attn => true,
+            _ => {
+                return Err(keys.refuse(
+                    "down_block_types",
+                    format!(
+                        "entry {level} is neither \"{plain}\" nor \"{attn}\", the down blocks \
+                         oxidiff's UNet has"
+                    ),
+                ));
+            }
+        };
+        let (plain, attn) = layout.up;
+        let up_attn = match up[mirror].as_str() {
+            t if t == plain => false,
+            t if t == attn => true,
+            _ => {
+                return Err(keys.refuse(
+                    "up_block_types",
+                    format!(
+                        "entry {mirror} is neither \"{plain}\" nor \"{attn}\", the up blocks \
+                         oxidiff's UNet has"
+                    ),
+                ));
+            }
+        };
+        if down_attn != up_attn {
+            return Err(keys.refuse(
+                "up_block_types",
+                format!(
+                    "entry {mirror} ({}) does not mirror down_block_types entry {level} ({}): \
+                     oxidiff's UNet has attention at a resolution on both ways or on neither",
+                    up[mirror], down_type
+                ),
+            ));
+        }
+        attention_at.push(down_attn);
+    }
+    Ok(attention_at)
+}
+
+impl SharedKeys {
+    /// The validated [`UNetConfig`], `finish` setting what else the class says (its
+    /// cross-attention) before validation.
+    pub(super) fn into_config(
+        self,
+        source: &Path,
+        num_res_blocks: usize,
+        num_heads: usize,
+        finish: impl FnOnce(&mut UNetConfig),
+    ) -> Result<UNetConfig, ModelError> {
+        let levels = self.block_out_channels.len();
+        let mut config = UNetConfig {
+            image_size: self.image_size,
+            in_channels: self.in_channels,
+            out_channels: self.out_channels,
+            model_channels: self.model_channels,
+            channel_mult: self
+                .block_out_channels
+                .iter()
+                .map(|c| c / self.model_channels)
+                .collect(),
+            num_res_blocks,
+            attention_resolutions: (0..levels)
+                .filter(|&l| self.attention_at[l])
+                .map(|l| self.image_size >> l)
+                .collect(),
+            num_heads,
+            dropout: self.dropout,
+            norm_groups: self.norm_groups,
+            time_embed_dim: self.time_embed_dim,
+            time_injection: self.time_injection,
+            num_classes: self.num_classes,
+            cross_attention_dim: None,
+            transformer_layers_per_block: 1,
+            use_linear_projection: false,
+            heads_per_level: None,
+        };
+        finish(&mut config);
+        config.validate().map_err(|e| {
+            ModelError::file(
+                source,
+                format!("cannot be built as oxidiff's UNet ({e}, in oxidiff's names)"),
+            )
+        })?;
+        Ok(config)
+    }
 }

@@ -9,13 +9,17 @@ use super::attention::AttentionBlock;
 use super::embeddings::TimeEmbedding;
 use super::resample::{Downsample, Upsample};
 use super::resblock::{ResBlock, ResBlockSpec, conv3x3};
+use super::transformer::{SpatialTransformer, SpatialTransformerSpec};
 use crate::config::UNetConfig;
 
-/// A residual block, optionally followed by self-attention.
+/// A residual block, optionally followed by self-attention (`attn`, the ADM UNet's) or by a
+/// spatial transformer with cross-attention (`transformer`, a UNet with
+/// `cross_attention_dim`); never both.
 #[derive(Module, Debug)]
 pub struct ResAttn {
     pub res: ResBlock,
     pub attn: Option<AttentionBlock>,
+    pub transformer: Option<SpatialTransformer>,
 }
 
 impl ResAttn {
@@ -23,9 +27,27 @@ impl ResAttn {
     /// - `x`: `[B, in, H, W]`, `emb`: `[B, E]`
     /// - output: `[B, out, H, W]`
     pub fn forward(&self, x: Tensor<4>, emb: Tensor<2>) -> Tensor<4> {
+        self.forward_with_context(x, emb, None)
+    }
+
+    /// [`Self::forward`] with the states a transformer's cross-attention attends to.
+    ///
+    /// # Shapes
+    /// - `x`: `[B, in, H, W]`, `emb`: `[B, E]`, `context`: `[B, L, cross_attention_dim]`
+    /// - output: `[B, out, H, W]`
+    pub fn forward_with_context(
+        &self,
+        x: Tensor<4>,
+        emb: Tensor<2>,
+        context: Option<&Tensor<3>>,
+    ) -> Tensor<4> {
         let h = self.res.forward(x, emb);
-        match &self.attn {
+        let h = match &self.attn {
             Some(attn) => attn.forward(h),
+            None => h,
+        };
+        match &self.transformer {
+            Some(transformer) => transformer.forward(h, context),
             None => h,
         }
     }
@@ -47,7 +69,9 @@ pub struct UpLevel {
 }
 
 /// ADM-style UNet: skips are pushed after `conv_in`, after every down block and after every
-/// downsample, and popped in reverse by the up blocks (DDPM's layout).
+/// downsample, and popped in reverse by the up blocks (DDPM's layout). With
+/// `cross_attention_dim` its attention blocks are spatial transformers that attend to a text
+/// encoder's states too (latent diffusion's UNet, diffusers' `UNet2DConditionModel`).
 #[derive(Module, Debug)]
 pub struct UNet {
     pub time_embed: TimeEmbedding,
@@ -55,7 +79,10 @@ pub struct UNet {
     pub conv_in: Conv2d,
     pub down: Vec<DownLevel>,
     pub mid_res_1: ResBlock,
-    pub mid_attn: AttentionBlock,
+    /// The middle self-attention (without cross-attention).
+    pub mid_attn: Option<AttentionBlock>,
+    /// The middle spatial transformer (with cross-attention).
+    pub mid_transformer: Option<SpatialTransformer>,
     pub mid_res_2: ResBlock,
     pub up: Vec<UpLevel>,
     pub out_norm: GroupNorm,
@@ -76,10 +103,48 @@ impl UNetConfig {
             dropout: self.dropout,
             time_injection: self.time_injection,
         };
-        let attn_at = |resolution: usize, channels: usize| {
-            self.attention_resolutions
-                .contains(&resolution)
-                .then(|| AttentionBlock::new(channels, self.num_heads, self.norm_groups, device))
+        // The attention of a block at `level` (`None` where it has none): self-attention, or
+        // a spatial transformer with cross-attention.
+        let attention = |level: usize,
+                         channels: usize|
+         -> (Option<AttentionBlock>, Option<SpatialTransformer>) {
+            let heads = self.heads_at(level);
+            match self.cross_attention_dim {
+                None => (
+                    Some(AttentionBlock::new(
+                        channels,
+                        heads,
+                        self.norm_groups,
+                        device,
+                    )),
+                    None,
+                ),
+                Some(context_dim) => {
+                    let spec = SpatialTransformerSpec {
+                        channels,
+                        heads,
+                        context_dim,
+                        layers: self.transformer_layers_per_block,
+                        norm_groups: self.norm_groups,
+                        linear_projection: self.use_linear_projection,
+                    };
+                    (None, Some(SpatialTransformer::new(&spec, device)))
+                }
+            }
+        };
+        let block = |level: usize, resolution: usize, i: usize, o: usize| {
+            // The residual block first: a seeded device draws the weights in the same order.
+            let res = ResBlock::new(&spec(i, o), device);
+            let (attn, transformer) = if self.attends_at(resolution) {
+                attention(level, o)
+            } else {
+                (None, None)
+            };
+            ResAttn {
+                res,
+                attn,
+                transformer,
+            }
         };
 
         let mut skip_channels = vec![mc];
@@ -90,10 +155,7 @@ impl UNetConfig {
             let out = mc * mult;
             let mut blocks = Vec::new();
             for _ in 0..self.num_res_blocks {
-                blocks.push(ResAttn {
-                    res: ResBlock::new(&spec(channels, out), device),
-                    attn: attn_at(resolution, out),
-                });
+                blocks.push(block(level, resolution, channels, out));
                 channels = out;
                 skip_channels.push(channels);
             }
@@ -106,7 +168,7 @@ impl UNetConfig {
         }
 
         let mid_res_1 = ResBlock::new(&spec(channels, channels), device);
-        let mid_attn = AttentionBlock::new(channels, self.num_heads, self.norm_groups, device);
+        let (mid_attn, mid_transformer) = attention(self.num_levels() - 1, channels);
         let mid_res_2 = ResBlock::new(&spec(channels, channels), device);
 
         let mut up = Vec::new();
@@ -115,10 +177,7 @@ impl UNetConfig {
             let mut blocks = Vec::new();
             for _ in 0..=self.num_res_blocks {
                 let skip = skip_channels.pop().expect("one skip per up block");
-                blocks.push(ResAttn {
-                    res: ResBlock::new(&spec(channels + skip, out), device),
-                    attn: attn_at(resolution, out),
-                });
+                blocks.push(block(level, resolution, channels + skip, out));
                 channels = out;
             }
             let upsample = (level > 0).then(|| {
@@ -139,6 +198,7 @@ impl UNetConfig {
             down,
             mid_res_1,
             mid_attn,
+            mid_transformer,
             mid_res_2,
             up,
             out_norm: GroupNormConfig::new(self.norm_groups, channels).init(device),
@@ -165,6 +225,33 @@ impl UNet {
         timesteps: Tensor<1>,
         class_labels: Option<Tensor<1, Int>>,
     ) -> Tensor<4> {
+        self.forward_with_context(x, timesteps, class_labels, None)
+    }
+
+    /// [`Self::forward`] with the states a text encoder gave for each image's caption, which
+    /// the spatial transformers' cross-attention attends to (a UNet with
+    /// `cross_attention_dim`; one without ignores them). `None` leaves cross-attention out
+    /// altogether (the image-only network); a text model's unconditional answer is rather
+    /// the empty caption's states.
+    ///
+    /// # Shapes
+    /// - `x`: `[B, in_channels, S, S]`
+    /// - `timesteps`: `[B]` (float, may be fractional)
+    /// - `class_labels`: as for [`Self::forward`]
+    /// - `context`: `[B, L, cross_attention_dim]`, any length `L`
+    /// - output: `[B, out_channels, S, S]`
+    ///
+    /// # Panics
+    /// A context whose width is not the model's `cross_attention_dim`, or whose batch is not
+    /// `x`'s.
+    pub fn forward_with_context(
+        &self,
+        x: Tensor<4>,
+        timesteps: Tensor<1>,
+        class_labels: Option<Tensor<1, Int>>,
+        context: Option<Tensor<3>>,
+    ) -> Tensor<4> {
+        let context = context.as_ref();
         let mut emb = self.time_embed.forward(timesteps);
         if let (Some(embedding), Some(labels)) = (&self.class_embed, class_labels) {
             let [batch] = labels.dims();
@@ -177,7 +264,7 @@ impl UNet {
         let mut skips = vec![h.clone()];
         for level in &self.down {
             for block in &level.blocks {
-                h = block.forward(h, emb.clone());
+                h = block.forward_with_context(h, emb.clone(), context);
                 skips.push(h.clone());
             }
             if let Some(down) = &level.downsample {
@@ -187,13 +274,18 @@ impl UNet {
         }
 
         h = self.mid_res_1.forward(h, emb.clone());
-        h = self.mid_attn.forward(h);
+        if let Some(attn) = &self.mid_attn {
+            h = attn.forward(h);
+        }
+        if let Some(transformer) = &self.mid_transformer {
+            h = transformer.forward(h, context);
+        }
         h = self.mid_res_2.forward(h, emb.clone());
 
         for level in &self.up {
             for block in &level.blocks {
                 let skip = skips.pop().expect("one skip per up block");
-                h = block.forward(Tensor::cat(vec![h, skip], 1), emb.clone());
+                h = block.forward_with_context(Tensor::cat(vec![h, skip], 1), emb.clone(), context);
             }
             if let Some(up) = &level.upsample {
                 h = up.forward(h);
@@ -225,16 +317,31 @@ impl oxidiff_diffusion::ConditionalDenoiser for UNet {
     }
 }
 
+/// The answer for text states; a class-conditional model is given its "no class" label.
+impl oxidiff_diffusion::ContextDenoiser for UNet {
+    fn denoise_with_context(&self, x_t: Tensor<4>, t: Tensor<1>, context: Tensor<3>) -> Tensor<4> {
+        let labels = self.null_labels(&x_t);
+        self.forward_with_context(x_t, t, labels, Some(context))
+    }
+}
+
+impl UNet {
+    /// The "no class" label for every image of `x` (`None` when unconditional).
+    fn null_labels(&self, x: &Tensor<4>) -> Option<Tensor<1, Int>> {
+        self.null_label().map(|null| {
+            let batch = x.dims()[0];
+            Tensor::<1, Int>::from_data(
+                burn::tensor::TensorData::new(vec![null as i64; batch], [batch]),
+                &x.device(),
+            )
+        })
+    }
+}
+
 /// The unconditional answer: a class-conditional model is given its "no class" label.
 impl oxidiff_diffusion::Denoiser for UNet {
     fn denoise(&self, x_t: Tensor<4>, t: Tensor<1>) -> Tensor<4> {
-        let labels = self.null_label().map(|null| {
-            let batch = x_t.dims()[0];
-            Tensor::<1, Int>::from_data(
-                burn::tensor::TensorData::new(vec![null as i64; batch], [batch]),
-                &x_t.device(),
-            )
-        });
+        let labels = self.null_labels(&x_t);
         self.forward(x_t, t, labels)
     }
 }
