@@ -9,6 +9,7 @@ mod error;
 mod flops;
 mod footprint;
 mod presets;
+pub mod text;
 mod unet;
 pub mod vae;
 
