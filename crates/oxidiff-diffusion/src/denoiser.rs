@@ -22,3 +22,9 @@ impl<D: Denoiser + ?Sized> Denoiser for &D {
         (**self).denoise(x_t, t)
     }
 }
+
+impl<D: Denoiser + ?Sized> Denoiser for Box<D> {
+    fn denoise(&self, x_t: Tensor<4>, t: Tensor<1>) -> Tensor<4> {
+        (**self).denoise(x_t, t)
+    }
+}

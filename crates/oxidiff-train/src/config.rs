@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::autoencoder_config::{AutoencoderSection, TaskKind};
 use crate::error::TrainError;
 use crate::latent::{FirstStage, LatentSection, LatentSizes};
+use crate::text::{TextSection, TextSource};
 
 oxidiff_diffusion::named_enum! {
     /// Which optimiser updates the weights.
@@ -120,6 +121,10 @@ pub struct TrainConfig {
     /// Class-conditional models: probability that a training label is replaced by "no class",
     /// which trains the unconditional model classifier-free guidance needs.
     pub label_dropout: f64,
+    /// Text-conditioned models: probability that a training image is shown with the empty
+    /// prompt instead of its caption, the unconditional model of classifier-free guidance
+    /// (kohya's `caption_dropout_rate`, diffusers' `proportion_empty_prompts`).
+    pub caption_dropout: f64,
 }
 
 impl Default for TrainConfig {
@@ -153,6 +158,7 @@ impl Default for TrainConfig {
             bpd_every: None,
             bpd_stride: 20,
             label_dropout: 0.1,
+            caption_dropout: 0.1,
         }
     }
 }
@@ -171,6 +177,9 @@ pub struct SampleConfig {
     pub karras_sigmas: bool,
     /// Euler and Heun: S_churn, the noise re-injected along the way (0 = the deterministic ODE).
     pub s_churn: f64,
+    /// Text-to-image runs: the classifier-free guidance scale of the grids drawn while
+    /// training, and `oxidiff sample --prompt`'s default (diffusers' 7.5).
+    pub guidance_scale: f64,
 }
 
 impl SampleConfig {
@@ -194,6 +203,7 @@ impl Default for SampleConfig {
             use_ema: true,
             karras_sigmas: false,
             s_churn: 0.0,
+            guidance_scale: 7.5,
         }
     }
 }
@@ -214,6 +224,8 @@ pub struct RunConfig {
     pub autoencoder: AutoencoderSection,
     /// A diffusion run in an autoencoder's latent space (latent diffusion).
     pub latent: LatentSection,
+    /// A text-to-image run's text encoder.
+    pub text: TextSection,
 }
 
 /// The documented default configuration printed by `oxidiff config default`.
@@ -337,6 +349,9 @@ impl RunConfig {
             model.in_channels = Some(sizes.latent_channels);
         }
         let mut unet = model.resolve()?;
+        if let Some(source) = self.text_source()? {
+            unet.cross_attention_dim = Some(source.hidden_size);
+        }
         unet.out_channels *= match self.diffusion.variance_type {
             VarianceType::Fixed => 1,
             VarianceType::Learned => 2,
@@ -354,6 +369,16 @@ impl RunConfig {
             .transpose()
     }
 
+    /// A text-to-image run's text encoder (`text.encoder`), found and its width read; `None`
+    /// for a run without text.
+    pub fn text_source(&self) -> Result<Option<TextSource>, TrainError> {
+        self.text
+            .encoder
+            .as_deref()
+            .map(TextSource::resolve)
+            .transpose()
+    }
+
     /// The image and latent sizes of a latent run; `None` for a pixel-space run.
     pub fn latent_sizes(&self) -> Result<Option<LatentSizes>, TrainError> {
         self.first_stage()?
@@ -364,6 +389,8 @@ impl RunConfig {
     /// Checks values that parse but cannot work; the message starts with the key.
     pub fn validate(&self) -> Result<(), String> {
         self.latent.validate()?;
+        self.text
+            .validate(self.task, self.data.captions, self.model.num_classes)?;
         if self.latent.autoencoder.is_some() {
             self.validate_latent()?;
         }
@@ -418,6 +445,7 @@ impl RunConfig {
             ("train.beta2", t.beta2),
             ("train.momentum", t.momentum),
             ("train.label_dropout", t.label_dropout),
+            ("train.caption_dropout", t.caption_dropout),
             ("train.ema_decay", t.ema_decay),
         ];
         for (key, v) in unit {
@@ -469,6 +497,12 @@ impl RunConfig {
             return Err(format!(
                 "sample.s_churn: must be zero or positive, got {}",
                 self.sample.s_churn
+            ));
+        }
+        if !self.sample.guidance_scale.is_finite() {
+            return Err(format!(
+                "sample.guidance_scale: must be a finite number, got {}",
+                self.sample.guidance_scale
             ));
         }
         check_eta(self.sample.eta).map_err(|e| format!("sample.{e}"))?;

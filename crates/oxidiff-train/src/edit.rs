@@ -13,11 +13,12 @@ use oxidiff_diffusion::sample::{
     RePaintOptions, denoise_known_sigma, inpaint_ddim, largest_sigma, repaint, sdedit,
     timestep_for_sigma,
 };
+use oxidiff_diffusion::{Denoiser, GaussianDiffusion};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::TrainError;
-use crate::generate::LoadedModel;
+use crate::generate::{LoadedModel, Prompt};
 
 /// An image file at the model's size, in the model's space (standardised like its training
 /// data).
@@ -117,15 +118,24 @@ pub fn inpaint(
     known: Tensor<4>,
     steps: usize,
     method: InpaintMethod,
+    prompt: Option<&Prompt>,
     seed: u64,
 ) -> Result<Tensor<4>, TrainError> {
+    let model = loaded.denoiser(prompt, &image.device())?;
+    let edit = Edit {
+        model: &*model,
+        diffusion: &loaded.diffusion,
+        steps,
+        method,
+        seed,
+    };
     let Some(space) = &loaded.latent else {
-        return inpaint_in_model_space(loaded, image, known, steps, method, seed);
+        return edit.inpaint(image, known);
     };
     let latents = space.encode(image.clone());
     let [_, _, side, _] = latents.dims();
     let known_latent = min_pool(known.clone(), side)?;
-    let filled = inpaint_in_model_space(loaded, latents, known_latent, steps, method, seed)?;
+    let filled = edit.inpaint(latents, known_latent)?;
     let decoded = space.decode(filled);
     Ok(image * known.clone() + decoded * (known.neg() + 1.0))
 }
@@ -157,39 +167,43 @@ fn min_pool(mask: Tensor<4>, side: usize) -> Result<Tensor<4>, TrainError> {
     ))
 }
 
-/// [`inpaint`] on the UNet's own inputs (pixels, or a latent run's latents).
-fn inpaint_in_model_space(
-    loaded: &LoadedModel,
-    image: Tensor<4>,
-    known: Tensor<4>,
+/// One inpainting as asked.
+struct Edit<'a> {
+    model: &'a dyn Denoiser,
+    diffusion: &'a GaussianDiffusion,
     steps: usize,
     method: InpaintMethod,
     seed: u64,
-) -> Result<Tensor<4>, TrainError> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (model, diffusion) = (&loaded.model, &loaded.diffusion);
-    Ok(match method {
-        InpaintMethod::Replacement => inpaint_ddim(
-            model,
-            diffusion,
-            image,
-            known,
-            steps,
-            0.0,
-            &mut rng,
-            &mut |_, _| {},
-        )?,
-        InpaintMethod::RePaint(options) => repaint(
-            model,
-            diffusion,
-            image,
-            known,
-            steps,
-            options,
-            &mut rng,
-            &mut |_, _| {},
-        )?,
-    })
+}
+
+impl Edit<'_> {
+    /// [`inpaint`] on the UNet's own inputs (pixels, or a latent run's latents).
+    fn inpaint(&self, image: Tensor<4>, known: Tensor<4>) -> Result<Tensor<4>, TrainError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let (model, diffusion, steps) = (&self.model, self.diffusion, self.steps);
+        Ok(match self.method {
+            InpaintMethod::Replacement => inpaint_ddim(
+                model,
+                diffusion,
+                image,
+                known,
+                steps,
+                0.0,
+                &mut rng,
+                &mut |_, _| {},
+            )?,
+            InpaintMethod::RePaint(options) => repaint(
+                model,
+                diffusion,
+                image,
+                known,
+                steps,
+                options,
+                &mut rng,
+                &mut |_, _| {},
+            )?,
+        })
+    }
 }
 
 /// How much noise to take out of an image.
@@ -218,10 +232,12 @@ pub fn denoise(
     image: Tensor<4>,
     method: DenoiseMethod,
     steps: usize,
+    prompt: Option<&Prompt>,
     seed: u64,
 ) -> Result<Tensor<4>, TrainError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (model, diffusion) = (&loaded.model, &loaded.diffusion);
+    let model = loaded.denoiser(prompt, &image.device())?;
+    let (model, diffusion) = (&model, &loaded.diffusion);
     if loaded.latent.is_some() && matches!(method, DenoiseMethod::Sigma255(_)) {
         return Err(TrainError::Eval {
             message: "a noise σ in 8-bit levels is a level of pixel noise, which a latent \

@@ -8,7 +8,7 @@ use oxidiff_diffusion::sample::{
     DpmSolverAlgorithm, DpmSolverOptions, sample_ddim, sample_ddpm, sample_dpm_solver,
     sample_euler, sample_heun,
 };
-use oxidiff_diffusion::{Denoiser, GaussianDiffusion, TimestepSpacing, randn};
+use oxidiff_diffusion::{Denoiser, GaussianDiffusion, PromptGuidance, TimestepSpacing, randn};
 use oxidiff_models::UNet;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -22,6 +22,17 @@ use crate::error::TrainError;
 use crate::latent::LatentSpace;
 use crate::memory::sampling_bytes_per_image;
 use crate::run_dir::{EMA_FILE, MODEL_FILE, RunDir, read_json, resolve_checkpoint};
+use crate::text::TextConditioner;
+
+/// What a text-to-image model is asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    pub prompt: String,
+    /// What to guide away from (empty: the unconditional model).
+    pub negative: String,
+    /// The classifier-free guidance scale (1: the plain conditional model).
+    pub guidance: f64,
+}
 
 /// A trained model ready to sample from.
 pub struct LoadedModel {
@@ -34,6 +45,9 @@ pub struct LoadedModel {
     /// A latent run's autoencoder and scaling factor: the UNet's samples are latents that
     /// [`LoadedModel::to_images`] decodes.
     pub latent: Option<LatentSpace>,
+    /// A text-to-image model's frozen text encoder: prompts become the context the UNet
+    /// attends to ([`LoadedModel::prompt_guidance`]).
+    pub text: Option<TextConditioner>,
 }
 
 impl LoadedModel {
@@ -79,6 +93,56 @@ impl LoadedModel {
         match &self.latent {
             Some(space) => space.decode(x),
             None => x,
+        }
+    }
+
+    /// Classifier-free guidance toward `prompt` (away from `negative`: the empty prompt for
+    /// none) at `scale`, with the model on `device`; `None` for a model without text.
+    ///
+    /// # Errors
+    /// A prompt the tokenizer refuses.
+    pub fn prompt_guidance(
+        &self,
+        prompt: &str,
+        negative: &str,
+        scale: f64,
+        device: &Device,
+    ) -> Result<Option<PromptGuidance<'_, UNet>>, TrainError> {
+        let Some(text) = &self.text else {
+            return Ok(None);
+        };
+        Ok(Some(PromptGuidance {
+            model: &self.model,
+            diffusion: &self.diffusion,
+            cond: text.encode(&[prompt.to_string()], device)?,
+            uncond: text.encode(&[negative.to_string()], device)?,
+            scale,
+        }))
+    }
+
+    /// What samplers and edits call, with the model on `device`: a text-to-image model guided
+    /// toward `prompt` (none: the empty prompt, its unconditional model), else the UNet.
+    ///
+    /// # Errors
+    /// A prompt for a model without text, or one the tokenizer refuses.
+    pub fn denoiser(
+        &self,
+        prompt: Option<&Prompt>,
+        device: &Device,
+    ) -> Result<Box<dyn Denoiser + '_>, TrainError> {
+        let (text, negative, scale) = match prompt {
+            Some(p) => (p.prompt.as_str(), p.negative.as_str(), p.guidance),
+            None => ("", "", 1.0),
+        };
+        match self.prompt_guidance(text, negative, scale, device)? {
+            Some(guided) => Ok(Box::new(guided)),
+            None if prompt.is_some() => Err(TrainError::Checkpoint {
+                path: self.checkpoint.clone(),
+                message: "is not a text-to-image model (its run has no text.encoder), so it \
+                          takes no prompt"
+                    .into(),
+            }),
+            None => Ok(Box::new(&self.model)),
         }
     }
 
@@ -138,6 +202,14 @@ pub fn load_for_sampling(
         )?),
         None => None,
     };
+    let text = match config.text_source()? {
+        Some(source) => Some(TextConditioner::load(
+            &source,
+            config.text.max_length,
+            device,
+        )?),
+        None => None,
+    };
     Ok(LoadedModel {
         config,
         model,
@@ -145,6 +217,7 @@ pub fn load_for_sampling(
         checkpoint: dir,
         standardization,
         latent,
+        text,
     })
 }
 

@@ -28,6 +28,7 @@ mod plots;
 mod report_html;
 mod run_dir;
 mod tensorboard;
+mod text;
 mod trainer;
 
 pub use autoencoder_bench::{
@@ -49,7 +50,7 @@ pub use diffusers::{
 pub use edit::{DenoiseMethod, InpaintMethod, denoise, inpaint, psnr, read_mask, read_model_image};
 pub use ema::Ema;
 pub use error::TrainError;
-pub use generate::{LoadedModel, generate, load_for_sampling, save_image, save_image_grid};
+pub use generate::{LoadedModel, Prompt, generate, load_for_sampling, save_image, save_image_grid};
 pub use latent::{
     FirstStage, FirstStageKind, LatentCache, LatentRecord, LatentSection, LatentSizes, LatentSpace,
     LatentsMade, encode_run_data,
@@ -63,8 +64,11 @@ pub use run_dir::{
     resolve_checkpoint, write_atomic,
 };
 pub use tensorboard::TensorBoardWriter;
+pub use text::{
+    DEFAULT_MAX_LENGTH, MINILM, TextConditioner, TextSection, TextSource, token_lengths,
+};
 pub use trainer::{
-    AutoencoderState, AutoencoderTask, AutoencoderTraining, DataFeed, DiffusionState,
-    DiffusionTask, EvalDue, LabelDropout, RunData, RunEnd, RunSetup, TrainEvent, TrainState,
-    TrainTask, Trainer,
+    AutoencoderState, AutoencoderTask, AutoencoderTraining, Conditioning, DataFeed, DiffusionState,
+    DiffusionTask, EvalDue, LabelDropout, MicroBatch, RunData, RunEnd, RunSetup, TrainEvent,
+    TrainState, TrainTask, Trainer,
 };

@@ -9,7 +9,7 @@
 //!   standardization.json   per-channel statistics (data.standardize = "per-channel")
 //!   metrics.jsonl          one line per optimiser step
 //!   eval.jsonl             held-out evaluations during training
-//!   samples/step-NNNNNNN.png
+//!   samples/step-NNNNNNN.png (and step-NNNNNNN.txt: a text-to-image grid's prompts)
 //!   plots/*.png
 //!   report.html
 //!   tensorboard/           event files

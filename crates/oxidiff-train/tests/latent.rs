@@ -135,6 +135,7 @@ fn a_latent_run_trains_on_scaled_latents_caches_them_and_decodes_its_samples() {
         known.clone(),
         3,
         oxidiff_train::InpaintMethod::Replacement,
+        None,
         1,
     )
     .unwrap();
@@ -149,6 +150,7 @@ fn a_latent_run_trains_on_scaled_latents_caches_them_and_decodes_its_samples() {
         image.clone(),
         oxidiff_train::DenoiseMethod::Strength(0.3),
         3,
+        None,
         1,
     )
     .unwrap();
@@ -158,6 +160,7 @@ fn a_latent_run_trains_on_scaled_latents_caches_them_and_decodes_its_samples() {
         image,
         oxidiff_train::DenoiseMethod::Sigma255(10.0),
         3,
+        None,
         1,
     )
     .unwrap_err()

@@ -12,8 +12,9 @@ use burn::tensor::{Device, Tensor};
 use oxidiff_data::{ChannelStats, Dataset};
 use oxidiff_train::eval::EvalRecord;
 use oxidiff_train::{
-    DiffusionTask, EvalDue, LabelDropout, MemoryEstimate, RunConfig, RunEnd, TrainError,
-    TrainEvent, TrainTask, Trainer, load_for_sampling, load_weights, read_metrics, read_rollbacks,
+    Conditioning, DiffusionTask, EvalDue, MemoryEstimate, MicroBatch, RunConfig, RunEnd,
+    TrainError, TrainEvent, TrainTask, Trainer, load_for_sampling, load_weights, read_metrics,
+    read_rollbacks,
 };
 use rand_chacha::ChaCha8Rng;
 
@@ -267,26 +268,25 @@ impl TrainTask for NanAt {
     fn state(&self, saved: Option<Self::State>) -> Self::State {
         self.0.state(saved)
     }
-    fn label_dropout(&self) -> Option<LabelDropout> {
-        self.0.label_dropout()
+    fn conditioning(&self) -> Conditioning {
+        self.0.conditioning()
     }
     fn loss(
         &self,
         model: &Self::Model,
-        images: Tensor<4>,
-        labels: &[usize],
+        batch: MicroBatch<'_>,
         step: u64,
         state: &mut Self::State,
         rng: &mut ChaCha8Rng,
-    ) -> Tensor<1> {
-        let loss = self.0.loss(model, images, labels, step, state, rng);
+    ) -> Result<Tensor<1>, TrainError> {
+        let loss = self.0.loss(model, batch, step, state, rng)?;
         let call = LOSS_CALLS.fetch_add(1, Ordering::SeqCst) + 1;
         let poisoned = POISONED.lock().unwrap().is_some_and(|f| f(call));
-        if poisoned {
+        Ok(if poisoned {
             loss.mul_scalar(f32::NAN)
         } else {
             loss
-        }
+        })
     }
     fn write_samples(
         &self,

@@ -124,6 +124,39 @@ fn print_inspection(config: &RunConfig, report: &Inspection) {
         .map(|(m, s)| format!("{m:.4} ± {s:.4}"))
         .collect();
     println!("per-channel mean ± std in [0, 1]: {}", stats.join(", "));
+    if let Some(c) = oxidiff_data::CaptionReport::new(&config.data, data) {
+        println!(
+            "captions ({}): {} images captioned ({} with several, one drawn per step), {} \
+             without (trained with the empty caption)",
+            c.source, c.captioned, c.several, c.missing
+        );
+        for key in c.missing_images.iter().take(10) {
+            println!("  no caption: {key}");
+        }
+        if c.missing_images.len() > 10 {
+            println!(
+                "  … and {} more (all in a run's data_report.json)",
+                c.missing - 10
+            );
+        }
+        if let Some(first) = (0..data.len()).find_map(|i| data.captions_of(i).first().cloned()) {
+            println!("  first caption: {first:?}");
+        }
+        match oxidiff_train::token_lengths(config, data) {
+            Ok(Some(t)) => {
+                println!(
+                    "  length in tokens ({}; context {}): min {}, median {}, max {} over {} \
+                     distinct captions; {} longer than the context, truncated",
+                    t.tokenizer, t.context_length, t.min, t.median, t.max, t.captions, t.truncated
+                );
+                for caption in &t.truncated_examples {
+                    println!("  truncated: {caption:?}");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => println!("  length in tokens: not measured: {e}"),
+        }
+    }
     for (path, reason) in &data.skipped {
         println!("skipped {}: {reason}", path.display());
     }

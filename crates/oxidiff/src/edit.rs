@@ -10,6 +10,7 @@ use oxidiff_train::{DenoiseMethod, InpaintMethod, denoise, inpaint, read_mask, r
 
 use crate::device::DeviceArg;
 use crate::enum_arg::SpacingArg;
+use crate::prompt::PromptArgs;
 use crate::sample::apply_spacing;
 
 /// `oxidiff inpaint`'s arguments.
@@ -44,6 +45,8 @@ pub struct InpaintArgs {
     pub jump_length: usize,
     #[arg(long, default_value_t = 10, requires = "repaint")]
     pub resample: usize,
+    #[command(flatten)]
+    pub text: PromptArgs,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long, value_enum, default_value = "cpu")]
@@ -74,6 +77,8 @@ pub struct DenoiseArgs {
     /// DDIM steps from the starting t down to 0.
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
+    #[command(flatten)]
+    pub text: PromptArgs,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long, value_enum, default_value = "cpu")]
@@ -94,8 +99,17 @@ pub fn inpaint_command(args: InpaintArgs) -> Result<()> {
     } else {
         InpaintMethod::Replacement
     };
-    let result = inpaint(&loaded, image, known, args.steps, method, args.seed)
-        .with_context(|| format!("inpainting {}", args.image.display()))?;
+    let prompt = args.text.prompt(&loaded)?;
+    let result = inpaint(
+        &loaded,
+        image,
+        known,
+        args.steps,
+        method,
+        prompt.as_ref(),
+        args.seed,
+    )
+    .with_context(|| format!("inpainting {}", args.image.display()))?;
     save_image(&args.out, result, loaded.standardization.as_ref())?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
@@ -110,8 +124,16 @@ pub fn denoise_command(args: DenoiseArgs) -> Result<()> {
         (None, Some(sigma)) => DenoiseMethod::Sigma255(sigma),
         _ => bail!("give exactly one of --strength and --sigma"),
     };
-    let result = denoise(&loaded, image, method, args.steps, args.seed)
-        .with_context(|| format!("denoising {}", args.image.display()))?;
+    let prompt = args.text.prompt(&loaded)?;
+    let result = denoise(
+        &loaded,
+        image,
+        method,
+        args.steps,
+        prompt.as_ref(),
+        args.seed,
+    )
+    .with_context(|| format!("denoising {}", args.image.display()))?;
     save_image(&args.out, result, loaded.standardization.as_ref())?;
     eprintln!("wrote {}", args.out.display());
     Ok(())

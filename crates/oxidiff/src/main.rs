@@ -9,6 +9,7 @@ mod enum_arg;
 mod eval;
 mod export;
 mod progress;
+mod prompt;
 mod sample;
 mod signals;
 mod train;

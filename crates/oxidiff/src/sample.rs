@@ -7,7 +7,7 @@ use oxidiff_data::derive_seed;
 use oxidiff_diffusion::sample::{check_eta, heun_error_gain};
 use oxidiff_diffusion::{ClassifierFreeGuidance, Denoiser};
 use oxidiff_train::{
-    LoadedModel, SampleConfig, SamplerKind, generate, load_for_sampling, save_image_grid,
+    LoadedModel, Prompt, SampleConfig, SamplerKind, generate, load_for_sampling, save_image_grid,
 };
 
 use crate::device::DeviceArg;
@@ -86,16 +86,18 @@ pub struct SampleArgs {
     /// data_report.json).
     #[arg(long, value_name = "K")]
     pub class: Option<usize>,
-    /// Classifier-free guidance scale w with --class: ε(∅) + w·(ε(K) − ε(∅)); 1 is the plain
-    /// conditional model, larger values trade diversity for class fidelity.
-    #[arg(
-        long,
-        value_name = "W",
-        requires = "class",
-        default_value_t = 1.0,
-        allow_negative_numbers = true
-    )]
-    pub guidance: f64,
+    /// Text-to-image models: draw images of this prompt (without it, such a model draws from
+    /// the empty prompt: its unconditional model).
+    #[arg(long, conflicts_with = "class")]
+    pub prompt: Option<String>,
+    /// With --prompt: guide away from this prompt instead of the empty one.
+    #[arg(long, requires = "prompt")]
+    pub negative_prompt: Option<String>,
+    /// Classifier-free guidance scale w with --class or --prompt: ε(∅) + w·(ε(c) − ε(∅)); 1 is
+    /// the plain conditional model, larger values trade diversity for fidelity to the
+    /// condition (default: 1 with --class, the run's `sample.guidance_scale` with --prompt).
+    #[arg(long, value_name = "W", allow_negative_numbers = true)]
+    pub guidance: Option<f64>,
     /// Number of images. As many as fit in memory are drawn at once from --seed; beyond that
     /// (--out-dir only) in chunks, chunk k from a seed derived from --seed and k.
     #[arg(long, default_value_t = 64)]
@@ -162,9 +164,26 @@ pub fn sample_command(args: SampleArgs) -> Result<()> {
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
+    if let Some(w) = args.guidance {
+        if !w.is_finite() {
+            bail!("--guidance {w}: must be a finite number");
+        }
+        if args.class.is_none() && args.prompt.is_none() {
+            bail!("--guidance {w}: guides toward a --class or a --prompt; give one");
+        }
+    }
     let guided;
+    let boxed;
     let denoiser: &dyn Denoiser = match args.class {
-        None => &loaded.model,
+        None => {
+            let prompt = args.prompt.as_ref().map(|prompt| Prompt {
+                prompt: prompt.clone(),
+                negative: args.negative_prompt.clone().unwrap_or_default(),
+                guidance: args.guidance.unwrap_or(loaded.config.sample.guidance_scale),
+            });
+            boxed = loaded.denoiser(prompt.as_ref(), &backend)?;
+            &*boxed
+        }
         Some(class) => {
             let Some(null_label) = loaded.model.null_label() else {
                 bail!(
@@ -178,15 +197,12 @@ pub fn sample_command(args: SampleArgs) -> Result<()> {
                     null_label - 1
                 );
             }
-            if !args.guidance.is_finite() {
-                bail!("--guidance {}: must be a finite number", args.guidance);
-            }
             guided = ClassifierFreeGuidance {
                 model: &loaded.model,
                 diffusion: &loaded.diffusion,
                 class,
                 null_label,
-                scale: args.guidance,
+                scale: args.guidance.unwrap_or(1.0),
             };
             &guided
         }

@@ -52,7 +52,7 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
                     announce_encoding(&saved);
                     let trainer =
                         Trainer::<DiffusionTask>::resumed(dir, &args.overrides, &backend)?;
-                    describe_latents(&trainer);
+                    describe_first_stages(&trainer);
                     drive(trainer, &args, &interrupt)
                 }
                 TaskKind::Autoencoder => drive(
@@ -72,7 +72,7 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
                 TaskKind::Diffusion => {
                     announce_encoding(&config);
                     let trainer = Trainer::<DiffusionTask>::fresh(config, &run_dir, &backend)?;
-                    describe_latents(&trainer);
+                    describe_first_stages(&trainer);
                     drive(trainer, &args, &interrupt)
                 }
                 TaskKind::Autoencoder => drive(
@@ -95,8 +95,18 @@ fn announce_encoding(config: &RunConfig) {
     }
 }
 
-/// What a latent run's encoding made: the latents' shape, where they came from, the factor.
-fn describe_latents(trainer: &Trainer<DiffusionTask>) {
+/// What a text-to-image run conditions on, and what a latent run's encoding made: the
+/// latents' shape, where they came from, the factor.
+fn describe_first_stages(trainer: &Trainer<DiffusionTask>) {
+    if let Some(text) = trainer.task.text() {
+        eprintln!(
+            "text: the UNet cross-attends to the frozen encoder {} ({}-d states of {} tokens \
+             per caption)",
+            text.source().encoder_dir.display(),
+            text.hidden_size(),
+            text.context_length()
+        );
+    }
     let Some((_, made)) = trainer.task.latents() else {
         return;
     };

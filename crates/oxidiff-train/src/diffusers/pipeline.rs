@@ -179,6 +179,7 @@ pub(crate) fn load(found: DiffusersModel, device: &Device) -> Result<LoadedModel
         checkpoint: found.root,
         standardization: None,
         latent,
+        text: None,
     })
 }
 

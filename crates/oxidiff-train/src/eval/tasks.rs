@@ -74,8 +74,16 @@ pub fn inpaint_score(
     let [n, _, size, _] = images.dims();
     let device = images.device();
     let known = centre_square_mask(size, &device);
-    let filled =
-        inpaint(loaded, images.clone(), known.clone(), steps, method, seed)?.clamp(-1.0, 1.0);
+    let filled = inpaint(
+        loaded,
+        images.clone(),
+        known.clone(),
+        steps,
+        method,
+        None,
+        seed,
+    )?
+    .clamp(-1.0, 1.0);
     let generated = known.neg().add_scalar(1.0);
     let score = InpaintScore {
         method: match method {
@@ -117,6 +125,7 @@ pub fn denoise_score(
         noisy.clone(),
         DenoiseMethod::Sigma255(sigma),
         steps,
+        None,
         seed,
     )?
     .clamp(-1.0, 1.0);

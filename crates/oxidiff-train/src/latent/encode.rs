@@ -123,6 +123,7 @@ pub fn encode_run_data(
             pixels.class_names.clone(),
             pixels.keys.clone(),
         )
+        .with_captions(pixels.captions.clone())
         .with_skipped(pixels.skipped.clone())
     };
     let latents = RunData {

@@ -27,8 +27,7 @@ use oxidiff_models::vae::{AutoencoderKL, AutoencoderKLConfig, NLayerDiscriminato
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::feed::LabelDropout;
-use super::task::{EvalDue, TrainTask};
+use super::task::{EvalDue, MicroBatch, TrainTask};
 use crate::autoencoder_config::{AutoencoderSection, ReconstructionLoss};
 use crate::config::RunConfig;
 use crate::error::TrainError;
@@ -226,22 +225,18 @@ impl TrainTask for AutoencoderTask {
         AutoencoderState {}
     }
 
-    fn label_dropout(&self) -> Option<LabelDropout> {
-        None
-    }
-
     /// Σ (rec / e^logvar + logvar) / B + kl_weight · Σ KL / B, with rec = |x − x̂| or
     /// (x − x̂)² and x̂ decoded from a sample of the posterior; from `disc_start` on, plus the
     /// discriminator's hinge loss and the generator's −mean D(x̂) times the adaptive weight.
     fn loss(
         &self,
         model: &AutoencoderTraining,
-        images: Tensor<4>,
-        _labels: &[usize],
+        batch: MicroBatch<'_>,
         step: u64,
         _state: &mut AutoencoderState,
         rng: &mut ChaCha8Rng,
-    ) -> Tensor<1> {
+    ) -> Result<Tensor<1>, TrainError> {
+        let images = batch.images;
         let [batch, _, _, _] = images.dims();
         let posterior = model.vae.encode(images.clone());
         let noise = randn(rng, posterior.mean.dims(), &images.device());
@@ -252,10 +247,10 @@ impl TrainTask for AutoencoderTask {
             + kl * self.section.kl_weight;
         let (Some(discriminator), Some(start)) = (&model.discriminator, self.section.disc_start)
         else {
-            return loss;
+            return Ok(loss);
         };
         if step < start {
-            return loss;
+            return Ok(loss);
         }
         let d_loss = hinge_d_loss(
             discriminator.forward(images.clone()),
@@ -264,7 +259,7 @@ impl TrainTask for AutoencoderTask {
         let frozen = discriminator.clone().no_grad();
         let weight = self.adaptive_weight(model, &frozen, images, features);
         let g_loss = frozen.forward(reconstructed).mean().neg();
-        loss + d_loss + g_loss * weight
+        Ok(loss + d_loss + g_loss * weight)
     }
 
     /// The autoencoder (with its log-variance) and the discriminator each clipped by its own
@@ -366,7 +361,14 @@ mod tests {
         let model = task.init_model(&device);
         let images = Tensor::<4>::random([4, 1, 8, 8], Distribution::Uniform(-1.0, 1.0), &device);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let loss = task.loss(&model, images, &[], 0, &mut AutoencoderState {}, &mut rng);
+        let batch = MicroBatch {
+            images,
+            labels: &[],
+            captions: &[],
+        };
+        let loss = task
+            .loss(&model, batch, 0, &mut AutoencoderState {}, &mut rng)
+            .unwrap();
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
         let autoencoder = model.without_discriminator();
         let discriminator = model.discriminator.as_ref().unwrap();

@@ -2,22 +2,25 @@
 //! and the loss; samples grids with the configured sampler; evaluates held-out ε-MSE per band
 //! of t and bits/dim. A latent run (`latent.autoencoder`) does all of that on the frozen
 //! autoencoder's scaled latents, encoded once by [`TrainTask::prepare_data`], and decodes its
-//! grids.
+//! grids. A text-to-image run (`text.encoder`) cross-attends to its frozen text encoder's
+//! states of each image's caption, and draws its grids from the held-out captions with
+//! classifier-free guidance.
 
 use std::path::Path;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use oxidiff_data::{ChannelStats, Dataset};
 use oxidiff_diffusion::{
-    GaussianDiffusion, LossHistory, TimestepSampling, draw_timesteps, training_noise,
+    Denoiser, GaussianDiffusion, LossHistory, PromptGuidance, TimestepSampling, draw_timesteps,
+    training_noise,
 };
 use oxidiff_models::{UNet, UNetConfig};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::feed::LabelDropout;
+use super::feed::{Conditioning, LabelDropout};
 use super::setup::RunData;
-use super::task::{EvalDue, TrainTask};
+use super::task::{EvalDue, MicroBatch, TrainTask};
 use crate::config::RunConfig;
 use crate::error::TrainError;
 use crate::eval::{self, EvalRecord};
@@ -25,6 +28,7 @@ use crate::generate::{generate, save_image_grid};
 use crate::latent::{FirstStage, LatentSpace, LatentsMade, encode_run_data};
 use crate::memory::{F32, MemoryEstimate, MemoryPart, sampling_bytes_per_image};
 use crate::run_dir::RunDir;
+use crate::text::{TextConditioner, TextSource};
 
 /// A diffusion model in training: the UNet's config, the process, and the run config.
 pub struct DiffusionTask {
@@ -35,6 +39,10 @@ pub struct DiffusionTask {
     first_stage: Option<FirstStage>,
     /// Its latent space once loaded (by `prepare_data`), and what the encoding did.
     latent: Option<(LatentSpace, LatentsMade)>,
+    /// A text-to-image run's encoder as its files describe it (found at `new`).
+    text_source: Option<TextSource>,
+    /// The frozen encoder once loaded (by `prepare_data`).
+    text: Option<TextConditioner>,
     config: RunConfig,
 }
 
@@ -43,6 +51,12 @@ impl DiffusionTask {
     /// (and before the trainer has prepared the data).
     pub fn latents(&self) -> Option<&(LatentSpace, LatentsMade)> {
         self.latent.as_ref()
+    }
+
+    /// A text-to-image run's frozen text encoder; `None` without text (and before the trainer
+    /// has prepared the data).
+    pub fn text(&self) -> Option<&TextConditioner> {
+        self.text.as_ref()
     }
 }
 
@@ -60,11 +74,20 @@ impl TrainTask for DiffusionTask {
     type State = DiffusionState;
 
     fn new(config: &RunConfig) -> Result<Self, TrainError> {
+        config
+            .text
+            .check_captions_used(config.data.captions)
+            .map_err(|message| TrainError::Config {
+                origin: "the run config".into(),
+                message,
+            })?;
         Ok(Self {
             unet: config.unet()?,
             diffusion: GaussianDiffusion::new(config.diffusion.clone())?,
             first_stage: config.first_stage()?,
             latent: None,
+            text_source: config.text_source()?,
+            text: None,
             config: config.clone(),
         })
     }
@@ -86,6 +109,14 @@ impl TrainTask for DiffusionTask {
         run_dir: &RunDir,
         device: &Device,
     ) -> Result<RunData, TrainError> {
+        // The frozen text encoder is a first stage too: loaded once, on the inference device.
+        if let Some(source) = &self.text_source {
+            self.text = Some(TextConditioner::load(
+                source,
+                self.config.text.max_length,
+                device,
+            )?);
+        }
         let Some(first) = &self.first_stage else {
             return Ok(data);
         };
@@ -179,11 +210,18 @@ impl TrainTask for DiffusionTask {
         }
     }
 
-    fn label_dropout(&self) -> Option<LabelDropout> {
-        self.unet.num_classes.map(|null_label| LabelDropout {
-            null_label,
-            probability: self.config.train.label_dropout,
-        })
+    fn conditioning(&self) -> Conditioning {
+        Conditioning {
+            labels: self.unet.num_classes.map(|null_label| LabelDropout {
+                null_label,
+                probability: self.config.train.label_dropout,
+            }),
+            captions: self.text_source.as_ref().map(|_| {
+                self.config
+                    .data
+                    .caption_options(self.config.train.caption_dropout)
+            }),
+        }
     }
 
     /// The training loss of Ho et al. (2020) Algorithm 1 (or the configured variant): t drawn
@@ -191,12 +229,16 @@ impl TrainTask for DiffusionTask {
     fn loss(
         &self,
         model: &UNet,
-        x_start: Tensor<4>,
-        labels: &[usize],
+        batch: MicroBatch<'_>,
         _step: u64,
         state: &mut DiffusionState,
         rng: &mut ChaCha8Rng,
-    ) -> Tensor<1> {
+    ) -> Result<Tensor<1>, TrainError> {
+        let MicroBatch {
+            images: x_start,
+            labels,
+            captions,
+        } = batch;
         let device = x_start.device();
         let [batch, c, h, w] = x_start.dims();
         let draw = draw_timesteps(
@@ -220,7 +262,11 @@ impl TrainTask for DiffusionTask {
             let labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
             Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device)
         });
-        let output = model.forward(x_t, timesteps, labels);
+        let context = match &self.text {
+            Some(text) => Some(text.encode(captions, &device)?),
+            None => None,
+        };
+        let output = model.forward_with_context(x_t, timesteps, labels, context);
         let importance = state.loss_history.is_some().then_some(&draw.weights[..]);
         let losses = self
             .diffusion
@@ -234,7 +280,7 @@ impl TrainTask for DiffusionTask {
                 .unwrap_or_default();
             history.update(&t, &per_sample);
         }
-        losses.loss
+        Ok(losses.loss)
     }
 
     /// `sample.num` images with the run's sampler, from noise seeded by the run seed.
@@ -242,21 +288,39 @@ impl TrainTask for DiffusionTask {
         &self,
         model: &UNet,
         path: &Path,
-        _shown: &Dataset,
+        shown: &Dataset,
         standardization: Option<&ChannelStats>,
         device: &Device,
     ) -> Result<(), TrainError> {
         let (size, channels) = (self.unet.image_size, self.unet.in_channels);
-        let shape = [self.config.sample.num, channels, size, size];
-        let images = generate(
-            model,
-            &self.diffusion,
-            &self.config.sample,
-            shape,
-            self.config.seed,
-            device,
-            &mut |_, _| {},
-        )?;
+        let num = self.config.sample.num;
+        let shape = [num, channels, size, size];
+        let sample = |denoiser: &dyn Denoiser| {
+            generate(
+                &denoiser,
+                &self.diffusion,
+                &self.config.sample,
+                shape,
+                self.config.seed,
+                device,
+                &mut |_, _| {},
+            )
+        };
+        let images = match &self.text {
+            None => sample(model)?,
+            Some(text) => {
+                let prompts = grid_prompts(shown, num);
+                write_prompts(&path.with_extension("txt"), &prompts)?;
+                let guided = PromptGuidance {
+                    model,
+                    diffusion: &self.diffusion,
+                    cond: text.encode(&prompts, device)?,
+                    uncond: text.encode(&[String::new()], device)?,
+                    scale: self.config.sample.guidance_scale,
+                };
+                sample(&guided)?
+            }
+        };
         let images = match &self.latent {
             Some((space, _)) => space.decode(images),
             None => images,
@@ -309,4 +373,24 @@ impl TrainTask for DiffusionTask {
             reconstruction: None,
         })
     }
+}
+
+/// The prompts of a text-to-image grid: the first caption of each of the first `num` images
+/// of `shown` (cycling when it has fewer), so every grid of a run asks for the same things.
+fn grid_prompts(shown: &Dataset, num: usize) -> Vec<String> {
+    (0..num)
+        .map(|k| {
+            shown
+                .captions_of(k % shown.len().max(1))
+                .first()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// `prompts`, one per line in grid order (row by row), beside the grid they drew.
+fn write_prompts(path: &Path, prompts: &[String]) -> Result<(), TrainError> {
+    let text: String = prompts.iter().map(|p| format!("{p}\n")).collect();
+    crate::run_dir::write_atomic(path, text.as_bytes())
 }

@@ -1,12 +1,13 @@
 //! The data feed of a run: the images of every step, in the run's epoch order, augmented with
-//! seeds fixed by their position in the run, their labels dropped for guidance — assembled
-//! inline from a cached dataset or prefetched on a background thread from streamed files.
+//! seeds fixed by their position in the run, their labels dropped and their captions drawn for
+//! guidance — assembled inline from a cached dataset or prefetched on a background thread from
+//! streamed files.
 
 use std::sync::Arc;
 
 use oxidiff_data::{
-    Augment, Batch, ChannelStats, DataReport, Dataset, EpochOrder, LateSkip, Prefetcher,
-    derive_seed,
+    Augment, Batch, CaptionOptions, ChannelStats, DataReport, Dataset, EpochOrder, LateSkip,
+    Prefetcher, derive_seed,
 };
 
 use super::setup::RunData;
@@ -15,6 +16,9 @@ use crate::run_dir::{RunDir, write_json};
 
 /// Keeps the label-dropout draws apart from the other streams derived from the run seed.
 const LABEL_STREAM: u64 = 0x1ABE_1D80_0000_0002;
+
+/// Keeps the caption draws apart from the other streams derived from the run seed.
+const CAPTION_STREAM: u64 = 0xCA97_10A5_0000_0003;
 
 /// Keeps the augmentation draws apart from the other streams derived from the run seed.
 const AUGMENT_STREAM: u64 = 0xA5A5_0000_0000_0001;
@@ -30,6 +34,16 @@ pub struct LabelDropout {
     pub null_label: usize,
     /// Probability of dropping a label.
     pub probability: f64,
+}
+
+/// What a task is conditioned on, as the feed prepares it for each step.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Conditioning {
+    /// Class labels, dropped to "no class" (class-conditional models).
+    pub labels: Option<LabelDropout>,
+    /// Captions, one drawn per image and step and dropped to the empty prompt
+    /// (text-conditioned models); `None` leaves [`Batch::captions`] empty.
+    pub captions: Option<CaptionOptions>,
 }
 
 /// How a step's images reach it.
@@ -57,7 +71,7 @@ pub struct DataFeed {
     /// Images per optimiser step (`batch_size × grad_accum_steps`).
     per_step: usize,
     seed: u64,
-    label_dropout: Option<LabelDropout>,
+    conditioning: Conditioning,
     /// `data_report.json`, kept to add the files that fail during training.
     report: DataReport,
     run_dir: RunDir,
@@ -73,7 +87,7 @@ impl DataFeed {
         augment: Augment,
         per_step: usize,
         seed: u64,
-        label_dropout: Option<LabelDropout>,
+        conditioning: Conditioning,
         step: u64,
     ) -> Self {
         let dataset = Arc::new(data.train);
@@ -95,7 +109,7 @@ impl DataFeed {
             augment,
             per_step,
             seed,
-            label_dropout,
+            conditioning,
             report: data.report,
             run_dir: run_dir.clone(),
             new_skips: Vec::new(),
@@ -110,8 +124,9 @@ impl DataFeed {
         }
     }
 
-    /// The images of (0-based) step `step`, augmented, labels dropped. Files that failed are
-    /// recorded in `data_report.json` and queued for [`DataFeed::take_skips`].
+    /// The images of (0-based) step `step`, augmented, labels dropped, captions drawn. Files
+    /// that failed are recorded in `data_report.json` and queued for
+    /// [`DataFeed::take_skips`].
     pub fn step_batch(&mut self, step: u64) -> Result<Batch, TrainError> {
         let mut batch = match &mut self.loader {
             Loader::Inline => {
@@ -144,8 +159,15 @@ impl DataFeed {
                 self.new_skips.extend(added);
             }
         }
-        if let Some(dropout) = self.label_dropout {
+        if let Some(dropout) = self.conditioning.labels {
             drop_labels(&mut batch.labels, dropout, self.seed, step);
+        }
+        if let Some(options) = self.conditioning.captions {
+            // Seeded by each image's position in the whole run, like its augmentation.
+            let first = step * self.per_step as u64;
+            batch.captions = self.dataset.draw_captions(&batch.indices, &options, |k| {
+                derive_seed(self.seed ^ CAPTION_STREAM, first + k as u64)
+            });
         }
         Ok(batch)
     }

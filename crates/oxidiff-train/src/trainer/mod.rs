@@ -24,11 +24,11 @@ use oxidiff_data::{Batch, Dataset, LateSkip, derive_seed};
 
 pub use autoencoder::{AutoencoderState, AutoencoderTask, AutoencoderTraining};
 pub use diffusion::{DiffusionState, DiffusionTask};
-pub use feed::{DataFeed, LabelDropout};
+pub use feed::{Conditioning, DataFeed, LabelDropout};
 pub(crate) use setup::saved_split;
 pub use setup::{RunData, RunSetup};
 pub use state::TrainState;
-pub use task::{EvalDue, TrainTask};
+pub use task::{EvalDue, MicroBatch, TrainTask};
 
 use crate::config::RunConfig;
 use crate::error::TrainError;
@@ -172,7 +172,7 @@ impl<T: TrainTask> Trainer<T> {
             config.data.augment(),
             per_step,
             config.seed,
-            task.label_dropout(),
+            task.conditioning(),
             state.step,
         );
         let last_good = (config.train.max_rollbacks > 0).then(|| state.clone());
@@ -269,7 +269,7 @@ impl<T: TrainTask> Trainer<T> {
         self.device
             .seed(derive_seed(self.config.seed, self.state.step));
         let batch = self.data.step_batch(self.state.step)?;
-        let (loss, grads) = self.forward_backward(&batch);
+        let (loss, grads) = self.forward_backward(&batch)?;
         self.check_finite("loss", loss)?;
         let (lr, grad_norm) = self.optimize(grads)?;
         let divergence = &mut self.state.divergence;
@@ -283,30 +283,34 @@ impl<T: TrainTask> Trainer<T> {
 
     /// The mean loss over the step's micro-batches and its gradients (summed by the
     /// accumulator, then scaled to the mean, so the scale is that of one batch).
-    fn forward_backward(&mut self, batch: &Batch) -> (f64, GradientsParams) {
+    fn forward_backward(&mut self, batch: &Batch) -> Result<(f64, GradientsParams), TrainError> {
         let micro = self.config.train.batch_size;
         let accum = self.config.train.grad_accum_steps;
         let mut loss_sum = 0.0;
         let mut micro_step = |k: usize, state: &mut TrainState<T>| {
             let range = k * micro..(k + 1) * micro;
-            let images = batch.slice_tensor(range.clone(), &self.device);
+            let captions = batch.captions.get(range.clone()).unwrap_or_default();
+            let micro_batch = MicroBatch {
+                images: batch.slice_tensor(range.clone(), &self.device),
+                labels: &batch.labels[range],
+                captions,
+            };
             let loss = self.task.loss(
                 &state.model,
-                images,
-                &batch.labels[range],
+                micro_batch,
                 state.step,
                 &mut state.task,
                 &mut state.rng,
-            );
+            )?;
             loss_sum += loss.clone().into_scalar::<f64>();
-            GradientsParams::from_grads(loss.backward(), &state.model)
+            Ok::<_, TrainError>(GradientsParams::from_grads(loss.backward(), &state.model))
         };
         let grads = if accum == 1 {
-            micro_step(0, &mut self.state)
+            micro_step(0, &mut self.state)?
         } else {
             let mut accumulator = GradientsAccumulator::new();
             for k in 0..accum {
-                let grads = micro_step(k, &mut self.state);
+                let grads = micro_step(k, &mut self.state)?;
                 accumulator.accumulate(&self.state.model, grads);
             }
             let mut grads = accumulator.grads();
@@ -314,7 +318,7 @@ impl<T: TrainTask> Trainer<T> {
             let _ = self.state.model.clone().map(&mut scale);
             grads
         };
-        (loss_sum / accum as f64, grads)
+        Ok((loss_sum / accum as f64, grads))
     }
 
     /// Clips the gradients, steps the optimiser at this step's learning rate (scaled down by

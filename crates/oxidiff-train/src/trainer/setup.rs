@@ -64,7 +64,10 @@ impl RunSetup {
             None => config.data.validation_fraction,
         };
         let record = split.record(&all.keys, fraction, config.seed);
-        let report = DataReport::new(&config.data, &all, &split);
+        let mut report = DataReport::new(&config.data, &all, &split);
+        if let Some(captions) = &mut report.captions {
+            captions.tokens = crate::text::token_lengths(&config, &all)?;
+        }
         let mut new_files = vec![
             (run_dir.split(), to_json(&run_dir.split(), &record)?),
             (

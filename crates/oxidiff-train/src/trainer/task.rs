@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::feed::LabelDropout;
+use super::feed::Conditioning;
 use super::setup::RunData;
 use crate::config::RunConfig;
 use crate::error::TrainError;
@@ -28,6 +28,17 @@ pub struct EvalDue {
     pub frequent: bool,
     /// The expensive one (diffusion: bits/dim), `train.bpd_every`.
     pub likelihood: bool,
+}
+
+/// One micro-batch as a loss sees it.
+pub struct MicroBatch<'a> {
+    /// `[B, C, H, W]`
+    pub images: Tensor<4>,
+    /// `[B]`: the class labels, dropped to "no class" where the feed drew so.
+    pub labels: &'a [usize],
+    /// `[B]`: the captions of a text-conditioned task, dropped to the empty prompt where the
+    /// feed drew so; empty for other tasks.
+    pub captions: &'a [String],
 }
 
 /// A model the training loop can train.
@@ -74,24 +85,28 @@ pub trait TrainTask: Sized {
     /// The task's own state: fresh (`None`) or continued from a checkpoint's.
     fn state(&self, saved: Option<Self::State>) -> Self::State;
 
-    /// Labels dropped for classifier-free guidance, for a class-conditional model.
-    fn label_dropout(&self) -> Option<LabelDropout>;
+    /// What the model is conditioned on (none by default), dropped by the feed for
+    /// classifier-free guidance.
+    fn conditioning(&self) -> Conditioning {
+        Conditioning::default()
+    }
 
     /// The loss of one micro-batch of optimiser step `step` (counted from 0), a scalar to
     /// differentiate.
     ///
     /// # Shapes
-    /// - `images`: `[B, C, H, W]`, `labels`: `B` values
     /// - returns `[1]`
+    ///
+    /// # Errors
+    /// What the batch's conditioning cannot be made from (a caption the tokenizer refuses).
     fn loss(
         &self,
         model: &Self::Model,
-        images: Tensor<4>,
-        labels: &[usize],
+        batch: MicroBatch<'_>,
         step: u64,
         state: &mut Self::State,
         rng: &mut ChaCha8Rng,
-    ) -> Tensor<1>;
+    ) -> Result<Tensor<1>, TrainError>;
 
     /// Scales the gradients so their norm is at most `max_norm` (0: measures only) and
     /// returns the norm before clipping. One global norm by default; a task whose module holds
