@@ -389,8 +389,7 @@ impl RunConfig {
     /// Checks values that parse but cannot work; the message starts with the key.
     pub fn validate(&self) -> Result<(), String> {
         self.latent.validate()?;
-        self.text
-            .validate(self.task, self.data.captions, self.model.num_classes)?;
+        self.text.validate(self.task, self.model.num_classes)?;
         if self.latent.autoencoder.is_some() {
             self.validate_latent()?;
         }

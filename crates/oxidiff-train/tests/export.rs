@@ -51,8 +51,8 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
 use common::{
-    DDIM_STEPS, SCHEDULER_KEYS, autoencoder_run, ddim, max_abs_diff, sampling_fields, serial,
-    tiny_config, values, write_images,
+    DDIM_STEPS, SCHEDULER_KEYS, autoencoder_run, copy_dir, ddim, max_abs_diff, sampling_fields,
+    serial, tiny_config, values, write_images, write_safetensors,
 };
 
 /// Where an export goes: under `OXIDIFF_EXPORT_DIR` when it is set (for the python check,
@@ -111,24 +111,8 @@ fn write_parity_data(loaded: &LoadedModel, dir: &Path, device: &Device) {
         let images = loaded.to_images(x_0);
         tensors.push(("images", images.dims(), values(images)));
     }
-    let bytes: Vec<(&str, [usize; 4], Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(name, shape, v)| {
-            (
-                name,
-                shape,
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views = bytes.iter().map(|(name, shape, b)| {
-        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), b)
-            .unwrap();
-        (*name, view)
-    });
     let metadata = HashMap::from([("steps".to_string(), DDIM_STEPS.to_string())]);
-    let file = safetensors::serialize(views, Some(metadata)).unwrap();
-    std::fs::write(dir.join("oxidiff_ddim.safetensors"), file).unwrap();
+    write_safetensors(&dir.join("oxidiff_ddim.safetensors"), &tensors, metadata);
 }
 
 /// A tiny pixel run of `steps` steps on 16 images in `tmp/data`.
@@ -489,20 +473,6 @@ fn init_from_starts_a_fresh_run_from_exactly_the_exported_weights() {
         err.contains("model.init_from") && err.contains("/no/such/dir"),
         "{err}"
     );
-}
-
-/// A copy of the directory tree at `from` in `to`.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 #[test]

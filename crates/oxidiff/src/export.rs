@@ -40,6 +40,16 @@ pub fn export_command(args: ExportArgs) -> Result<()> {
                  subfolder=\"unet\" / \"scheduler\" / \"vae\")"
             ),
         ),
+        ExportKind::StableDiffusionPipeline => (
+            "a StableDiffusionPipeline (model_index.json, unet/, vae/, text_encoder/, \
+             tokenizer/, scheduler/)",
+            format!("StableDiffusionPipeline.from_pretrained(\"{out}\")"),
+        ),
+        ExportKind::TextConditional => (
+            "a pixel-space text-to-image model: UNet2DConditionModel, text encoder, tokenizer \
+             and DDPMScheduler (unet/, text_encoder/, tokenizer/, scheduler/)",
+            format!("UNet2DConditionModel.from_pretrained(\"{out}\", subfolder=\"unet\")"),
+        ),
         ExportKind::Autoencoder => (
             "an AutoencoderKL",
             format!("AutoencoderKL.from_pretrained(\"{out}\")"),

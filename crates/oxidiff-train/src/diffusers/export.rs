@@ -1,7 +1,8 @@
 //! A trained run in diffusers' format: a diffusion run as a pipeline directory (`unet/`,
 //! `scheduler/`, and for a pixel model `model_index.json` so `DDPMPipeline.from_pretrained`
-//! loads it whole; a latent run adds `vae/`), an autoencoder run as an `AutoencoderKL`
-//! directory.
+//! loads it whole; a latent run adds `vae/`, and a latent text-to-image run `text_encoder/`,
+//! `tokenizer/` and the `model_index.json` of a `StableDiffusionPipeline`), an autoencoder run
+//! as an `AutoencoderKL` directory.
 //!
 //! The export is assembled in a hidden sibling of the output directory, every file synced,
 //! and renamed into place at the end, so a failure or crash never leaves half an export
@@ -15,12 +16,15 @@ use oxidiff_data::Standardize;
 use oxidiff_models::vae::{
     AutoencoderKLConfig, CONFIG_JSON, WEIGHTS_FILE, save_diffusers_autoencoder,
 };
-use oxidiff_models::{DIFFUSERS_VERSION, save_diffusers_unet, unet2d_config_json};
+use oxidiff_models::{
+    DIFFUSERS_VERSION, save_diffusers_unet, unet2d_condition_config_json, unet2d_config_json,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::pipeline::{MODEL_INDEX, SCHEDULER_DIR, UNET_DIR, VAE_DIR};
 use super::scheduler::{SCHEDULER_CONFIG, scheduler_config_json};
+use super::text::{TEXT_ENCODER_DIR, TOKENIZER_DIR, stable_diffusion_index, write_text_parts};
 use crate::autoencoder_config::TaskKind;
 use crate::checkpoint::{load_config, load_state, load_weights};
 use crate::config::RunConfig;
@@ -34,12 +38,14 @@ use crate::trainer::{AutoencoderTask, TrainTask};
 pub const EXPORT_RECORD: &str = "oxidiff_export.json";
 
 /// Every name an export writes at the top of its directory.
-const EXPORT_ENTRIES: [&str; 7] = [
+const EXPORT_ENTRIES: [&str; 9] = [
     EXPORT_RECORD,
     MODEL_INDEX,
     UNET_DIR,
     SCHEDULER_DIR,
     VAE_DIR,
+    TEXT_ENCODER_DIR,
+    TOKENIZER_DIR,
     CONFIG_JSON,
     WEIGHTS_FILE,
 ];
@@ -59,6 +65,13 @@ pub enum ExportKind {
     /// `LDMPipeline` declares a `VQModel`); each part loads with its own
     /// `from_pretrained(dir, subfolder=…)`.
     Latent,
+    /// A latent text-to-image model: `unet/` (a `UNet2DConditionModel`), `vae/`,
+    /// `text_encoder/`, `tokenizer/`, `scheduler/` and `model_index.json`:
+    /// `StableDiffusionPipeline.from_pretrained(dir)`.
+    StableDiffusionPipeline,
+    /// A pixel-space text-to-image model: the same parts without `vae/` and
+    /// `model_index.json` (no diffusers pipeline runs a `UNet2DConditionModel` on pixels).
+    TextConditional,
     /// The directory itself is an `AutoencoderKL` (`AutoencoderKL.from_pretrained(dir)`).
     Autoencoder,
 }
@@ -136,14 +149,22 @@ fn write_diffusion(
 ) -> Result<(ExportKind, Vec<String>), TrainError> {
     let unet_config = config.unet()?;
     // What diffusers cannot express is refused before any weight is read.
-    unet2d_config_json(&unet_config)?;
+    match unet_config.cross_attention_dim {
+        Some(_) => unet2d_condition_config_json(&unet_config)?,
+        None => unet2d_config_json(&unet_config)?,
+    };
     let scheduler = scheduler_config_json(&config.diffusion)?;
     let first_stage = config.first_stage()?;
+    let text = config.text_source()?;
     let mut notes = Vec::new();
 
     let unet = load_weights(unet_config.init(device), weights)?;
     save_diffusers_unet(&unet, &unet_config, &dir.join(UNET_DIR))?;
     write_json(&dir.join(SCHEDULER_DIR).join(SCHEDULER_CONFIG), &scheduler)?;
+    let text_classes = match &text {
+        Some(source) => Some(write_text_parts(config, source, dir, device)?),
+        None => None,
+    };
     let kind = if let Some(first) = first_stage {
         let run_dir = RunDir::of_checkpoint(checkpoint);
         let space = LatentSpace::of_run(&first, &run_dir.latent_record(), device)?;
@@ -161,7 +182,20 @@ fn write_diffusion(
              vae.decode(latents / vae.config.scaling_factor)",
             space.scaling_factor
         ));
-        ExportKind::Latent
+        match text_classes {
+            Some(classes) => {
+                write_json(&dir.join(MODEL_INDEX), &stable_diffusion_index(classes))?;
+                ExportKind::StableDiffusionPipeline
+            }
+            None => ExportKind::Latent,
+        }
+    } else if text_classes.is_some() {
+        notes.push(
+            "pixel-space text-to-image: the UNet2DConditionModel denoises pixels, and no \
+             diffusers pipeline runs one without a vae, so no model_index.json is written"
+                .into(),
+        );
+        ExportKind::TextConditional
     } else if unet_config.num_classes.is_some() {
         notes.push(format!(
             "class-conditional: the UNet takes class_labels (0..{n}, and {n} for \"no class\", \

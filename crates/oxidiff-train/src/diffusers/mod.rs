@@ -10,6 +10,7 @@ mod export;
 mod init_from;
 mod pipeline;
 mod scheduler;
+mod text;
 
 pub use export::{EXPORT_RECORD, ExportKind, Exported, export_run};
 pub(crate) use pipeline::{

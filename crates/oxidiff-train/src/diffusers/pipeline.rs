@@ -1,5 +1,6 @@
 //! A diffusers directory as a model to sample from: a pipeline directory (`unet/` and
-//! `scheduler/`, with `vae/` a latent model), or a bare `UNet2DModel` directory whose sibling
+//! `scheduler/`, with `vae/` a latent model, with `text_encoder/` + `tokenizer/` a
+//! text-to-image one such as a `StableDiffusionPipeline`), or a bare `UNet2DModel` directory whose sibling
 //! `../scheduler/` gives its noise schedule. [`crate::load_for_sampling`] reads one as it
 //! reads a run, with a [`RunConfig`] equivalent to the configs, so `oxidiff sample`, `inpaint`
 //! and `denoise` treat both alike.
@@ -13,11 +14,13 @@ use oxidiff_models::{ModelConfig, UNetConfig, load_diffusers_unet};
 use serde_json::Value;
 
 use super::scheduler::{SCHEDULER_CONFIG, diffusion_config_from_scheduler_json};
+use super::text::TEXT_ENCODER_DIR;
 use crate::config::RunConfig;
 use crate::error::TrainError;
 use crate::generate::LoadedModel;
 use crate::latent::LatentSpace;
 use crate::run_dir::{CONFIG_FILE, RunDir, STATE_FILE};
+use crate::text::{TextConditioner, TextSource};
 
 /// The pipeline's folders, as diffusers names them.
 pub(crate) const UNET_DIR: &str = "unet";
@@ -34,6 +37,8 @@ pub(crate) struct DiffusersModel {
     /// `scheduler_config.json`.
     pub scheduler: PathBuf,
     pub vae: Option<PathBuf>,
+    /// The pipeline directory, when it has `text_encoder/` (and `tokenizer/`).
+    pub text: Option<PathBuf>,
 }
 
 /// Whether `path` is a diffusers directory rather than an oxidiff run or checkpoint (which
@@ -135,6 +140,10 @@ fn pipeline(dir: &Path, unet: PathBuf) -> Result<DiffusersModel, TrainError> {
         unet,
         scheduler,
         vae: vae.join(CONFIG_JSON).is_file().then_some(vae),
+        text: dir
+            .join(TEXT_ENCODER_DIR)
+            .is_dir()
+            .then(|| dir.to_path_buf()),
     })
 }
 
@@ -172,6 +181,10 @@ pub(crate) fn load(found: DiffusersModel, device: &Device) -> Result<LoadedModel
         }
         None => None,
     };
+    let text = match config.text_source()? {
+        Some(source) => Some(TextConditioner::load(&source, None, device)?),
+        None => None,
+    };
     Ok(LoadedModel {
         diffusion: GaussianDiffusion::new(config.diffusion.clone())?,
         config,
@@ -179,7 +192,7 @@ pub(crate) fn load(found: DiffusersModel, device: &Device) -> Result<LoadedModel
         checkpoint: found.root,
         standardization: None,
         latent,
-        text: None,
+        text,
     })
 }
 
@@ -238,6 +251,32 @@ fn run_config(
             ));
         }
         config.latent.autoencoder = Some(vae.clone());
+    }
+    if let Some(root) = &found.text {
+        let source = TextSource::resolve(&root.display().to_string())?;
+        if unet.cross_attention_dim != Some(source.hidden_size) {
+            return Err(TrainError::diffusers(
+                &unet_json,
+                format!(
+                    "cross_attention_dim = {} but the text encoder in {} is {} wide: the UNet \
+                     attends to its states",
+                    unet.cross_attention_dim
+                        .map_or("absent".into(), |d| d.to_string()),
+                    source.encoder_dir.display(),
+                    source.hidden_size
+                ),
+            ));
+        }
+        config.text.encoder = Some(root.display().to_string());
+    } else if unet.cross_attention_dim.is_some() {
+        return Err(TrainError::diffusers(
+            &unet_json,
+            format!(
+                "is a UNet2DConditionModel, which attends to a text encoder's states, but {} \
+                 has no text_encoder/ (and tokenizer/) to make them",
+                found.root.display()
+            ),
+        ));
     }
     config.diffusion = diffusion;
     config.validate().map_err(|message| TrainError::Config {

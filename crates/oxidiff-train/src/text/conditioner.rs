@@ -149,9 +149,10 @@ impl TextConditioner {
             let v: Vec<i64> = v.iter().map(|&x| i64::from(x)).collect();
             Tensor::<2, Int>::from_data(TensorData::new(v, shape), &self.device)
         };
-        let out = self
-            .encoder
-            .forward(as_int(&tokens.ids), Some(as_int(&tokens.attention_mask)));
+        // No padding mask, as diffusers' pipelines call their text encoders (they pass one
+        // only where the encoder's config asks for it): the UNet attends to every position,
+        // padding included, so these states must be the ones a pipeline makes.
+        let out = self.encoder.forward(as_int(&tokens.ids), None);
         out.last_hidden_state
             .into_data()
             .try_to_vec::<f32>()

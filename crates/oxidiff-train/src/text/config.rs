@@ -28,38 +28,21 @@ pub struct TextSection {
 
 impl TextSection {
     /// Checks what can be checked without reading the encoder, and what a text-conditioned
-    /// run cannot combine with (`captions`: `data.captions`; `num_classes`: the model's);
-    /// messages start with the key.
-    pub fn validate(
-        &self,
-        task: TaskKind,
-        captions: CaptionSource,
-        num_classes: Option<usize>,
-    ) -> Result<(), String> {
-        match (&self.encoder, captions) {
-            (None, _) => {}
-            (Some(_), _) if task != TaskKind::Diffusion => {
-                return Err(
-                    "text.encoder: conditions a diffusion UNet; an autoencoder run (task = \
-                     \"autoencoder\") has none"
-                        .into(),
-                );
-            }
-            (Some(_), CaptionSource::None) => {
-                return Err(
-                    "text.encoder: is set but data.captions = \"none\": choose where the \
-                     captions come from (metadata, sidecar, manifest or templates)"
-                        .into(),
-                );
-            }
-            (Some(_), _) if num_classes.is_some() => {
-                return Err(
-                    "model.num_classes: a model is conditioned on class labels or on text \
-                     (text.encoder), not both"
-                        .into(),
-                );
-            }
-            (Some(_), _) => {}
+    /// model cannot combine with (`num_classes`: the model's); messages start with the key.
+    pub fn validate(&self, task: TaskKind, num_classes: Option<usize>) -> Result<(), String> {
+        if self.encoder.is_some() && task != TaskKind::Diffusion {
+            return Err(
+                "text.encoder: conditions a diffusion UNet; an autoencoder run (task = \
+                 \"autoencoder\") has none"
+                    .into(),
+            );
+        }
+        if self.encoder.is_some() && num_classes.is_some() {
+            return Err(
+                "model.num_classes: a model is conditioned on class labels or on text \
+                 (text.encoder), not both"
+                    .into(),
+            );
         }
         if self.encoder.as_deref().is_some_and(str::is_empty) {
             return Err("text.encoder: the name or path is empty".into());
@@ -77,17 +60,23 @@ impl TextSection {
         Ok(())
     }
 
-    /// Refuses to train a diffusion model on captions it would never see (`data inspect` may
-    /// read them without an encoder).
+    /// What training needs and sampling does not: captions for a text encoder, and an
+    /// encoder for captions (`data inspect` may read captions without one, and a pipeline
+    /// loaded to sample from has an encoder and no data).
     pub fn check_captions_used(&self, captions: CaptionSource) -> Result<(), String> {
-        if self.encoder.is_none() && captions != CaptionSource::None {
-            return Err(format!(
+        match (self.encoder.is_some(), captions != CaptionSource::None) {
+            (false, true) => Err(format!(
                 "data.captions: = \"{}\" reads captions, but text.encoder is unset, so the \
                  model would never see them; set text.encoder (e.g. \"minilm\") or \
                  data.captions = \"none\"",
                 captions.name()
-            ));
+            )),
+            (true, false) => Err(
+                "text.encoder: is set but data.captions = \"none\": choose where the captions \
+                 come from (metadata, sidecar, manifest or templates)"
+                    .into(),
+            ),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }

@@ -184,3 +184,37 @@ pub fn ddim(loaded: &oxidiff_train::LoadedModel, x_t: Tensor<4>) -> Tensor<4> {
     )
     .unwrap()
 }
+
+/// Writes float32 tensors (name, shape, values) and string metadata as a safetensors file, for
+/// the reference scripts' `--check-export` runs.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(&str, [usize; 4], Vec<f32>)],
+    metadata: std::collections::HashMap<String, String>,
+) {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views = tensors.iter().zip(&bytes).map(|((name, shape, _), b)| {
+        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), b)
+            .unwrap();
+        (*name, view)
+    });
+    let file = safetensors::serialize(views, Some(metadata)).unwrap();
+    std::fs::write(path, file).unwrap();
+}
+
+/// Copies the directory tree `from` to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}

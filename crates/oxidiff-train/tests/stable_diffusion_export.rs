@@ -1,0 +1,216 @@
+//! A latent text-to-image run exported as a diffusers `StableDiffusionPipeline` directory
+//! (`model_index.json`, `unet/` a `UNet2DConditionModel`, `vae/`, `text_encoder/`,
+//! `tokenizer/`, `scheduler/`), read back by oxidiff as a model that samples exactly like the
+//! run, and refused where its parts disagree.
+//!
+//! diffusers' side needs python, which CI has not: with `OXIDIFF_EXPORT_DIR` set the test
+//! keeps its export there with oxidiff's guided DDIM run from a fixed x_T
+//! (`oxidiff_sd.safetensors`: x_T, the final latents x_0 and the decoded images; the prompt,
+//! negative prompt, guidance scale and steps in its metadata), and
+//!
+//! ```text
+//! rm -rf /tmp/oxidiff_sd && OXIDIFF_EXPORT_DIR=/tmp/oxidiff_sd cargo test --workspace --features oxidiff-train/wgpu --test stable_diffusion_export
+//! /opt/refenv/bin/python tools/reference/sd_pipeline_check.py --check-export /tmp/oxidiff_sd
+//! ```
+//!
+//! runs `StableDiffusionPipeline.from_pretrained` on it with a `DDIMScheduler` and the same
+//! latents, prompt and steps, and prints the largest differences; on 2026-12-02 (diffusers
+//! 0.42.1, transformers 5.24, torch 2.15; warnings left out):
+//!
+//! ```text
+//! /tmp/oxidiff_sd/stable_diffusion: StableDiffusionPipeline, CLIPTextModel, DDIM 10 steps, guidance 3: max |diffusers - oxidiff| latents = 9.16e-05 (|x_0| max 370)
+//! /tmp/oxidiff_sd/stable_diffusion: decoded images, max |diffusers - oxidiff| = 5.29e-07
+//! ```
+//!
+//! (the untrained UNet's unclipped latents reach hundreds; 9.2e-5 at 370 is 2.5e-7 of them).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use oxidiff_diffusion::randn;
+use oxidiff_models::text::{ClipTextConfig, ClipTextModel, TextTokenizer};
+use oxidiff_train::{ExportKind, LoadedModel, Trainer, export_run, load_for_sampling};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+
+use common::{
+    DDIM_STEPS, autoencoder_run, copy_dir, max_abs_diff, serial, tiny_config, values, write_images,
+    write_safetensors,
+};
+
+const PROMPT: &str = "a vertical line";
+const NEGATIVE: &str = "a horizontal line";
+const GUIDANCE: f64 = 3.0;
+
+/// Guided DDIM (η = 0) from `x_t` toward [`PROMPT`], away from [`NEGATIVE`].
+fn guided_ddim(loaded: &LoadedModel, x_t: burn::tensor::Tensor<4>) -> Vec<f32> {
+    let device = x_t.device();
+    let guided = loaded
+        .prompt_guidance(PROMPT, NEGATIVE, GUIDANCE, &device)
+        .unwrap()
+        .expect("a text-to-image model");
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let x_0 = oxidiff_diffusion::sample::sample_ddim(
+        &guided,
+        &loaded.diffusion,
+        x_t,
+        DDIM_STEPS,
+        0.0,
+        &mut rng,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    values(x_0)
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Where the export goes: under `OXIDIFF_EXPORT_DIR` when set (emptied first), else in `tmp`.
+fn export_dir(tmp: &Path) -> PathBuf {
+    match std::env::var_os("OXIDIFF_EXPORT_DIR") {
+        Some(root) => {
+            let dir = PathBuf::from(root).join("stable_diffusion");
+            let _ = std::fs::remove_dir_all(&dir);
+            dir
+        }
+        None => tmp.join("export"),
+    }
+}
+
+#[test]
+fn a_latent_text_run_exports_as_a_stable_diffusion_pipeline_that_samples_like_the_run() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_images(&data, 16);
+    for i in 0..16 {
+        let caption = [
+            "a vertical line",
+            "a horizontal line",
+            "a diagonal",
+            "a thick diagonal",
+        ];
+        std::fs::write(data.join(format!("img-{i:02}.txt")), caption[i % 4]).unwrap();
+    }
+    let vae = tmp.path().join("vae");
+    autoencoder_run(&data, &vae, 4, None);
+    let encoder = tmp.path().join("clip");
+    ClipTextModel::new(ClipTextConfig::small(), &Device::flex())
+        .save(&encoder)
+        .unwrap();
+    TextTokenizer::clip()
+        .unwrap()
+        .save_pretrained(&encoder)
+        .unwrap();
+    let config = tiny_config(
+        &data,
+        &[
+            "data.captions=\"sidecar\"",
+            &format!("text.encoder=\"{}\"", encoder.display()),
+            "text.max_length=10",
+            &format!("latent.autoencoder=\"{}\"", vae.display()),
+            "diffusion.clip_sample=false",
+            "train.batch_size=8",
+            "train.steps=4",
+        ],
+    );
+    let device = Device::flex();
+    let run = tmp.path().join("run");
+    Trainer::new(config, &run, &device)
+        .unwrap()
+        .run(None, &mut |_| {})
+        .unwrap();
+
+    let out = export_dir(tmp.path());
+    let exported = export_run(&run, true, &out).unwrap();
+    assert_eq!(exported.kind, ExportKind::StableDiffusionPipeline);
+    let index = read_json(&out.join("model_index.json"));
+    assert_eq!(index["_class_name"], "StableDiffusionPipeline");
+    assert_eq!(index["text_encoder"][1], "CLIPTextModel");
+    assert_eq!(index["unet"][1], "UNet2DConditionModel");
+    let unet = read_json(&out.join("unet/config.json"));
+    assert_eq!(unet["_class_name"], "UNet2DConditionModel");
+    assert_eq!(unet["cross_attention_dim"], 64);
+    let tokenizer = read_json(&out.join("tokenizer/tokenizer_config.json"));
+    assert_eq!(
+        tokenizer["model_max_length"], 10,
+        "the pipeline pads prompts to the run's context"
+    );
+    assert!(out.join("text_encoder/model.safetensors").is_file());
+
+    // The export samples as the run does, from the same noise.
+    let from_run = load_for_sampling(&run, true, &device).unwrap();
+    let from_export = load_for_sampling(&out, true, &device).unwrap();
+    assert!(from_export.text.is_some() && from_export.latent.is_some());
+    let unet_config = from_run.config.unet().unwrap();
+    let x_t = randn(
+        &mut ChaCha8Rng::seed_from_u64(21),
+        [
+            2,
+            unet_config.in_channels,
+            unet_config.image_size,
+            unet_config.image_size,
+        ],
+        &device,
+    );
+    let run_x0 = guided_ddim(&from_run, x_t.clone());
+    let export_x0 = guided_ddim(&from_export, x_t.clone());
+    assert!(
+        max_abs_diff(&run_x0, &export_x0) < 1e-5,
+        "{}",
+        max_abs_diff(&run_x0, &export_x0)
+    );
+
+    if std::env::var_os("OXIDIFF_EXPORT_DIR").is_some() {
+        let shape = x_t.dims();
+        let x_0 = burn::tensor::Tensor::<4>::from_data(
+            burn::tensor::TensorData::new(export_x0.clone(), shape),
+            &device,
+        );
+        let images = from_export.to_images(x_0);
+        let tensors = [
+            ("x_T", shape, values(x_t)),
+            ("x_0", shape, export_x0),
+            ("images", images.dims(), values(images)),
+        ];
+        let metadata = HashMap::from([
+            ("steps".to_string(), DDIM_STEPS.to_string()),
+            ("prompt".to_string(), PROMPT.to_string()),
+            ("negative_prompt".to_string(), NEGATIVE.to_string()),
+            ("guidance_scale".to_string(), GUIDANCE.to_string()),
+        ]);
+        write_safetensors(&out.join("oxidiff_sd.safetensors"), &tensors, metadata);
+    }
+
+    // A pipeline whose UNet attends to states of another width is refused, naming both.
+    let broken = tmp.path().join("broken");
+    copy_dir(&out, &broken);
+    let wider = tmp.path().join("wider");
+    ClipTextModel::new(
+        ClipTextConfig {
+            hidden_size: 32,
+            intermediate_size: 64,
+            projection_dim: Some(32),
+            ..ClipTextConfig::small()
+        },
+        &Device::flex(),
+    )
+    .save(&wider)
+    .unwrap();
+    std::fs::remove_dir_all(broken.join("text_encoder")).unwrap();
+    copy_dir(&wider, &broken.join("text_encoder"));
+    let err = load_for_sampling(&broken, true, &device)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("cross_attention_dim = 64") && err.contains("32 wide"),
+        "{err}"
+    );
+}
