@@ -17,9 +17,10 @@ use crate::sample::apply_spacing;
 #[derive(clap::Args)]
 pub struct InpaintArgs {
     /// A checkpoint directory, a run directory (its newest checkpoint), or a diffusers
-    /// directory: a pipeline with unet/ and scheduler/ (and vae/ for a latent model), or a
-    /// UNet2DModel directory with its scheduler/ beside it.
-    #[arg(long)]
+    /// directory (also given as --pipeline): a pipeline with unet/ and scheduler/ (and vae/
+    /// for a latent model, text_encoder/ + tokenizer/ for a text-to-image one such as a
+    /// StableDiffusionPipeline), or a UNet2DModel directory with its scheduler/ beside it.
+    #[arg(long, visible_alias = "pipeline")]
     pub checkpoint: PathBuf,
     /// The image, at the model's size.
     #[arg(long)]
@@ -58,9 +59,10 @@ pub struct InpaintArgs {
 #[command(group(clap::ArgGroup::new("how").required(true).args(["strength", "sigma"])))]
 pub struct DenoiseArgs {
     /// A checkpoint directory, a run directory (its newest checkpoint), or a diffusers
-    /// directory: a pipeline with unet/ and scheduler/ (and vae/ for a latent model), or a
-    /// UNet2DModel directory with its scheduler/ beside it.
-    #[arg(long)]
+    /// directory (also given as --pipeline): a pipeline with unet/ and scheduler/ (and vae/
+    /// for a latent model, text_encoder/ + tokenizer/ for a text-to-image one such as a
+    /// StableDiffusionPipeline), or a UNet2DModel directory with its scheduler/ beside it.
+    #[arg(long, visible_alias = "pipeline")]
     pub checkpoint: PathBuf,
     /// The noisy image, at the model's size.
     #[arg(long)]

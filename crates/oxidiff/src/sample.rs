@@ -58,9 +58,10 @@ fn chunk_size(loaded: &LoadedModel, num: usize) -> Result<usize> {
 #[derive(clap::Args)]
 pub struct SampleArgs {
     /// A checkpoint directory, a run directory (its newest checkpoint), or a diffusers
-    /// directory: a pipeline with unet/ and scheduler/ (and vae/ for a latent model), or a
-    /// UNet2DModel directory with its scheduler/ beside it.
-    #[arg(long)]
+    /// directory (also given as --pipeline): a pipeline with unet/ and scheduler/ (and vae/
+    /// for a latent model, text_encoder/ + tokenizer/ for a text-to-image one such as a
+    /// StableDiffusionPipeline), or a UNet2DModel directory with its scheduler/ beside it.
+    #[arg(long, visible_alias = "pipeline")]
     pub checkpoint: PathBuf,
     /// Sampler (default: the run's `sample.sampler`). Network calls for S steps: S, except heun
     /// 2S − 1.
