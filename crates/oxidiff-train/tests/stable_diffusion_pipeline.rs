@@ -283,3 +283,72 @@ fn a_latent_text_run_exports_as_a_stable_diffusion_pipeline_that_samples_like_th
         "{err}"
     );
 }
+
+#[test]
+fn a_run_fine_tunes_a_stable_diffusion_pipeline_from_its_weights() {
+    let _turn = serial();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_sd_pipeline");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_images(&data, 8);
+    for i in 0..8 {
+        std::fs::write(data.join(format!("img-{i:02}.txt")), "a red cat").unwrap();
+    }
+    // The pipeline's parts: its text encoder, its autoencoder, its UNet's weights and
+    // architecture, its scheduler's schedule.
+    let architecture = [
+        "model.model_channels=8",
+        "model.channel_mult=[1, 2]",
+        "model.num_res_blocks=1",
+        "model.attention_resolutions=[4]",
+        "model.num_heads=2",
+        "model.norm_groups=4",
+        "model.time_embed_dim=32",
+        "diffusion.beta_schedule=\"scaled-linear\"",
+        "diffusion.beta_start=0.00085",
+        "diffusion.beta_end=0.012",
+        "diffusion.clip_sample=false",
+    ];
+    let mut overrides: Vec<String> = vec![
+        "data.captions=\"sidecar\"".into(),
+        format!("text.encoder=\"{}\"", fixture.display()),
+        format!("latent.autoencoder=\"{}\"", fixture.join("vae").display()),
+        format!("model.init_from=\"{}\"", fixture.display()),
+        "train.batch_size=4".into(),
+        "train.steps=2".into(),
+        "train.lr=1e-9".into(),
+        "train.min_lr=0".into(),
+        "train.warmup_steps=0".into(),
+        "train.ema_decay=0".into(),
+    ];
+    overrides.extend(architecture.iter().map(|s| s.to_string()));
+    let all: Vec<&str> = overrides.iter().map(String::as_str).collect();
+    let config = tiny_config(&data, &all);
+    let device = Device::flex();
+    let run = tmp.path().join("run");
+    Trainer::new(config.clone(), &run, &device)
+        .unwrap()
+        .run(None, &mut |_| {})
+        .unwrap();
+    // Two steps at lr 1e-9 leave the pipeline's weights as they were: the run samples as
+    // the pipeline does.
+    let tuned = load_for_sampling(&run, false, &device).unwrap();
+    let original = load_for_sampling(&fixture, true, &device).unwrap();
+    let x_t = randn(&mut ChaCha8Rng::seed_from_u64(3), [1, 2, 4, 4], &device);
+    let diff = max_abs_diff(
+        &guided_ddim(&tuned, x_t.clone()),
+        &guided_ddim(&original, x_t),
+    );
+    assert!(diff < 1e-3, "{diff}");
+
+    // Another architecture is refused, naming the key.
+    let mut wrong = overrides.clone();
+    wrong.retain(|s| !s.starts_with("model.num_res_blocks"));
+    wrong.push("model.num_res_blocks=2".into());
+    let all: Vec<&str> = wrong.iter().map(String::as_str).collect();
+    let err = Trainer::new(tiny_config(&data, &all), &tmp.path().join("wrong"), &device)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("model.num_res_blocks = 1"), "{err}");
+}

@@ -1,5 +1,6 @@
 //! `[model] init_from`: the weights a fresh diffusion run starts from — a diffusers
-//! `UNet2DModel` directory (or a pipeline directory's `unet/`), or an oxidiff diffusion run or
+//! `UNet2DModel` or `UNet2DConditionModel` directory (or a pipeline directory's `unet/`: a
+//! `StableDiffusionPipeline` to fine-tune), or an oxidiff diffusion run or
 //! checkpoint (its EMA weights, the ones it samples with). Read from its config files first, so
 //! an architecture that differs from the run's is refused, naming the first key, before any
 //! data is read; the weights are loaded when the trainer builds the network.
@@ -9,7 +10,10 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::tensor::Device;
 use oxidiff_models::vae::CONFIG_JSON;
-use oxidiff_models::{UNet, UNetConfig, load_diffusers_unet, unet_config_from_unet2d_json};
+use oxidiff_models::{
+    UNet, UNetConfig, load_diffusers_unet, unet_config_from_unet2d_condition_json,
+    unet_config_from_unet2d_json,
+};
 
 use super::pipeline::{UNET_DIR, read_json_value};
 use crate::autoencoder_config::TaskKind;
@@ -62,8 +66,14 @@ impl InitialWeights {
         };
         if let Some(dir) = unet_dir {
             let described_in = dir.join(CONFIG_JSON);
-            let config =
-                unet_config_from_unet2d_json(&read_json_value(&described_in)?, &described_in)?;
+            let json = read_json_value(&described_in)?;
+            // A text-to-image pipeline's UNet (fine-tuning Stable Diffusion) or a plain one.
+            let config = match json.get("_class_name").and_then(serde_json::Value::as_str) {
+                Some("UNet2DConditionModel") => {
+                    unet_config_from_unet2d_condition_json(&json, &described_in)?
+                }
+                _ => unet_config_from_unet2d_json(&json, &described_in)?,
+            };
             return Ok(Self {
                 source: Source::Diffusers { dir },
                 config,
@@ -91,7 +101,7 @@ impl InitialWeights {
     /// key that differs. Dropout is no architecture: a run may fine-tune with its own.
     pub(crate) fn check(&self, expected: &UNetConfig) -> Result<(), TrainError> {
         let (a, b) = (expected, &self.config);
-        let keys: [(&str, String, String); 11] = [
+        let keys: [(&str, String, String); 15] = [
             (
                 "image_size",
                 a.image_size.to_string(),
@@ -143,6 +153,26 @@ impl InitialWeights {
                 format!("\"{}\"", b.time_injection.name()),
             ),
             ("num_classes", option(a.num_classes), option(b.num_classes)),
+            (
+                "cross_attention_dim (the text encoder's width)",
+                option(a.cross_attention_dim),
+                option(b.cross_attention_dim),
+            ),
+            (
+                "transformer_layers_per_block",
+                a.transformer_layers_per_block.to_string(),
+                b.transformer_layers_per_block.to_string(),
+            ),
+            (
+                "use_linear_projection",
+                a.use_linear_projection.to_string(),
+                b.use_linear_projection.to_string(),
+            ),
+            (
+                "heads_per_level",
+                format!("{:?}", a.heads_per_level),
+                format!("{:?}", b.heads_per_level),
+            ),
         ];
         if let Some((key, ours, theirs)) = keys.iter().find(|(_, ours, theirs)| ours != theirs) {
             return Err(bad(
