@@ -1,7 +1,9 @@
 """What the reference scripts share: drawing a diffusers model's weights afresh, finding the
-directories oxidiff exported, and loading a model that must take every tensor of its file.
+directories oxidiff exported, loading a model that must take every tensor of its file, the
+tiny autoencoder of the latent pipelines, and CLIP's byte → symbol table.
 
-Imported by unet2d_golden.py and pipeline_check.py (run from the repository root).
+Imported by unet2d_golden.py, pipeline_check.py and sd_pipeline_check.py
+(run from the repository root).
 """
 
 import math
@@ -52,3 +54,39 @@ def loaded(cls, d, **kw):
         where = f"{d} {kw}" if kw else d
         raise SystemExit(f"{where}: from_pretrained did not take every tensor: {bad}")
     return model.eval()
+
+
+def tiny_vae():
+    """The latent fixtures' AutoencoderKL: 1-channel 8x8 images, 2 latent channels, f = 2,
+    scaling_factor 0.5 (weights as diffusers draws them; randomise them after)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=1,
+        out_channels=1,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        block_out_channels=[8, 16],
+        layers_per_block=1,
+        latent_channels=2,
+        norm_num_groups=4,
+        sample_size=8,
+        scaling_factor=0.5,
+    ).eval()
+
+
+def bytes_to_unicode():
+    """GPT-2's byte → symbol table, in its own order (the vocabulary's first 256 entries)."""
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("\u00a1"), ord("\u00ac") + 1))
+        + list(range(ord("\u00ae"), ord("\u00ff") + 1))
+    )
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]

@@ -45,7 +45,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import find_exports, loaded, randomise  # noqa: E402
+from _common import find_exports, loaded, randomise, tiny_vae  # noqa: E402
 
 FIXTURES = "crates/oxidiff-train/tests/fixtures"
 STEPS = 10
@@ -106,18 +106,7 @@ def pixel_fixture():
 
 def latent_fixture():
     torch.manual_seed(1)
-    vae = AutoencoderKL(
-        in_channels=1,
-        out_channels=1,
-        down_block_types=["DownEncoderBlock2D"] * 2,
-        up_block_types=["UpDecoderBlock2D"] * 2,
-        block_out_channels=[8, 16],
-        layers_per_block=1,
-        latent_channels=2,
-        norm_num_groups=4,
-        sample_size=8,
-        scaling_factor=0.5,
-    ).eval()
+    vae = tiny_vae()
     randomise(vae, 12)
     unet = tiny_unet(4, 2)
     randomise(unet, 13)

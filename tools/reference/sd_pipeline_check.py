@@ -47,7 +47,7 @@ from safetensors.torch import load_file, save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import find_exports, loaded, randomise  # noqa: E402
+from _common import bytes_to_unicode, find_exports, loaded, randomise, tiny_vae  # noqa: E402
 
 TOLERANCE = 1e-4
 FIXTURE = "crates/oxidiff-train/tests/fixtures/tiny_sd_pipeline"
@@ -60,24 +60,11 @@ GUIDANCE = 4.0
 STEPS = 10
 
 
-def bytes_to_unicode():
-    """CLIP's (and GPT-2's) map of the 256 bytes to printable characters."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) + list(range(ord("\u00ae"), ord("\u00ff") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
-
 def tiny_tokenizer(dir):
     """vocab.json + merges.txt of CLIP's BPE cut to its first MERGES merges."""
     lines = gzip.open(VOCAB).read().decode("utf-8").split("\n")[1 : MERGES + 1]
     merges = [tuple(line.split()) for line in lines]
-    vocab = list(bytes_to_unicode().values())
+    vocab = bytes_to_unicode()
     vocab += [v + "</w>" for v in vocab]
     vocab += ["".join(m) for m in merges]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
@@ -124,18 +111,7 @@ def fixture():
         norm_num_groups=4,
     ).eval()
     randomise(unet, 32)
-    vae = AutoencoderKL(
-        in_channels=1,
-        out_channels=1,
-        down_block_types=["DownEncoderBlock2D"] * 2,
-        up_block_types=["UpDecoderBlock2D"] * 2,
-        block_out_channels=[8, 16],
-        layers_per_block=1,
-        latent_channels=2,
-        norm_num_groups=4,
-        sample_size=8,
-        scaling_factor=0.5,
-    ).eval()
+    vae = tiny_vae()
     randomise(vae, 33)
     scheduler = DDIMScheduler(
         beta_schedule="scaled_linear",
