@@ -2,19 +2,21 @@
 directories oxidiff exported, loading a model that must take every tensor of its file, the
 tiny autoencoder of the latent pipelines, and CLIP's byte → symbol table.
 
-Imported by unet2d_golden.py, pipeline_check.py and sd_pipeline_check.py
+Imported by unet2d_golden.py, pipeline_check.py, sd_pipeline_check.py and tokenizer_golden.py
 (run from the repository root).
 """
 
 import math
 import os
 
-import torch
-
 
 def randomise(model, seed):
     """Draws every parameter again: weights ~ N(0, 1/fan_in), biases ~ N(0, 0.1²), GroupNorm
     scales ~ 1 + N(0, 0.2²), class embeddings ~ N(0, 0.5²)."""
+    # torch is imported here, not above: tokenizer_golden.py imports this module in an
+    # environment without it.
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():

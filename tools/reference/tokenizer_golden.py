@@ -42,6 +42,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import bytes_to_unicode  # noqa: E402
+
 OUT = "crates/oxidiff-models/tests/fixtures/tokenizer"
 BPE = "assets/clip/bpe_simple_vocab_16e6.txt.gz"
 CONTEXT = 77
@@ -130,23 +133,6 @@ STRINGS = [
 
 # SD 2.x pads with "!" (id 0) and makes it a special token: these strings show both.
 SD2_STRINGS = ["a photo of a cat", "hi! wow!!! a!b", "", LONG_PROMPT]
-
-
-def bytes_to_unicode():
-    """GPT-2's byte → symbol table, in its own order (the vocabulary's first 256 entries)."""
-    bs = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("\u00a1"), ord("\u00ac") + 1))
-        + list(range(ord("\u00ae"), ord("\u00ff") + 1))
-    )
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
 
 
 def clip_vocab():

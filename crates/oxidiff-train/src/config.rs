@@ -509,42 +509,7 @@ impl RunConfig {
     }
 }
 
-impl RunConfig {
-    /// What a latent run cannot combine with, each named (checked without reading the
-    /// autoencoder).
-    fn validate_latent(&self) -> Result<(), String> {
-        if self.task == TaskKind::Autoencoder {
-            return Err(
-                "latent.autoencoder: names the first stage of a diffusion run; an autoencoder \
-                 run (task = \"autoencoder\") trains on images"
-                    .into(),
-            );
-        }
-        if self.data.standardize != oxidiff_data::Standardize::MinusOneOne {
-            return Err(
-                "data.standardize: a latent run hands the autoencoder images in [-1, 1]; use \
-                 \"minus-one-one\""
-                    .into(),
-            );
-        }
-        if self.diffusion.clip_sample {
-            return Err(
-                "diffusion.clip_sample: latents are not confined to [-1, 1], so x̂₀ must not be \
-                 clipped there; set diffusion.clip_sample = false in a latent run"
-                    .into(),
-            );
-        }
-        if self.data.flip || self.data.crop != oxidiff_data::CropMode::Center {
-            return Err(
-                "data.flip / data.crop: a latent run encodes each image once, so batch-time \
-                 augmentation of the pixels cannot apply; set data.flip = false and data.crop \
-                 = \"center\""
-                    .into(),
-            );
-        }
-        Ok(())
-    }
-}
+impl RunConfig {}
 
 /// Applies one `section.key=value` assignment to the TOML tree. The value is read as TOML
 /// (`1e-4`, `true`, `"cosine"`, `[1, 2]`), and as a plain string when it is not valid TOML, so

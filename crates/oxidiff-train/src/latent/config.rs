@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::autoencoder_config::TaskKind;
+use crate::config::RunConfig;
+
 oxidiff_diffusion::named_enum! {
     /// Where a latent run keeps its encoded images.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,6 +54,43 @@ impl LatentSection {
             .is_some_and(|p| p.as_os_str().is_empty())
         {
             return Err("latent.autoencoder: the path is empty".into());
+        }
+        Ok(())
+    }
+}
+
+impl RunConfig {
+    /// What a latent run cannot combine with, each named (checked without reading the
+    /// autoencoder).
+    pub(crate) fn validate_latent(&self) -> Result<(), String> {
+        if self.task == TaskKind::Autoencoder {
+            return Err(
+                "latent.autoencoder: names the first stage of a diffusion run; an autoencoder \
+                 run (task = \"autoencoder\") trains on images"
+                    .into(),
+            );
+        }
+        if self.data.standardize != oxidiff_data::Standardize::MinusOneOne {
+            return Err(
+                "data.standardize: a latent run hands the autoencoder images in [-1, 1]; use \
+                 \"minus-one-one\""
+                    .into(),
+            );
+        }
+        if self.diffusion.clip_sample {
+            return Err(
+                "diffusion.clip_sample: latents are not confined to [-1, 1], so x̂₀ must not be \
+                 clipped there; set diffusion.clip_sample = false in a latent run"
+                    .into(),
+            );
+        }
+        if self.data.flip || self.data.crop != oxidiff_data::CropMode::Center {
+            return Err(
+                "data.flip / data.crop: a latent run encodes each image once, so batch-time \
+                 augmentation of the pixels cannot apply; set data.flip = false and data.crop \
+                 = \"center\""
+                    .into(),
+            );
         }
         Ok(())
     }
