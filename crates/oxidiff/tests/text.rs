@@ -124,6 +124,21 @@ fn train_on_captions_and_sample_from_a_prompt() {
         tmp.path(),
         "--guidance 3: guides toward a --class or a --prompt",
     );
+    // Held-out ε-MSE and bits/dim of the unconditional model (the empty prompt).
+    let eval = oxidiff(
+        &[
+            "eval",
+            "--checkpoint",
+            "run",
+            "--images",
+            "8",
+            "--stride",
+            "100",
+        ],
+        tmp.path(),
+    );
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    assert!(stdout(&eval).contains("bits/dim"), "{}", stdout(&eval));
     // Editing takes a prompt too.
     write_inpaint_inputs(tmp.path());
     for (command, how) in [

@@ -384,7 +384,7 @@ fn in_model_space(m: &Measuring, images: &Evaluated) -> Result<Evaluated, TrainE
 /// ε-MSE of the evaluated images per band of t (see [`band_mse`]).
 fn measure_band_mse(m: &Measuring, images: &Evaluated) -> Result<BandMse, TrainError> {
     band_mse(
-        &m.loaded.model,
+        &m.loaded.denoiser(None, m.c.device)?,
         &m.loaded.diffusion,
         &images.data,
         &images.indices,
@@ -403,7 +403,7 @@ fn measure_nll(
     progress: &mut dyn FnMut(EvalPhase, usize, usize),
 ) -> Result<NllReport, TrainError> {
     nll(
-        &m.loaded.model,
+        &m.loaded.denoiser(None, m.c.device)?,
         &m.loaded.diffusion,
         &images.data,
         &images.indices,
@@ -472,11 +472,13 @@ fn measure_distance(
 ) -> Result<SampleDistance, TrainError> {
     let mut generated = Vec::with_capacity(count * FEATURE_DIM);
     let mut made = 0;
+    // A text-to-image model's unconditional model (the empty prompt); the UNet otherwise.
+    let model = m.loaded.denoiser(None, m.c.device)?;
     while made < count {
         let n = m.c.batch.min(count - made);
         let [c, s, _] = m.model_shape;
         let images = generate(
-            &m.loaded.model,
+            &model,
             &m.loaded.diffusion,
             sample,
             [n, c, s, s],

@@ -342,17 +342,34 @@ impl TrainTask for DiffusionTask {
         let seed = self.config.seed;
         let indices: Vec<usize> = (0..train.eval_images.min(validation.len())).collect();
         let batch = train.batch_size;
+        // A text-to-image model is measured as its unconditional model (the empty prompt,
+        // which caption dropout trains); a model without text is the UNet itself.
+        let unconditional;
+        let model: &dyn Denoiser = match &self.text {
+            Some(text) => {
+                let empty = text.encode(&[String::new()], device)?;
+                unconditional = PromptGuidance {
+                    model,
+                    diffusion: &self.diffusion,
+                    cond: empty.clone(),
+                    uncond: empty,
+                    scale: 1.0,
+                };
+                &unconditional
+            }
+            None => model,
+        };
         let band_mse = if due.frequent {
             let diffusion = &self.diffusion;
             Some(eval::band_mse(
-                model, diffusion, validation, &indices, batch, seed, device,
+                &model, diffusion, validation, &indices, batch, seed, device,
             )?)
         } else {
             None
         };
         let nll = if due.likelihood {
             Some(eval::nll(
-                model,
+                &model,
                 &self.diffusion,
                 validation,
                 &indices,
