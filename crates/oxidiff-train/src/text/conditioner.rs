@@ -88,6 +88,14 @@ impl TextConditioner {
         self.encoder.hidden_size()
     }
 
+    /// Bytes a conditioner of `source` holds at most: its weights (the size of their file, in
+    /// float32) and its cache of states.
+    pub fn bytes_at_most(source: &TextSource) -> f64 {
+        let weights = std::fs::metadata(source.encoder_dir.join(oxidiff_models::text::MODEL_FILE))
+            .map_or(0, |m| m.len());
+        (weights as usize + CACHE_BYTES) as f64
+    }
+
     /// Where the encoder was read from.
     pub fn source(&self) -> &TextSource {
         &self.source

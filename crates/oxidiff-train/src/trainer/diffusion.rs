@@ -159,6 +159,17 @@ impl TrainTask for DiffusionTask {
                 bytes: (vae.parameters + images * vae.inference_activations_per_image) * F32,
             });
         }
+        if let Some(source) = config.text_source()? {
+            estimate.add(MemoryPart {
+                what: "the frozen text encoder (weights, and its cache of caption states)",
+                key: format!(
+                    "text.encoder = {:?}",
+                    source.encoder_dir.display().to_string()
+                ),
+                remedy: "use a smaller text encoder",
+                bytes: TextConditioner::bytes_at_most(&source),
+            });
+        }
         estimate.add(MemoryPart {
             what: "the sample grid",
             key: format!("sample.num = {}", config.sample.num),
