@@ -77,6 +77,22 @@ def tiny_vae():
     ).eval()
 
 
+def latent_ddim_scheduler():
+    """The latent fixtures' DDIMScheduler: SD's scaled_linear betas, epsilon, no clipping,
+    trailing spacing (with steps_offset 1, which trailing ignores)."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        set_alpha_to_one=True,
+        steps_offset=1,
+        timestep_spacing="trailing",
+    )
+
+
 def bytes_to_unicode():
     """GPT-2's byte → symbol table, in its own order (the vocabulary's first 256 entries)."""
     bs = (

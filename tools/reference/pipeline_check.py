@@ -45,7 +45,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import find_exports, loaded, randomise, tiny_vae  # noqa: E402
+from _common import find_exports, latent_ddim_scheduler, loaded, randomise, tiny_vae  # noqa: E402
 
 FIXTURES = "crates/oxidiff-train/tests/fixtures"
 STEPS = 10
@@ -110,15 +110,7 @@ def latent_fixture():
     randomise(vae, 12)
     unet = tiny_unet(4, 2)
     randomise(unet, 13)
-    scheduler = DDIMScheduler(
-        beta_schedule="scaled_linear",
-        beta_start=0.00085,
-        beta_end=0.012,
-        clip_sample=False,
-        set_alpha_to_one=True,
-        steps_offset=1,
-        timestep_spacing="trailing",
-    )
+    scheduler = latent_ddim_scheduler()
     out = os.path.join(FIXTURES, "tiny_latent_pipeline")
     unet.save_pretrained(os.path.join(out, "unet"), safe_serialization=True)
     vae.save_pretrained(os.path.join(out, "vae"), safe_serialization=True)

@@ -47,7 +47,7 @@ from safetensors.torch import load_file, save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import bytes_to_unicode, find_exports, loaded, randomise, tiny_vae  # noqa: E402
+from _common import bytes_to_unicode, find_exports, latent_ddim_scheduler, loaded, randomise, tiny_vae  # noqa: E402
 
 TOLERANCE = 1e-4
 FIXTURE = "crates/oxidiff-train/tests/fixtures/tiny_sd_pipeline"
@@ -113,15 +113,7 @@ def fixture():
     randomise(unet, 32)
     vae = tiny_vae()
     randomise(vae, 33)
-    scheduler = DDIMScheduler(
-        beta_schedule="scaled_linear",
-        beta_start=0.00085,
-        beta_end=0.012,
-        clip_sample=False,
-        set_alpha_to_one=True,
-        steps_offset=1,
-        timestep_spacing="trailing",
-    )
+    scheduler = latent_ddim_scheduler()
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
