@@ -77,6 +77,20 @@ def tiny_vae():
     ).eval()
 
 
+# Stable Diffusion 1.5's scheduler/scheduler_config.json (PNDMScheduler), but its
+# _diffusers_version and the clip_sample it carries for DDIMScheduler.from_config.
+SD15_SCHEDULER = {
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "trained_betas": None,
+}
+
+
 def latent_ddim_scheduler():
     """The latent fixtures' DDIMScheduler: SD's scaled_linear betas, epsilon, no clipping,
     trailing spacing (with steps_offset 1, which trailing ignores)."""

@@ -17,7 +17,10 @@ prompt, negative prompt, guidance scale and steps in its metadata):
 - vae/: a random AutoencoderKL (1-channel 8x8 images, 2 latent channels, scaling_factor 0.5);
 - scheduler/: a DDIMScheduler (scaled_linear betas, no clipping, trailing spacing);
 
-weights drawn by _common.randomise. crates/oxidiff-train/tests/stable_diffusion_pipeline.rs
+weights drawn by _common.randomise. Beside it, fixtures/tiny_sd_pipeline_pndm/ holds Stable
+Diffusion 1.5's own scheduler config (a PNDMScheduler: PLMS, leading spacing with steps_offset
+1, set_alpha_to_one false) as `save_pretrained` writes it, and the same pipeline's guided run
+with that scheduler in its `sd_io.safetensors`. crates/oxidiff-train/tests/stable_diffusion_pipeline.rs
 samples it with oxidiff and compares.
 
     /opt/refenv/bin/python tools/reference/sd_pipeline_check.py --check-export DIR...
@@ -41,16 +44,17 @@ import sys
 import tempfile
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import bytes_to_unicode, find_exports, latent_ddim_scheduler, loaded, randomise, tiny_vae  # noqa: E402
+from _common import SD15_SCHEDULER, bytes_to_unicode, find_exports, latent_ddim_scheduler, loaded, randomise, tiny_vae  # noqa: E402
 
 TOLERANCE = 1e-4
 FIXTURE = "crates/oxidiff-train/tests/fixtures/tiny_sd_pipeline"
+PNDM_FIXTURE = "crates/oxidiff-train/tests/fixtures/tiny_sd_pipeline_pndm"
 VOCAB = "assets/clip/bpe_simple_vocab_16e6.txt.gz"
 MERGES = 250
 CONTEXT = 16
@@ -126,6 +130,16 @@ def fixture():
     )
     pipe.save_pretrained(FIXTURE, safe_serialization=True)
     x_t = torch.randn(2, 2, 4, 4, generator=torch.Generator().manual_seed(34))
+    latents = guided_run(pipe, x_t, os.path.join(FIXTURE, "sd_io.safetensors"))
+    print(f"wrote {FIXTURE}: |x_0| max {latents.abs().max().item():.3g}, ids of {PROMPT!r}: {tokenizer(PROMPT).input_ids}")
+    pipe.scheduler = PNDMScheduler(**SD15_SCHEDULER)
+    pipe.scheduler.save_pretrained(PNDM_FIXTURE)
+    latents = guided_run(pipe, x_t, os.path.join(PNDM_FIXTURE, "sd_io.safetensors"))
+    print(f"wrote {PNDM_FIXTURE}: PNDM, |x_0| max {latents.abs().max().item():.3g}")
+
+
+def guided_run(pipe, x_t, path):
+    """The pipeline's guided run from latents x_t, saved to `path` with the decoded images."""
     with torch.no_grad():
         latents = pipe(
             prompt=[PROMPT] * 2,
@@ -138,14 +152,10 @@ def fixture():
             width=8,
             output_type="latent",
         ).images
-        images = vae.decode(latents / vae.config.scaling_factor).sample.clamp(-1, 1)
+        images = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample.clamp(-1, 1)
     metadata = {"steps": str(STEPS), "prompt": PROMPT, "negative_prompt": NEGATIVE, "guidance_scale": str(GUIDANCE)}
-    save_file(
-        {"x_T": x_t, "x_0": latents.contiguous(), "images": images.contiguous()},
-        os.path.join(FIXTURE, "sd_io.safetensors"),
-        metadata=metadata,
-    )
-    print(f"wrote {FIXTURE}: |x_0| max {latents.abs().max().item():.3g}, ids of {PROMPT!r}: {tokenizer(PROMPT).input_ids}")
+    save_file({"x_T": x_t, "x_0": latents.contiguous(), "images": images.contiguous()}, path, metadata=metadata)
+    return latents
 
 
 def check_export(d):

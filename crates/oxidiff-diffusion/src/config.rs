@@ -129,6 +129,12 @@ pub struct DiffusionConfig {
     /// Timestep spacing for samplers that skip steps (every sampler but full-length DDPM); a
     /// sampling-time choice, which `oxidiff sample --spacing` overrides.
     pub timestep_spacing: TimestepSpacing,
+    /// Added to every `leading` timestep (diffusers' `steps_offset`, which shifts that spacing
+    /// alone): Stable Diffusion 1.x's schedulers take 1, so 50 steps visit 981, 961, …, 1.
+    pub steps_offset: usize,
+    /// ᾱ after the last DDIM or PNDM step: 1 (a clean x₀), or ᾱ_0 when false (diffusers'
+    /// `set_alpha_to_one`; Stable Diffusion 1.x's schedulers say false).
+    pub set_alpha_to_one: bool,
     /// Clamp the predicted x₀ to [−1, 1] while sampling.
     pub clip_sample: bool,
     /// Min-SNR-γ loss weighting (Hang et al. 2023); `None` weights every timestep equally.
@@ -155,6 +161,8 @@ impl Default for DiffusionConfig {
             prediction: Prediction::Epsilon,
             ddpm_variance: DdpmVariance::FixedSmall,
             timestep_spacing: TimestepSpacing::Trailing,
+            steps_offset: 0,
+            set_alpha_to_one: true,
             clip_sample: true,
             min_snr_gamma: None,
             offset_noise: 0.0,
@@ -244,6 +252,15 @@ impl DiffusionConfig {
             return Err(DiffusionError::config(
                 "vlb_weight",
                 format!("must be a positive number, got {weight}"),
+            ));
+        }
+        if self.steps_offset >= t {
+            return Err(DiffusionError::config(
+                "steps_offset",
+                format!(
+                    "must be below num_train_timesteps ({t}): it shifts leading timesteps within them, got {}",
+                    self.steps_offset
+                ),
             ));
         }
         let offset = self.offset_noise;
@@ -354,6 +371,13 @@ mod tests {
                     ..base.clone()
                 },
                 "rescale_zero_terminal_snr",
+            ),
+            (
+                DiffusionConfig {
+                    steps_offset: 1000,
+                    ..base.clone()
+                },
+                "steps_offset",
             ),
             (
                 DiffusionConfig {

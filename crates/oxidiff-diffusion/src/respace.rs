@@ -1,6 +1,71 @@
 //! Picking a shorter inference schedule out of the training timesteps.
 
-use crate::{DiffusionError, TimestepSpacing};
+use crate::{DiffusionConfig, DiffusionError, GaussianDiffusion, TimestepSpacing};
+
+impl GaussianDiffusion {
+    /// The `num_inference_steps` timesteps the samplers visit, in descending order:
+    /// [`respace_timesteps`] by `config.timestep_spacing`, `leading` ones shifted by
+    /// `config.steps_offset` ([`apply_steps_offset`]).
+    ///
+    /// # Errors
+    ///
+    /// [`DiffusionError::InvalidArgument`] when `num_inference_steps` is not in 1..=T, or the
+    /// offset takes a timestep to T or beyond.
+    pub fn inference_timesteps(
+        &self,
+        num_inference_steps: usize,
+    ) -> Result<Vec<usize>, DiffusionError> {
+        let timesteps = respace_timesteps(
+            self.num_timesteps(),
+            num_inference_steps,
+            self.config.timestep_spacing,
+        )?;
+        apply_steps_offset(timesteps, &self.config)
+    }
+
+    /// ᾱ after the last DDIM or PNDM step: 1 with `config.set_alpha_to_one`, else ᾱ_0 (diffusers'
+    /// `final_alpha_cumprod`).
+    pub fn final_alpha_cumprod(&self) -> f64 {
+        if self.config.set_alpha_to_one {
+            1.0
+        } else {
+            self.schedule.alphas_cumprod[0]
+        }
+    }
+}
+
+/// `timesteps` picked with `config.timestep_spacing`, shifted by `config.steps_offset` when that
+/// spacing is `leading`: diffusers' schedulers add `steps_offset` to leading timesteps only.
+///
+/// # Errors
+///
+/// [`DiffusionError::InvalidArgument`] naming `steps_offset` when a shifted timestep reaches T.
+pub(crate) fn apply_steps_offset(
+    mut timesteps: Vec<usize>,
+    config: &DiffusionConfig,
+) -> Result<Vec<usize>, DiffusionError> {
+    let offset = config.steps_offset;
+    if offset == 0 || config.timestep_spacing != TimestepSpacing::Leading {
+        return Ok(timesteps);
+    }
+    let total = config.num_train_timesteps;
+    if let Some(&first) = timesteps.first()
+        && first + offset >= total
+    {
+        return Err(DiffusionError::argument(
+            "steps_offset",
+            format!(
+                "{offset} takes the leading timestep {first} to {}, beyond the {total} training \
+                 timesteps: take fewer steps",
+                first + offset
+            ),
+        ));
+    }
+    for t in &mut timesteps {
+        *t += offset;
+    }
+    Ok(timesteps)
+}
 
 /// The `num_inference_steps` training timesteps a sampler visits, in descending order, exactly
 /// as diffusers' `DDIMScheduler.set_timesteps` with `steps_offset = 0` (numpy's round half to
@@ -83,6 +148,34 @@ mod tests {
         );
         assert_eq!(respace_timesteps(5, 1, Trailing).unwrap(), vec![4]);
         assert_eq!(respace_timesteps(5, 1, Leading).unwrap(), vec![0]);
+    }
+
+    #[test]
+    fn steps_offset_shifts_leading_timesteps_only() {
+        let sd = |spacing| {
+            GaussianDiffusion::new(DiffusionConfig {
+                timestep_spacing: spacing,
+                steps_offset: 1,
+                ..DiffusionConfig::default()
+            })
+            .unwrap()
+        };
+        // Stable Diffusion 1.x's scheduler config: leading spacing with steps_offset = 1.
+        let leading = sd(TimestepSpacing::Leading)
+            .inference_timesteps(50)
+            .unwrap();
+        assert_eq!((leading[0], leading[1], leading[49]), (981, 961, 1));
+        assert_eq!(
+            sd(TimestepSpacing::Trailing)
+                .inference_timesteps(10)
+                .unwrap(),
+            respace_timesteps(1000, 10, TimestepSpacing::Trailing).unwrap()
+        );
+        // 1000 steps of 1000 would need t = 1000.
+        assert!(matches!(
+            sd(TimestepSpacing::Leading).inference_timesteps(1000),
+            Err(DiffusionError::InvalidArgument { .. })
+        ));
     }
 
     #[test]

@@ -51,6 +51,9 @@ oxidiff_diffusion::named_enum! {
         Ddpm = "ddpm",
         /// DDIM (Song et al. 2021) over `steps` respaced timesteps, stochasticity `eta`.
         Ddim = "ddim",
+        /// PNDM's pseudo linear multistep method (Liu et al. 2022) as Stable Diffusion 1.x's
+        /// `PNDMScheduler` with `skip_prk_steps`: deterministic, `steps` + 1 network calls.
+        Pndm = "pndm",
         /// Euler's method on the probability-flow ODE in σ-space (Karras et al. 2022, Algorithm 2
         /// without its correction), `steps` network calls; S_churn noise optional.
         Euler = "euler",
@@ -68,6 +71,8 @@ impl SamplerKind {
     pub fn network_calls(self, steps: usize) -> usize {
         match self {
             SamplerKind::Heun => (2 * steps).saturating_sub(1),
+            // The first step is a pseudo improved-Euler step of two calls.
+            SamplerKind::Pndm if steps > 1 => steps + 1,
             _ => steps,
         }
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Tensor};
 use oxidiff_diffusion::sample::{
     DpmSolverAlgorithm, DpmSolverOptions, sample_ddim, sample_ddpm, sample_dpm_solver,
-    sample_euler, sample_heun,
+    sample_euler, sample_heun, sample_pndm,
 };
 use oxidiff_diffusion::{Denoiser, GaussianDiffusion, PromptGuidance, TimestepSpacing, randn};
 use oxidiff_models::UNet;
@@ -249,6 +249,7 @@ pub fn generate(
             &mut rng,
             progress,
         )?,
+        SamplerKind::Pndm => sample_pndm(model, diffusion, x_t, sample.steps, progress)?,
         SamplerKind::Euler | SamplerKind::Heun => {
             let options = sample.karras_options();
             let run = if sample.sampler == SamplerKind::Euler {

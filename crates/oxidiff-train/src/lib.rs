@@ -45,7 +45,7 @@ pub use config::{
 };
 pub use diffusers::{
     EXPORT_RECORD, ExportKind, Exported, SCHEDULER_CONFIG, diffusion_config_from_scheduler_json,
-    export_run, scheduler_config_json,
+    export_run, scheduler_config_json, scheduler_sampler,
 };
 pub use edit::{DenoiseMethod, InpaintMethod, denoise, inpaint, psnr, read_mask, read_model_image};
 pub use ema::Ema;

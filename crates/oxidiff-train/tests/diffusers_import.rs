@@ -32,7 +32,8 @@ use oxidiff_diffusion::{
     VarianceType,
 };
 use oxidiff_train::{
-    diffusion_config_from_scheduler_json, load_for_sampling, scheduler_config_json,
+    SamplerKind, diffusion_config_from_scheduler_json, load_for_sampling, scheduler_config_json,
+    scheduler_sampler,
 };
 use serde_json::json;
 
@@ -112,6 +113,42 @@ fn scheduler_configs_map_both_ways_in_diffusers_names() {
                       "variance_type": "fixed_small", "steps_offset": 1,
                       "timestep_spacing": "trailing"});
     diffusion_config_from_scheduler_json(&ddim, source).unwrap();
+    // Stable Diffusion 1.5's scheduler_config.json, word for word: PLMS from steps 981, 961, …,
+    // 1 to ᾱ_0, its clip_sample there for DDIMScheduler.from_config.
+    let sd15 = json!({
+        "_class_name": "PNDMScheduler", "_diffusers_version": "0.6.0", "beta_end": 0.012,
+        "beta_schedule": "scaled_linear", "beta_start": 0.00085, "num_train_timesteps": 1000,
+        "set_alpha_to_one": false, "skip_prk_steps": true, "steps_offset": 1,
+        "trained_betas": null, "clip_sample": false
+    });
+    let back = diffusion_config_from_scheduler_json(&sd15, source).unwrap();
+    let expected = DiffusionConfig {
+        beta_schedule: BetaSchedule::ScaledLinear,
+        beta_start: 0.00085,
+        beta_end: 0.012,
+        timestep_spacing: TimestepSpacing::Leading,
+        steps_offset: 1,
+        set_alpha_to_one: false,
+        clip_sample: false,
+        ..DiffusionConfig::default()
+    };
+    assert_eq!(sampling_fields(&back), sampling_fields(&expected));
+    assert_eq!(scheduler_sampler(&sd15), SamplerKind::Pndm);
+    assert_eq!(scheduler_sampler(&ddim), SamplerKind::Ddim);
+    // PNDM's own defaults: it never clips and ends at ᾱ_0.
+    let pndm = diffusion_config_from_scheduler_json(
+        &json!({"_class_name": "PNDMScheduler", "skip_prk_steps": true}),
+        source,
+    )
+    .unwrap();
+    assert!(!pndm.clip_sample && !pndm.set_alpha_to_one);
+    // An export keeps both: steps_offset is a DDPMScheduler key, set_alpha_to_one is carried
+    // for DDIM and PNDM when false.
+    let json = scheduler_config_json(&expected).unwrap();
+    assert_eq!(json["steps_offset"], json!(1));
+    assert_eq!(json["set_alpha_to_one"], json!(false));
+    let back = diffusion_config_from_scheduler_json(&json, source).unwrap();
+    assert_eq!(sampling_fields(&back), sampling_fields(&expected));
 
     // What oxidiff cannot compute, refused by key and value.
     let refused = [
@@ -128,7 +165,6 @@ fn scheduler_configs_map_both_ways_in_diffusers_names() {
             json!({"beta_schedule": "laplace"}),
             "beta_schedule = \"laplace\"",
         ),
-        (json!({"steps_offset": 1}), "steps_offset = 1"),
         (json!({"clip_sample_range": 2.0}), "clip_sample_range = 2.0"),
         (
             json!({"use_karras_sigmas": true}),
@@ -139,9 +175,20 @@ fn scheduler_configs_map_both_ways_in_diffusers_names() {
             "_class_name = \"EulerDiscreteScheduler\"",
         ),
         (
-            json!({"_class_name": "DDIMScheduler", "set_alpha_to_one": false}),
-            "set_alpha_to_one = false",
+            json!({"_class_name": "PNDMScheduler"}),
+            "skip_prk_steps = absent (diffusers' default)",
         ),
+        (
+            json!({"_class_name": "PNDMScheduler", "skip_prk_steps": false}),
+            "skip_prk_steps = false",
+        ),
+        (
+            json!({"_class_name": "PNDMScheduler", "skip_prk_steps": true,
+                   "prediction_type": "sample"}),
+            "prediction_type = \"sample\"",
+        ),
+        (json!({"steps_offset": 1000}), "diffusion.steps_offset"),
+        (json!({"steps_offset": -1}), "steps_offset = -1"),
         (
             json!({"rescale_betas_zero_snr": true}),
             "diffusion.rescale_zero_terminal_snr",

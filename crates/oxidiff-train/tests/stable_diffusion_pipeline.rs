@@ -5,7 +5,9 @@
 //! DDIM run) samples here as it does there; a latent text-to-image run exports as one that
 //! oxidiff reads back and samples exactly like the run; a pipeline whose parts disagree is
 //! refused. On the diffusers fixture (2026-12-02, diffusers 0.42.1, transformers 5.24): latents
-//! 3.6e-5 at |x_0| 37, decoded images 1.6e-6.
+//! 3.6e-5 at |x_0| 37, decoded images 1.6e-6. With Stable Diffusion 1.5's own scheduler config
+//! (a PNDMScheduler) in place of its DDIMScheduler, the same script's PNDM run
+//! (fixtures/tiny_sd_pipeline_pndm) samples here with `pndm`.
 //!
 //! diffusers' side needs python, which CI has not: with `OXIDIFF_EXPORT_DIR` set the test
 //! keeps its export there with oxidiff's guided DDIM run from a fixed x_T
@@ -36,7 +38,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use oxidiff_diffusion::randn;
 use oxidiff_models::text::{ClipTextConfig, ClipTextModel, TextTokenizer};
-use oxidiff_train::{ExportKind, LoadedModel, Trainer, export_run, load_for_sampling};
+use oxidiff_train::{ExportKind, LoadedModel, SamplerKind, Trainer, export_run, load_for_sampling};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
@@ -50,18 +52,27 @@ const PROMPT: &str = "a vertical line";
 const NEGATIVE: &str = "a horizontal line";
 const GUIDANCE: f64 = 3.0;
 
+/// The guided denoiser of `loaded` toward `prompt`, away from `negative`.
+fn guided(
+    loaded: &LoadedModel,
+    (prompt, negative, guidance): (&str, &str, f64),
+    device: &Device,
+) -> impl oxidiff_diffusion::Denoiser {
+    loaded
+        .prompt_guidance(prompt, negative, guidance, device)
+        .unwrap()
+        .expect("a text-to-image model")
+}
+
 /// Guided DDIM (η = 0) of `steps` from `x_t` toward `prompt`, away from `negative`.
 fn ddim_with(
     loaded: &LoadedModel,
     x_t: burn::tensor::Tensor<4>,
-    (prompt, negative, guidance): (&str, &str, f64),
+    asked: (&str, &str, f64),
     steps: usize,
 ) -> Vec<f32> {
     let device = x_t.device();
-    let guided = loaded
-        .prompt_guidance(prompt, negative, guidance, &device)
-        .unwrap()
-        .expect("a text-to-image model");
+    let guided = guided(loaded, asked, &device);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let x_0 = oxidiff_diffusion::sample::sample_ddim(
         &guided,
@@ -81,9 +92,82 @@ fn guided_ddim(loaded: &LoadedModel, x_t: burn::tensor::Tensor<4>) -> Vec<f32> {
     ddim_with(loaded, x_t, (PROMPT, NEGATIVE, GUIDANCE), DDIM_STEPS)
 }
 
+/// A guided run of the diffusers pipeline, from `sd_io.safetensors`: its initial latents, final
+/// latents and decoded images, and what it was asked.
+struct StoredRun {
+    x_t: burn::tensor::Tensor<4>,
+    x_0: burn::tensor::Tensor<4>,
+    images: burn::tensor::Tensor<4>,
+    prompt: String,
+    negative: String,
+    guidance: f64,
+    steps: usize,
+}
+
+impl StoredRun {
+    fn read(path: &Path, device: &Device) -> Self {
+        let io = std::fs::read(path).unwrap();
+        let (_, header) = safetensors::SafeTensors::read_metadata(&io).unwrap();
+        let meta = header.metadata().clone().unwrap();
+        let io = safetensors::SafeTensors::deserialize(&io).unwrap();
+        let tensor = |name: &str| {
+            let view = io.tensor(name).unwrap();
+            let v: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let shape: [usize; 4] = view.shape().try_into().unwrap();
+            burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(v, shape), device)
+        };
+        Self {
+            x_t: tensor("x_T"),
+            x_0: tensor("x_0"),
+            images: tensor("images"),
+            prompt: meta["prompt"].clone(),
+            negative: meta["negative_prompt"].clone(),
+            guidance: meta["guidance_scale"].parse().unwrap(),
+            steps: meta["steps"].parse().unwrap(),
+        }
+    }
+
+    fn asked(&self) -> (&str, &str, f64) {
+        (&self.prompt, &self.negative, self.guidance)
+    }
+
+    /// Checks oxidiff's final latents `x_0` and the images `loaded` decodes from them against
+    /// diffusers'.
+    fn check(&self, loaded: &LoadedModel, x_0: Vec<f32>, what: &str) {
+        let expected = values(self.x_0.clone());
+        let scale = expected.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        let diff = max_abs_diff(&x_0, &expected);
+        eprintln!("{what} latents: max |oxidiff - diffusers| = {diff:.3e} (|x_0| max {scale:.3})");
+        assert!(
+            diff / scale < 1e-4,
+            "{what}: latents differ by {diff} (|x_0| max {scale})"
+        );
+        let images = loaded.to_images(burn::tensor::Tensor::<4>::from_data(
+            burn::tensor::TensorData::new(x_0, self.x_0.dims()),
+            &self.x_0.device(),
+        ));
+        let diff = max_abs_diff(
+            &values(images.clamp(-1.0, 1.0)),
+            &values(self.images.clone()),
+        );
+        eprintln!("{what} images: max |oxidiff - diffusers| = {diff:.3e}");
+        assert!(diff < 1e-4, "{what}: decoded images differ by {diff}");
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
 #[test]
 fn a_pipeline_saved_by_diffusers_samples_here_as_diffusers_samples_it() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_sd_pipeline");
+    let fixture = fixture("tiny_sd_pipeline");
     let device = Device::flex();
     let loaded = load_for_sampling(&fixture, true, &device).unwrap();
     let text = loaded.text.as_ref().expect("its text encoder");
@@ -93,47 +177,45 @@ fn a_pipeline_saved_by_diffusers_samples_here_as_diffusers_samples_it() {
         "tokenizer_config.json's model_max_length"
     );
     assert!(loaded.latent.is_some());
-    let io = std::fs::read(fixture.join("sd_io.safetensors")).unwrap();
-    let (_, header) = safetensors::SafeTensors::read_metadata(&io).unwrap();
-    let meta = header.metadata().clone().unwrap();
-    let io = safetensors::SafeTensors::deserialize(&io).unwrap();
-    let tensor = |name: &str| {
-        let view = io.tensor(name).unwrap();
-        let v: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        let shape: [usize; 4] = view.shape().try_into().unwrap();
-        burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(v, shape), &device)
-    };
-    let asked = (
-        meta["prompt"].as_str(),
-        meta["negative_prompt"].as_str(),
-        meta["guidance_scale"].parse().unwrap(),
+    assert_eq!(loaded.config.sample.sampler, SamplerKind::Ddim);
+    let run = StoredRun::read(&fixture.join("sd_io.safetensors"), &device);
+    let x_0 = ddim_with(&loaded, run.x_t.clone(), run.asked(), run.steps);
+    run.check(&loaded, x_0, "DDIM");
+}
+
+/// Stable Diffusion 1.5's own scheduler config (PNDMScheduler: PLMS over leading timesteps
+/// shifted by steps_offset 1, ending at ᾱ_0) in place of the fixture's DDIMScheduler: the
+/// pipeline samples with `pndm` by default, as diffusers' pipeline steps its scheduler.
+#[test]
+fn stable_diffusion_1_5s_pndm_scheduler_samples_here_as_in_diffusers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sd");
+    copy_dir(&fixture("tiny_sd_pipeline"), &dir);
+    let pndm = fixture("tiny_sd_pipeline_pndm");
+    std::fs::copy(
+        pndm.join("scheduler_config.json"),
+        dir.join("scheduler/scheduler_config.json"),
+    )
+    .unwrap();
+    let device = Device::flex();
+    let loaded = load_for_sampling(&dir, true, &device).unwrap();
+    assert_eq!(loaded.config.sample.sampler, SamplerKind::Pndm);
+    let d = &loaded.config.diffusion;
+    assert_eq!(
+        (d.steps_offset, d.set_alpha_to_one, d.clip_sample),
+        (1, false, false)
     );
-    let x_0 = ddim_with(
-        &loaded,
-        tensor("x_T"),
-        asked,
-        meta["steps"].parse().unwrap(),
-    );
-    let expected = values(tensor("x_0"));
-    let scale = expected.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    let diff = max_abs_diff(&x_0, &expected);
-    eprintln!("latents: max |oxidiff - diffusers| = {diff:.3e} (|x_0| max {scale:.3})");
-    assert!(
-        diff / scale < 1e-4,
-        "latents differ by {diff} (|x_0| max {scale})"
-    );
-    let shape = tensor("x_0").dims();
-    let images = loaded.to_images(burn::tensor::Tensor::<4>::from_data(
-        burn::tensor::TensorData::new(x_0, shape),
-        &device,
-    ));
-    let diff = max_abs_diff(&values(images.clamp(-1.0, 1.0)), &values(tensor("images")));
-    eprintln!("images: max |oxidiff - diffusers| = {diff:.3e}");
-    assert!(diff < 1e-4, "decoded images differ by {diff}");
+    let run = StoredRun::read(&pndm.join("sd_io.safetensors"), &device);
+    let guided = guided(&loaded, run.asked(), &device);
+    let x_0 = oxidiff_diffusion::sample::sample_pndm(
+        &guided,
+        &loaded.diffusion,
+        run.x_t.clone(),
+        run.steps,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    run.check(&loaded, values(x_0), "PNDM");
 }
 
 fn read_json(path: &Path) -> Value {
@@ -287,7 +369,7 @@ fn a_latent_text_run_exports_as_a_stable_diffusion_pipeline_that_samples_like_th
 #[test]
 fn a_run_fine_tunes_a_stable_diffusion_pipeline_from_its_weights() {
     let _turn = serial();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_sd_pipeline");
+    let fixture = fixture("tiny_sd_pipeline");
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     write_images(&data, 8);

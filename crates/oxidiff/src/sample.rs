@@ -63,8 +63,8 @@ pub struct SampleArgs {
     /// StableDiffusionPipeline), or a UNet2DModel directory with its scheduler/ beside it.
     #[arg(long, visible_alias = "pipeline")]
     pub checkpoint: PathBuf,
-    /// Sampler (default: the run's `sample.sampler`). Network calls for S steps: S, except heun
-    /// 2S − 1.
+    /// Sampler (default: the run's `sample.sampler`; a pipeline's PNDMScheduler means pndm).
+    /// Network calls for S steps: S, except heun 2S − 1 and pndm S + 1.
     #[arg(long, value_enum)]
     pub sampler: Option<SamplerArg>,
     /// Sampling steps (default: the run's `sample.steps`; `ddpm` with S below T is the respaced

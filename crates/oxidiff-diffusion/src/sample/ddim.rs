@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 use rand::Rng;
 
 use super::over_timesteps;
-use crate::{Denoiser, DiffusionError, GaussianDiffusion, noise::randn, respace_timesteps};
+use crate::{Denoiser, DiffusionError, GaussianDiffusion, noise::randn};
 
 /// Checks DDIM's η (Song et al. 2021, eq. 16), the stochasticity of every sampler built on
 /// [`ddim_step`]: 0 is deterministic, 1 gives the DDPM posterior's variance.
@@ -24,8 +24,8 @@ pub fn check_eta(eta: f64) -> Result<(), DiffusionError> {
     }
 }
 
-/// One DDIM step from timestep `t` to `prev_t` (`None` after the last step, where ᾱ_prev = 1 as
-/// diffusers' `set_alpha_to_one = True`).
+/// One DDIM step from timestep `t` to `prev_t` (`None` after the last step, where ᾱ_prev is
+/// [`GaussianDiffusion::final_alpha_cumprod`]: 1, or ᾱ_0 without `set_alpha_to_one`).
 ///
 /// x̂₀ is clamped to [−1, 1] when `config.clip_sample`, and ε̂ is then re-derived from the
 /// clamped x̂₀ so that the pair stays consistent with x_t (GLIDE/ADM behaviour; diffusers'
@@ -51,7 +51,10 @@ pub fn ddim_step(
     noise: Option<Tensor<4>>,
 ) -> Tensor<4> {
     let ac = &diffusion.schedule.alphas_cumprod;
-    let (alpha_t, alpha_prev) = (ac[t], prev_t.map_or(1.0, |p| ac[p]));
+    let (alpha_t, alpha_prev) = (
+        ac[t],
+        prev_t.map_or_else(|| diffusion.final_alpha_cumprod(), |p| ac[p]),
+    );
     let ts = vec![t; x_t.dims()[0]];
     // DDIM's update has its own σ_t(η); a learned variance is not used.
     let (model_output, _) = diffusion.split_output(model_output);
@@ -76,7 +79,7 @@ pub fn ddim_step(
 }
 
 /// DDIM sampling over `num_steps` timesteps picked by `config.timestep_spacing`
-/// ([`respace_timesteps`]), starting at `x_t` (normally standard normal noise).
+/// ([`GaussianDiffusion::inference_timesteps`]), starting at `x_t` (normally standard normal noise).
 ///
 /// Each step goes to the next timestep of that schedule, as in the DDIM paper's sub-sequence τ.
 /// (diffusers instead always steps to t − T/n, which for `trailing` and `linspace` spacing is not
@@ -102,18 +105,15 @@ pub fn sample_ddim(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Tensor<4>, DiffusionError> {
     check_eta(eta)?;
-    let timesteps = respace_timesteps(
-        diffusion.num_timesteps(),
-        num_steps,
-        diffusion.config.timestep_spacing,
-    )?;
+    let timesteps = diffusion.inference_timesteps(num_steps)?;
     Ok(ddim_over(
         denoiser, diffusion, x_t, &timesteps, eta, rng, progress,
     ))
 }
 
 /// DDIM ([`ddim_step`]) from `x_t` at `timesteps[0]` through each following timestep to a clean
-/// x₀ (ᾱ = 1 after the last), the loop of [`sample_ddim`] over its respaced schedule and of SDEdit over its shortened one;
+/// x₀ (ᾱ = [`GaussianDiffusion::final_alpha_cumprod`] after the last), the loop of
+/// [`sample_ddim`] over its respaced schedule and of SDEdit over its shortened one;
 /// [`ddim_over_with`] without a hook.
 ///
 /// # Shapes

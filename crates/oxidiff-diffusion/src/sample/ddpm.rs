@@ -6,9 +6,7 @@ use rand::Rng;
 
 use super::over_timesteps;
 use crate::likelihood::learned_log_variance;
-use crate::{
-    Denoiser, DiffusionError, GaussianDiffusion, NoiseSchedule, noise::randn, respace_timesteps,
-};
+use crate::{Denoiser, DiffusionError, GaussianDiffusion, NoiseSchedule, noise::randn};
 
 /// One ancestral step x_t → x_{t−1}: recover x̂₀ from the model output, clamp it to [−1, 1] when
 /// `config.clip_sample`, take the posterior mean μ̃_t(x_t, x̂₀) and add σ_t · `noise` with σ²_t
@@ -156,7 +154,7 @@ pub fn respaced_ddpm_step(
 }
 
 /// Ancestral sampling over `num_steps` of the training timesteps, respaced per
-/// `config.timestep_spacing` ([`respace_timesteps`]), starting at `x_t` (normally standard
+/// `config.timestep_spacing` ([`GaussianDiffusion::inference_timesteps`]), starting at `x_t` (normally standard
 /// normal noise) and ending at x₀. With `num_steps = T` this is Ho et al.'s Algorithm 2 over
 /// every timestep; with fewer it is the respaced chain of Nichol & Dhariwal (2021, §4), each
 /// step the posterior step between two visited timesteps ([`respaced_ddpm_step`]; diffusers'
@@ -180,11 +178,7 @@ pub fn sample_ddpm(
     rng: &mut impl Rng,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Tensor<4>, DiffusionError> {
-    let timesteps = respace_timesteps(
-        diffusion.num_timesteps(),
-        num_steps,
-        diffusion.config.timestep_spacing,
-    )?;
+    let timesteps = diffusion.inference_timesteps(num_steps)?;
     let (dims, device) = (x_t.dims(), x_t.device());
     Ok(over_timesteps(
         denoiser,

@@ -16,7 +16,8 @@ use super::sigmas::{
     training_sigmas, vp_coefficients,
 };
 use crate::{
-    Denoiser, DiffusionError, GaussianDiffusion, TimestepSpacing, noise::randn, respace_timesteps,
+    Denoiser, DiffusionError, GaussianDiffusion, TimestepSpacing, noise::randn,
+    respace::apply_steps_offset, respace_timesteps,
 };
 
 crate::named_enum! {
@@ -80,7 +81,7 @@ pub fn dpm_solver_sigmas(
             }
             let mut timesteps = respace_timesteps(total, num_steps + 1, spacing)?;
             timesteps.truncate(num_steps);
-            timesteps
+            apply_steps_offset(timesteps, &diffusion.config)?
         }
     };
     let train = training_sigmas(diffusion);

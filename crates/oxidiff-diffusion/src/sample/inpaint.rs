@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ddim::ddim_over_with;
 use super::{check_eta, respaced_ddpm_step, timestep_tensor};
-use crate::{Denoiser, DiffusionError, GaussianDiffusion, noise::randn, respace_timesteps};
+use crate::{Denoiser, DiffusionError, GaussianDiffusion, noise::randn};
 
 /// The known image and its mask (expanded to the image's shape), checked once.
 struct KnownRegion {
@@ -168,11 +168,7 @@ pub fn inpaint_ddim(
     let region = KnownRegion::new(known, mask)?;
     check_num_steps(diffusion, num_steps)?;
     check_eta(eta)?;
-    let timesteps = respace_timesteps(
-        diffusion.num_timesteps(),
-        num_steps,
-        diffusion.config.timestep_spacing,
-    )?;
+    let timesteps = diffusion.inference_timesteps(num_steps)?;
     let x = randn(rng, region.known.dims(), &region.known.device());
     let x = region.replace_at(diffusion, x, timesteps[0], rng);
     Ok(ddim_over_with(
@@ -331,11 +327,7 @@ pub fn repaint(
     let region = KnownRegion::new(known, mask)?;
     check_num_steps(diffusion, num_steps)?;
     let moves = repaint_schedule(num_steps, options.jump_length, options.resample_count)?;
-    let mut ascending = respace_timesteps(
-        diffusion.num_timesteps(),
-        num_steps,
-        diffusion.config.timestep_spacing,
-    )?;
+    let mut ascending = diffusion.inference_timesteps(num_steps)?;
     ascending.reverse();
     // level k ≥ 1 is training timestep ascending[k − 1]; level 0 is the clean image
     let timestep_of = |level: usize| level.checked_sub(1).map(|i| ascending[i]);

@@ -10,6 +10,7 @@ mod dpm_solver;
 mod euler;
 mod heun;
 mod inpaint;
+mod pndm;
 mod sdedit;
 mod sigmas;
 
@@ -21,6 +22,7 @@ pub use dpm_solver::{
 pub use euler::{KarrasOptions, churn, euler_step, ode_derivative, sample_euler};
 pub use heun::{heun_correction, heun_error_gain, sample_heun};
 pub use inpaint::{RePaintOptions, inpaint_ddim, repaint, repaint_schedule};
+pub use pndm::{pndm_transfer, sample_pndm};
 pub use sdedit::{
     denoise_known_sigma, largest_sigma, sdedit, sdedit_timesteps, timestep_for_sigma,
     timesteps_within,

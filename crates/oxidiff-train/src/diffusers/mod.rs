@@ -18,4 +18,5 @@ pub(crate) use pipeline::{
 };
 pub use scheduler::{
     SCHEDULER_CONFIG, diffusion_config_from_scheduler_json, scheduler_config_json,
+    scheduler_sampler,
 };

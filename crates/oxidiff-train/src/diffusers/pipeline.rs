@@ -13,7 +13,7 @@ use oxidiff_models::vae::{CONFIG_JSON, load_diffusers_autoencoder};
 use oxidiff_models::{ModelConfig, UNetConfig, load_diffusers_unet};
 use serde_json::Value;
 
-use super::scheduler::{SCHEDULER_CONFIG, diffusion_config_from_scheduler_json};
+use super::scheduler::{SCHEDULER_CONFIG, diffusion_config_from_scheduler_json, scheduler_sampler};
 use super::text::TEXT_ENCODER_DIR;
 use crate::config::RunConfig;
 use crate::error::TrainError;
@@ -166,11 +166,10 @@ pub(crate) fn read_json_value(path: &Path) -> Result<Value, TrainError> {
 /// weights, so there is no EMA to choose.
 pub(crate) fn load(found: DiffusersModel, device: &Device) -> Result<LoadedModel, TrainError> {
     let (unet, model) = load_diffusers_unet(&found.unet, device)?;
-    let diffusion = diffusion_config_from_scheduler_json(
-        &read_json_value(&found.scheduler)?,
-        &found.scheduler,
-    )?;
-    let config = run_config(&found, &unet, diffusion)?;
+    let scheduler = read_json_value(&found.scheduler)?;
+    let diffusion = diffusion_config_from_scheduler_json(&scheduler, &found.scheduler)?;
+    let mut config = run_config(&found, &unet, diffusion)?;
+    config.sample.sampler = scheduler_sampler(&scheduler);
     let latent = match &found.vae {
         Some(dir) => {
             let (vae_config, vae) = load_diffusers_autoencoder(dir, device)?;
@@ -198,7 +197,7 @@ pub(crate) fn load(found: DiffusersModel, device: &Device) -> Result<LoadedModel
 
 /// The run config a diffusers model amounts to: `[model]` its UNet, `[diffusion]` its
 /// scheduler, `[latent]` its autoencoder; the rest oxidiff's defaults (`[sample]`: DDIM, 50
-/// steps, at most the training timesteps).
+/// steps, at most the training timesteps; [`load`] then picks the scheduler's sampler).
 fn run_config(
     found: &DiffusersModel,
     unet: &UNetConfig,

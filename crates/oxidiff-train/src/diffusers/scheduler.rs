@@ -2,7 +2,8 @@
 //! `[diffusion]` section, and back.
 //!
 //! The names map as `crates/oxidiff-diffusion/tests/` checks them against diffusers 0.42.1's
-//! `DDPMScheduler` and `DDIMScheduler` (`tools/reference/diffusers_golden.py`):
+//! `DDPMScheduler`, `DDIMScheduler` and `PNDMScheduler` (`tools/reference/diffusers_golden.py`,
+//! `pndm_golden.py`):
 //!
 //! | oxidiff `[diffusion]` | diffusers |
 //! |---|---|
@@ -10,7 +11,9 @@
 //! | `prediction` epsilon / sample / velocity | `prediction_type` epsilon / sample / v_prediction |
 //! | `ddpm_variance` fixed-small / fixed-large, `variance_type` fixed | `variance_type` fixed_small / fixed_large |
 //! | `variance_type` learned | `variance_type` learned_range |
-//! | `timestep_spacing` leading / trailing / linspace | `timestep_spacing` (with `steps_offset` 0) |
+//! | `timestep_spacing` leading / trailing / linspace | `timestep_spacing` |
+//! | `steps_offset` | `steps_offset` (shifts leading timesteps) |
+//! | `set_alpha_to_one` | `set_alpha_to_one` (DDIM, PNDM) |
 //! | `rescale_zero_terminal_snr` | `rescale_betas_zero_snr` |
 //! | `clip_sample` | `clip_sample` (with `clip_sample_range` 1) |
 //!
@@ -18,8 +21,9 @@
 //! that only shape the training loss (`loss`, `vlb_weight`, `min_snr_gamma`, `offset_noise`)
 //! have no place in a scheduler and are not written. Reading, oxidiff refuses by key and value
 //! what it cannot compute: given `trained_betas`, dynamic `thresholding`, another
-//! `clip_sample_range`, diffusers' raw `learned` log-variance, a `steps_offset` that moves
-//! `leading` timesteps, DDIM's `set_alpha_to_one = false`, and other scheduler classes.
+//! `clip_sample_range`, diffusers' raw `learned` log-variance, PNDM's Runge–Kutta warm-up
+//! (`skip_prk_steps = false`), and other scheduler classes. A PNDMScheduler (Stable Diffusion
+//! 1.x's) samples with oxidiff's `pndm` by default ([`scheduler_sampler`]).
 
 use std::path::Path;
 
@@ -30,6 +34,7 @@ use oxidiff_diffusion::{
 use oxidiff_models::{ConfigKeys, DIFFUSERS_VERSION};
 use serde_json::{Value, json};
 
+use crate::config::SamplerKind;
 use crate::error::TrainError;
 
 /// The scheduler's file in a pipeline's `scheduler/` folder.
@@ -54,8 +59,34 @@ const DDPM_KEYS: [&str; 15] = [
     "rescale_betas_zero_snr",
 ];
 
-/// `DDIMScheduler.__init__`'s one key `DDPMScheduler` lacks (it has no `variance_type`).
-const DDIM_ONLY_KEY: &str = "set_alpha_to_one";
+/// The keys of `DDIMScheduler.__init__` and `PNDMScheduler.__init__` that `DDPMScheduler`
+/// lacks. A config carries keys of another class for `from_config` to move between them
+/// (Stable Diffusion 1.x's PNDM config has `clip_sample` for DDIM; DDIM keeps `variance_type`);
+/// diffusers ignores the ones a class does not take, and so does oxidiff.
+const OTHER_CLASS_KEYS: [&str; 2] = ["set_alpha_to_one", "skip_prk_steps"];
+
+/// The scheduler classes whose noise schedules oxidiff reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SchedulerClass {
+    Ddpm,
+    Ddim,
+    Pndm,
+}
+
+impl SchedulerClass {
+    fn of(keys: &ConfigKeys<'_, TrainError>) -> Result<Self, TrainError> {
+        match keys.get("_class_name", json!("DDPMScheduler")).as_str() {
+            Some("DDPMScheduler") => Ok(Self::Ddpm),
+            Some("DDIMScheduler") => Ok(Self::Ddim),
+            Some("PNDMScheduler") => Ok(Self::Pndm),
+            _ => Err(keys.refuse(
+                "_class_name",
+                "is not supported: oxidiff reads the noise schedule of a DDPMScheduler, a \
+                 DDIMScheduler or a PNDMScheduler",
+            )),
+        }
+    }
+}
 
 /// diffusers' `DDPMScheduler` config for `config`: every key its `__init__` takes (so nothing
 /// is left to a default a later release might change), as `save_pretrained` writes them.
@@ -84,7 +115,7 @@ pub fn scheduler_config_json(config: &DiffusionConfig) -> Result<Value, TrainErr
         (VarianceType::Fixed, DdpmVariance::FixedSmall) => "fixed_small",
         (VarianceType::Fixed, DdpmVariance::FixedLarge) => "fixed_large",
     };
-    Ok(json!({
+    let mut json = json!({
         "_class_name": "DDPMScheduler",
         "_diffusers_version": DIFFUSERS_VERSION,
         "num_train_timesteps": config.num_train_timesteps,
@@ -100,9 +131,15 @@ pub fn scheduler_config_json(config: &DiffusionConfig) -> Result<Value, TrainErr
         "clip_sample_range": 1.0,
         "sample_max_value": 1.0,
         "timestep_spacing": spacing_name(config.timestep_spacing),
-        "steps_offset": 0,
+        "steps_offset": config.steps_offset,
         "rescale_betas_zero_snr": config.rescale_zero_terminal_snr,
-    }))
+    });
+    if !config.set_alpha_to_one {
+        // Not a DDPMScheduler key: carried for DDIMScheduler/PNDMScheduler.from_config, as
+        // Stable Diffusion's configs carry it (DDPMScheduler ignores it).
+        json["set_alpha_to_one"] = json!(false);
+    }
+    Ok(json)
 }
 
 fn spacing_name(spacing: TimestepSpacing) -> &'static str {
@@ -113,14 +150,15 @@ fn spacing_name(spacing: TimestepSpacing) -> &'static str {
     }
 }
 
-/// The `[diffusion]` section a `DDPMScheduler` or `DDIMScheduler` config describes
-/// (`source`: its file, named in errors). A key left out has diffusers' default, as
-/// `from_pretrained` gives it. The keys that only shape a training loss keep oxidiff's
-/// defaults, except that a learned variance gets the hybrid loss that trains it.
+/// The `[diffusion]` section a `DDPMScheduler`, `DDIMScheduler` or `PNDMScheduler` config
+/// describes (`source`: its file, named in errors). A key left out has that class's default, as
+/// `from_pretrained` gives it (PNDM: `set_alpha_to_one = false`, and `clip_sample = false`
+/// since it never clips). The keys that only shape a training loss keep oxidiff's defaults,
+/// except that a learned variance gets the hybrid loss that trains it.
 ///
 /// # Errors
-/// A key oxidiff cannot compute, named with its value; a key neither scheduler has; a
-/// schedule oxidiff's `[diffusion]` checks refuse.
+/// A key oxidiff cannot compute, named with its value; a key none of the three schedulers
+/// has; a schedule oxidiff's `[diffusion]` checks refuse.
 pub fn diffusion_config_from_scheduler_json(
     json: &Value,
     source: &Path,
@@ -128,23 +166,10 @@ pub fn diffusion_config_from_scheduler_json(
     let keys = ConfigKeys::new(json, source, |path, message| {
         TrainError::diffusers(path, message)
     })?;
-    let class = keys.get("_class_name", json!("DDPMScheduler"));
-    let ddim = match class.as_str() {
-        Some("DDPMScheduler") => false,
-        Some("DDIMScheduler") => true,
-        _ => {
-            return Err(keys.refuse(
-                "_class_name",
-                "is not supported: oxidiff reads the noise schedule of a DDPMScheduler or a \
-                 DDIMScheduler",
-            ));
-        }
-    };
+    let class = SchedulerClass::of(&keys)?;
     for key in keys.object().keys() {
-        // DDIM has DDPM's keys but variance_type, which DDIMScheduler.from_config(ddpm.config)
-        // keeps (and ignores): every DDPM key passes for both.
         let known = DDPM_KEYS.contains(&key.as_str())
-            || (ddim && key == DDIM_ONLY_KEY)
+            || OTHER_CLASS_KEYS.contains(&key.as_str())
             || ["_class_name", "_diffusers_version"].contains(&key.as_str());
         if !known {
             return Err(keys.refuse(key, "is not a key of diffusers 0.42.1's scheduler"));
@@ -160,12 +185,14 @@ pub fn diffusion_config_from_scheduler_json(
         json!(false),
         "oxidiff clips x̂₀ to [-1, 1] (clip_sample) but has no dynamic thresholding",
     )?;
-    if ddim {
-        keys.require(
-            DDIM_ONLY_KEY,
-            json!(true),
-            "oxidiff's DDIM steps to ᾱ = 1 after its last timestep",
-        )?;
+    // PNDMScheduler's default is false, which `require` (absent = the one value) cannot say.
+    if class == SchedulerClass::Pndm && keys.get("skip_prk_steps", json!(false)) != json!(true) {
+        return Err(keys.refuse(
+            "skip_prk_steps",
+            "is not supported: oxidiff's pndm is PLMS without the Runge-Kutta warm-up, as \
+             Stable Diffusion 1.x's scheduler (only skip_prk_steps = true is; PNDMScheduler's \
+             default is false)",
+        ));
     }
     let beta_schedule = match keys.get("beta_schedule", json!("linear")).as_str() {
         Some("linear") => BetaSchedule::Linear,
@@ -190,10 +217,18 @@ pub fn diffusion_config_from_scheduler_json(
             ));
         }
     };
-    let (variance_type, ddpm_variance) = match ddim {
-        // DDIM has no reverse-step variance of its own: DDPMScheduler's default.
-        true => (VarianceType::Fixed, DdpmVariance::FixedSmall),
-        false => match keys.get("variance_type", json!("fixed_small")).as_str() {
+    if class == SchedulerClass::Pndm && prediction == Prediction::Sample {
+        return Err(keys.refuse(
+            "prediction_type",
+            "is not one PNDMScheduler steps along (epsilon, v_prediction)",
+        ));
+    }
+    let (variance_type, ddpm_variance) = match class {
+        // DDIM and PNDM have no reverse-step variance of their own: DDPMScheduler's default.
+        SchedulerClass::Ddim | SchedulerClass::Pndm => {
+            (VarianceType::Fixed, DdpmVariance::FixedSmall)
+        }
+        SchedulerClass::Ddpm => match keys.get("variance_type", json!("fixed_small")).as_str() {
             // The _log variants compute the same σ_t through its logarithm.
             Some("fixed_small" | "fixed_small_log") => {
                 (VarianceType::Fixed, DdpmVariance::FixedSmall)
@@ -223,28 +258,25 @@ pub fn diffusion_config_from_scheduler_json(
             ));
         }
     };
-    // steps_offset only shifts leading timesteps (diffusers adds it there alone).
-    if timestep_spacing == TimestepSpacing::Leading && keys.number("steps_offset", 0.0)? != 0.0 {
-        return Err(keys.refuse(
-            "steps_offset",
-            "is not supported with timestep_spacing \"leading\": oxidiff's leading timesteps \
-             start at 0 (only steps_offset = 0 is)",
-        ));
-    }
-    let clip_sample = match keys.get("clip_sample", json!(true)) {
-        Value::Bool(b) => b,
-        _ => return Err(keys.refuse("clip_sample", "is not true or false")),
+    let steps_offset = keys
+        .get("steps_offset", json!(0))
+        .as_u64()
+        .ok_or_else(|| keys.refuse("steps_offset", "is not a non-negative integer"))?
+        as usize;
+    let bool_key = |key: &str, default: bool| match keys.get(key, json!(default)) {
+        Value::Bool(b) => Ok(b),
+        _ => Err(keys.refuse(key, "is not true or false")),
     };
+    // DDPMScheduler has no such key; oxidiff's exports carry it when false.
+    let set_alpha_to_one = bool_key("set_alpha_to_one", class != SchedulerClass::Pndm)?;
+    let clip_sample = bool_key("clip_sample", class != SchedulerClass::Pndm)?;
     if clip_sample && keys.number("clip_sample_range", 1.0)? != 1.0 {
         return Err(keys.refuse(
             "clip_sample_range",
             "is not supported: oxidiff clips x̂₀ to [-1, 1] (only clip_sample_range = 1 is)",
         ));
     }
-    let rescale_zero_terminal_snr = match keys.get("rescale_betas_zero_snr", json!(false)) {
-        Value::Bool(b) => b,
-        _ => return Err(keys.refuse("rescale_betas_zero_snr", "is not true or false")),
-    };
+    let rescale_zero_terminal_snr = bool_key("rescale_betas_zero_snr", false)?;
     let num_train_timesteps = keys
         .get("num_train_timesteps", json!(1000))
         .as_u64()
@@ -259,6 +291,8 @@ pub fn diffusion_config_from_scheduler_json(
         prediction,
         ddpm_variance,
         timestep_spacing,
+        steps_offset,
+        set_alpha_to_one,
         clip_sample,
         variance_type,
         loss: match variance_type {
@@ -274,4 +308,13 @@ pub fn diffusion_config_from_scheduler_json(
         )
     })?;
     Ok(config)
+}
+
+/// The sampler a pipeline with this scheduler config runs by default, as diffusers' pipeline
+/// steps with its scheduler: `pndm` for a PNDMScheduler, else oxidiff's default `ddim`.
+pub fn scheduler_sampler(json: &Value) -> SamplerKind {
+    match json.get("_class_name").and_then(Value::as_str) {
+        Some("PNDMScheduler") => SamplerKind::Pndm,
+        _ => SamplerKind::Ddim,
+    }
 }

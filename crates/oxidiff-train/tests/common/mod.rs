@@ -163,6 +163,7 @@ pub fn sampling_fields(c: &oxidiff_diffusion::DiffusionConfig) -> impl PartialEq
             oxidiff_diffusion::VarianceType::Learned => None,
         },
         c.timestep_spacing,
+        (c.steps_offset, c.set_alpha_to_one),
         c.clip_sample,
     )
 }
