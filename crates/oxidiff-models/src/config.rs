@@ -251,7 +251,7 @@ impl UNetConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// Starting architecture: `tiny`, `small` or `ddpm-cifar10`.
+    /// Starting architecture: `tiny`, `small`, `ddpm-cifar10` or `latent-text`.
     pub preset: Preset,
     pub image_size: Option<usize>,
     pub in_channels: Option<usize>,

@@ -77,7 +77,7 @@ fn transformer(t: &SpatialTransformer, resolution: usize, count: &mut FlopCount)
             Projection::Linear(l) => count.linear += linear(l, tokens),
         }
     }
-    let context = CONTEXT_TOKENS as usize;
+    let context = CONTEXT_TOKENS;
     for block in &t.transformer_blocks {
         cross_attention(&block.attn1, tokens, tokens, count);
         cross_attention(&block.attn2, tokens, context, count);

@@ -37,9 +37,10 @@ fn group_norm(c: f64) -> f64 {
     2.0 * c
 }
 
-/// Text tokens a cross-attention is assumed to attend to (CLIP's context length): the config
-/// does not know the text encoder.
-pub(crate) const CONTEXT_TOKENS: f64 = 77.0;
+/// Text tokens a cross-attention is assumed to attend to (CLIP's context length, which Stable
+/// Diffusion pads every prompt to) where the config does not know the text encoder: its
+/// footprint, FLOP count and benchmark.
+pub const CONTEXT_TOKENS: usize = 77;
 
 /// Adds up the walk.
 #[derive(Default)]
@@ -92,7 +93,7 @@ impl Walk {
             + linear(c, 8.0 * c) + linear(4.0 * c, c);
         let layers = config.transformer_layers_per_block as f64;
         self.parameters += layers * block;
-        let scores = heads * pixels * (pixels + CONTEXT_TOKENS);
+        let scores = heads * pixels * (pixels + CONTEXT_TOKENS as f64);
         self.train += layers * (20.0 * c * pixels + 2.0 * scores) + 4.0 * c * pixels;
         self.widest = self.widest.max(12.0 * c * pixels + 2.0 * scores);
     }

@@ -17,7 +17,7 @@ pub use config::{ModelConfig, TimeInjection, UNetConfig};
 pub use diffusers_io::{ConfigKeys, DIFFUSERS_VERSION};
 pub use error::ModelError;
 pub use flops::FlopCount;
-pub use footprint::Footprint;
+pub use footprint::{CONTEXT_TOKENS, Footprint};
 pub use presets::Preset;
 pub use unet::{
     AttentionBlock, DownLevel, Downsample, ResAttn, ResBlock, TimeEmbedding, UNet, UpLevel,

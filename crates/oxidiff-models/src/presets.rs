@@ -13,6 +13,11 @@ oxidiff_diffusion::named_enum! {
         /// 3×32×32, the DDPM paper's CIFAR-10 network (Ho et al. 2020, appendix B): 35.7M
         /// parameters.
         DdpmCifar10 = "ddpm-cifar10",
+        /// 4×16×16 latents (64×64 images through the `small` autoencoder) attending to
+        /// 384-wide text states (all-MiniLM-L6-v2's): Stable Diffusion 1.x's UNet layout —
+        /// spatial transformers with self- and cross-attention at every level but the lowest
+        /// and in the middle, two ResBlocks per level — at a CPU's size.
+        LatentText = "latent-text",
     }
 }
 
@@ -73,6 +78,25 @@ impl Preset {
                 time_injection: TimeInjection::Add,
                 num_classes: None,
                 cross_attention_dim: None,
+                transformer_layers_per_block: 1,
+                use_linear_projection: false,
+                heads_per_level: None,
+            },
+            Preset::LatentText => UNetConfig {
+                image_size: 16,
+                in_channels: 4,
+                out_channels: 4,
+                model_channels: 64,
+                channel_mult: vec![1, 2, 2],
+                num_res_blocks: 2,
+                attention_resolutions: vec![16, 8],
+                num_heads: 4,
+                dropout: 0.0,
+                norm_groups: 32,
+                time_embed_dim: 256,
+                time_injection: TimeInjection::Add,
+                num_classes: None,
+                cross_attention_dim: Some(384),
                 transformer_layers_per_block: 1,
                 use_linear_projection: false,
                 heads_per_level: None,

@@ -5,7 +5,8 @@ use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use oxidiff_models::{ModelConfig, ModelError, Preset, TimeInjection};
 
 /// The counts are the analytic counts of each architecture: "small" is DESIGN.md's benchmark
-/// model, "ddpm-cifar10" the DDPM paper's 35.7M network.
+/// model, "ddpm-cifar10" the DDPM paper's 35.7M network, "latent-text" Stable Diffusion's
+/// layout at a CPU's size.
 #[test]
 fn preset_parameter_counts() {
     let device = Device::flex();
@@ -13,6 +14,9 @@ fn preset_parameter_counts() {
         (Preset::Tiny, 701_345),
         (Preset::Small, 6_472_195),
         (Preset::DdpmCifar10, 35_746_307),
+        // diffusers' UNet2DConditionModel of its config.json counts the same (bench/peer/
+        // diffusers_unet.py checks it on every run).
+        (Preset::LatentText, 9_309_636),
     ];
     for (preset, count) in expected {
         let model = preset.config().init(&device);

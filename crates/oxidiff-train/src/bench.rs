@@ -17,7 +17,7 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use oxidiff_diffusion::sample::ddim_step;
 use oxidiff_diffusion::{DiffusionConfig, GaussianDiffusion};
-use oxidiff_models::{FlopCount, Preset, UNet, UNetConfig};
+use oxidiff_models::{CONTEXT_TOKENS, FlopCount, Preset, UNet, UNetConfig};
 use serde::Serialize;
 
 use crate::TrainError;
@@ -69,15 +69,19 @@ pub struct BenchReport {
     pub forward_images_per_s: f64,
     /// Median DDIM step (model call + update).
     pub ddim_step_ms: f64,
+    /// A text-conditioned preset's context, `[CONTEXT_TOKENS, cross_attention_dim]` per image:
+    /// random states standing in for a frozen encoder's, the same every step.
+    pub context: Option<[usize; 2]>,
     /// Batches assembled from the in-memory dataset per second × batch: the embedded digits
     /// stored at 9/8 of the model's size, random crop + flip, as a training step gets them.
-    pub data_images_per_s: f64,
+    /// `None` (with the two below) for a latent preset, which trains on cached latents.
+    pub data_images_per_s: Option<f64>,
     /// Images decoded, resized and converted per second when the dataset is loaded.
-    pub data_load_images_per_s: f64,
+    pub data_load_images_per_s: Option<f64>,
     /// Batches assembled per second × batch when streaming (`data.cache = false`): the same
     /// images written as PNG files, decoded again for every batch (all cores), random crop +
     /// flip. In training this runs on the prefetch thread, beside the model.
-    pub data_stream_images_per_s: f64,
+    pub data_stream_images_per_s: Option<f64>,
     /// Peak resident set size of this process (VmHWM), bytes.
     pub peak_rss_bytes: u64,
     /// Analytic FLOPs of one forward pass of one image (multiply-add = 2).
@@ -214,6 +218,14 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
     let parameters = model.num_params();
     let flops: FlopCount = model.forward_flops(unet.image_size);
 
+    let context_shape = unet.cross_attention_dim.map(|d| [CONTEXT_TOKENS, d]);
+    let context = |device: &Device| {
+        context_shape.map(|[l, d]| {
+            Tensor::<3>::random([batch, l, d], Distribution::Normal(0.0, 1.0), device)
+        })
+    };
+    let train_context = context(&ad_device);
+
     // The training step, as the peer does it: x_t and ε are fresh N(0, I) draws.
     let mut optimizer = peer_adamw().init();
     let reps = config.warmup + config.iters;
@@ -232,7 +244,7 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
     let train_step_ms = time_median(config.warmup, config.iters, || {
         let (x_t, noise, t) = inputs.next().expect("one input per repetition");
         let start = Instant::now();
-        let output = model.forward(x_t, t, None);
+        let output = model.forward_with_context(x_t, t, None, train_context.clone());
         let loss = (output - noise).square().mean();
         let forward_done = Instant::now();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -256,45 +268,29 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
     let inference = model.valid();
     let x = normal(shape, device);
     let t = timesteps(batch, 0, device);
+    let inference_context = context(device);
+    let forward = |x: Tensor<4>, t: Tensor<1>| {
+        inference.forward_with_context(x, t, None, inference_context.clone())
+    };
     let forward_ms = time_median(config.warmup, config.iters, || {
-        let _ = inference.forward(x.clone(), t.clone(), None).into_data();
+        let _ = forward(x.clone(), t.clone()).into_data();
     });
 
     let diffusion = GaussianDiffusion::new(DiffusionConfig::default())?;
     let t_float = Tensor::<1>::from_data(TensorData::new(vec![500.0f32; batch], [batch]), device);
     let ddim_step_ms = time_median(config.warmup, config.iters, || {
-        let output = inference.forward(x.clone(), t_float.clone(), None);
+        let output = forward(x.clone(), t_float.clone());
         let x_prev = ddim_step(&diffusion, output, 500, Some(480), x.clone(), 0.0, None);
         let _ = x_prev.into_data();
     });
 
-    // The data path a training step uses, on the same batch shape.
-    let data_config = oxidiff_data::DataConfig {
-        resize: Some(unet.image_size + unet.image_size / 8),
-        crop: oxidiff_data::CropMode::Random,
-        flip: true,
-        ..Default::default()
+    // The data path a training step uses, on the same batch shape: image presets only (a
+    // latent preset's channels are no image's; its run reads cached latents).
+    let data = if [1, 3].contains(&unet.in_channels) {
+        Some(data_path(&unet, config, device)?)
+    } else {
+        None
     };
-    let load_start = Instant::now();
-    let data = oxidiff_data::load_dataset(&data_config, unet.image_size, unet.in_channels)?;
-    let data_load_images_per_s = data.len() as f64 / load_start.elapsed().as_secs_f64();
-    let order = oxidiff_data::EpochOrder::new(data.len(), batch, 0);
-    let mut step = 0u64;
-    let data_ms = time_median(config.warmup, config.iters, || {
-        let indices = order.batch_indices(step);
-        let seed = step;
-        // Cached images cannot fail to load.
-        if let Ok(x) = data.batch_with(
-            &indices,
-            data_config.augment(),
-            |k| Some(seed * 1000 + k as u64),
-            device,
-        ) {
-            let _ = x.into_data();
-        }
-        step += 1;
-    });
-    let stream_ms = streamed_batch_ms(&data, &data_config, batch, config)?;
 
     let train_flops_per_image = 3 * flops.total();
     let gflops =
@@ -317,9 +313,10 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
         forward_ms,
         forward_images_per_s: batch as f64 / (forward_ms * 1e-3),
         ddim_step_ms,
-        data_images_per_s: batch as f64 / (data_ms * 1e-3),
-        data_load_images_per_s,
-        data_stream_images_per_s: batch as f64 / (stream_ms * 1e-3),
+        context: context_shape,
+        data_images_per_s: data.map(|d| d.assembled),
+        data_load_images_per_s: data.map(|d| d.loaded),
+        data_stream_images_per_s: data.map(|d| d.streamed),
         peak_rss_bytes: peak_rss_bytes(),
         forward_flops_per_image: flops.total(),
         train_flops_per_image,
@@ -332,6 +329,55 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
         },
         threads,
         device: format!("{device:?}"),
+    })
+}
+
+/// Images per second through the data path of an image preset.
+#[derive(Clone, Copy)]
+struct DataRates {
+    assembled: f64,
+    loaded: f64,
+    streamed: f64,
+}
+
+/// The data path of a training step on `unet`'s images: the embedded digits stored at 9/8 of
+/// the model's size, assembled with random crop + flip from memory and from PNG files.
+fn data_path(
+    unet: &UNetConfig,
+    config: &BenchConfig,
+    device: &Device,
+) -> Result<DataRates, TrainError> {
+    let batch = config.batch;
+    let data_config = oxidiff_data::DataConfig {
+        resize: Some(unet.image_size + unet.image_size / 8),
+        crop: oxidiff_data::CropMode::Random,
+        flip: true,
+        ..Default::default()
+    };
+    let load_start = Instant::now();
+    let data = oxidiff_data::load_dataset(&data_config, unet.image_size, unet.in_channels)?;
+    let loaded = data.len() as f64 / load_start.elapsed().as_secs_f64();
+    let order = oxidiff_data::EpochOrder::new(data.len(), batch, 0);
+    let mut step = 0u64;
+    let data_ms = time_median(config.warmup, config.iters, || {
+        let indices = order.batch_indices(step);
+        let seed = step;
+        // Cached images cannot fail to load.
+        if let Ok(x) = data.batch_with(
+            &indices,
+            data_config.augment(),
+            |k| Some(seed * 1000 + k as u64),
+            device,
+        ) {
+            let _ = x.into_data();
+        }
+        step += 1;
+    });
+    let stream_ms = streamed_batch_ms(&data, &data_config, batch, config)?;
+    Ok(DataRates {
+        assembled: batch as f64 / (data_ms * 1e-3),
+        loaded,
+        streamed: batch as f64 / (stream_ms * 1e-3),
     })
 }
 

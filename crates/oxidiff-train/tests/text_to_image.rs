@@ -235,4 +235,14 @@ fn text_runs_refuse_what_cannot_work_naming_the_key() {
         "data.captions=\"sidecar\"",
     ]);
     assert!(message.contains("do not belong together"), "{message}");
+    // A cross-attention UNet (the latent-text preset) without an encoder to attend to.
+    let message = refused(&[
+        "model.preset=\"latent-text\"",
+        "model.image_size=8",
+        "model.in_channels=1",
+    ]);
+    assert!(
+        message.contains("no text.encoder") && message.contains("latent-text"),
+        "{message}"
+    );
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use oxidiff_models::Preset;
 use oxidiff_train::{BenchConfig, BenchReport, run_bench};
 use serde_json::{Value, json};
 
@@ -59,10 +60,22 @@ pub fn bench(args: BenchArgs<'_>) -> Result<()> {
     Ok(())
 }
 
+/// The peer script of a preset: `small` has its own PyTorch re-implementation, a
+/// text-conditioned preset diffusers' `UNet2DConditionModel` built from the same config.json.
+pub fn default_peer_script(preset: Preset) -> &'static str {
+    if preset.config().cross_attention_dim.is_some() {
+        "bench/peer/diffusers_unet.py"
+    } else {
+        "bench/peer/torch_unet.py"
+    }
+}
+
 fn check_peer(script: &Path, config: &BenchConfig) -> Result<()> {
-    if config.preset != oxidiff_models::Preset::Small {
+    let unet = config.preset.config();
+    if config.preset != Preset::Small && unet.cross_attention_dim.is_none() {
         bail!(
-            "the PyTorch peer implements the `small` preset only, not `{}`",
+            "the PyTorch peers implement the `small` preset and the text-conditioned ones \
+             (diffusers' UNet2DConditionModel), not `{}`",
             config.preset
         );
     }
@@ -94,14 +107,29 @@ fn run_peer(
             script.display()
         );
     }
-    let output = Command::new(python)
+    let mut command = Command::new(python);
+    command
         .arg(script)
         .args(["--json", "--device", device_type])
         .args(["--batch", &config.batch.to_string()])
         .args(["--steps", &config.iters.to_string()])
         .args(["--warmup", &config.warmup.to_string()])
-        .args(["--threads", &report.threads.to_string()])
-        .output();
+        .args(["--threads", &report.threads.to_string()]);
+    // A text-conditioned preset's peer is diffusers' UNet2DConditionModel of the config.json
+    // oxidiff's export writes for it, attending to a context of the same shape.
+    let config_path =
+        std::env::temp_dir().join(format!("oxidiff-bench-unet-{}.json", std::process::id()));
+    if let Some([tokens, _]) = report.context {
+        let json = oxidiff_models::unet2d_condition_config_json(&config.preset.config())?;
+        std::fs::write(&config_path, serde_json::to_string(&json)?)
+            .with_context(|| format!("writing {}", config_path.display()))?;
+        command
+            .arg("--config")
+            .arg(&config_path)
+            .args(["--context-tokens", &tokens.to_string()]);
+    }
+    let output = command.output();
+    let _ = std::fs::remove_file(&config_path);
     peer_result(output, python, report.parameters)
 }
 
@@ -153,8 +181,11 @@ fn mib(bytes: f64) -> String {
 }
 
 fn print_table(report: &BenchReport, peer: Option<&Value>) {
+    let context = report.context.map_or(String::new(), |[l, d]| {
+        format!(", attending to {l}x{d} text states")
+    });
     println!(
-        "model: {} ({} parameters), batch {}, {}x{}x{}, fp32; median of {} after {} warm-up",
+        "model: {} ({} parameters), batch {}, {}x{}x{}{context}, fp32; median of {} after {} warm-up",
         report.preset,
         report.parameters,
         report.batch,
@@ -186,7 +217,7 @@ fn print_table(report: &BenchReport, peer: Option<&Value>) {
             format!(" ({:.0}% of peak)", 100.0 * g / p)
         })
     };
-    let ours = [
+    let mut ours = vec![
         (
             "train step",
             format!(
@@ -220,24 +251,27 @@ fn print_table(report: &BenchReport, peer: Option<&Value>) {
         ),
         ("DDIM step", format!("{:.1} ms", report.ddim_step_ms)),
         ("peak RSS", mib(report.peak_rss_bytes as f64)),
-        (
+    ];
+    if let (Some(assembled), Some(loaded), Some(streamed)) = (
+        report.data_images_per_s,
+        report.data_load_images_per_s,
+        report.data_stream_images_per_s,
+    ) {
+        ours.push((
             "data images/s",
             format!(
-                "{:.0} per batch assembly (random crop + flip, {:.0}x the training rate); {:.0} loaded/s",
-                report.data_images_per_s,
-                report.data_images_per_s / report.train_images_per_s,
-                report.data_load_images_per_s
+                "{assembled:.0} per batch assembly (random crop + flip, {:.0}x the training rate); {loaded:.0} loaded/s",
+                assembled / report.train_images_per_s,
             ),
-        ),
-        (
+        ));
+        ours.push((
             "streamed img/s",
             format!(
-                "{:.0} decoded from PNG files per batch (data.cache = false; {:.0}x the training rate)",
-                report.data_stream_images_per_s,
-                report.data_stream_images_per_s / report.train_images_per_s,
+                "{streamed:.0} decoded from PNG files per batch (data.cache = false; {:.0}x the training rate)",
+                streamed / report.train_images_per_s,
             ),
-        ),
-    ];
+        ));
+    }
     let Some(peer) = peer else {
         for (name, value) in ours {
             println!("{name:<16} {value}");

@@ -121,8 +121,9 @@ enum Command {
         /// Python with torch installed: also run the peer (bench/README.md) and print ratios.
         #[arg(long, value_name = "PYTHON")]
         peer: Option<PathBuf>,
-        /// The peer script (default: bench/peer/torch_unet.py, or bench/peer/torch_vae.py
-        /// with --autoencoder).
+        /// The peer script (default: bench/peer/torch_unet.py; bench/peer/diffusers_unet.py
+        /// for a text-conditioned preset such as latent-text; bench/peer/torch_vae.py with
+        /// --autoencoder).
         #[arg(long)]
         peer_script: Option<PathBuf>,
         /// Benchmark an autoencoder preset instead of a UNet: its training step, encoding and
@@ -296,7 +297,8 @@ fn run(cli: Cli) -> Result<()> {
                     },
                 );
             }
-            let peer_script = peer_script.unwrap_or_else(|| "bench/peer/torch_unet.py".into());
+            let peer_script =
+                peer_script.unwrap_or_else(|| bench::default_peer_script(preset.into()).into());
             bench::bench(bench::BenchArgs {
                 config: oxidiff_train::BenchConfig {
                     preset: preset.into(),

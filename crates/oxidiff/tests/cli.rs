@@ -92,7 +92,7 @@ fn train_resume_and_sample_on_the_embedded_digits() {
         );
     }
     // The other samplers, into folders of one PNG per image.
-    for sampler in ["euler", "heun", "dpmpp-2m", "dpmpp-2m-sde"] {
+    for sampler in ["pndm", "euler", "heun", "dpmpp-2m", "dpmpp-2m-sde"] {
         let dir = format!("out/{sampler}");
         let out = oxidiff(
             &[
@@ -257,11 +257,36 @@ fn bench_prints_json_and_rejects_a_missing_peer() {
         3 * report["forward_flops_per_image"].as_u64().unwrap()
     );
 
-    // The peer implements `small` only, and a peer that cannot run is an error, not a panic.
+    assert_eq!(report["context"], serde_json::Value::Null);
+    assert!(report["data_images_per_s"].as_f64().is_some());
+
+    // A text-conditioned preset attends to a 77-token context; its data are latents, so there
+    // is no image data path to time.
+    let text = [
+        "bench",
+        "--preset",
+        "latent-text",
+        "--batch",
+        "1",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+    ];
+    let out = oxidiff(&text, tmp.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(report["parameters"], 9_309_636);
+    assert_eq!(report["context"], serde_json::json!([77, 384]));
+    assert_eq!(report["data_images_per_s"], serde_json::Value::Null);
+
+    // The peers implement `small` and the text-conditioned presets, and a peer that cannot run
+    // is an error, not a panic.
     let out = oxidiff(&[&quick[..], &["--peer", "python3"]].concat(), tmp.path());
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("implements the `small` preset only"),
+        stderr(&out).contains("implement the `small` preset and the text-conditioned ones"),
         "{}",
         stderr(&out)
     );

@@ -81,12 +81,25 @@ impl TrainTask for DiffusionTask {
                 origin: "the run config".into(),
                 message,
             })?;
+        let unet = config.unet()?;
+        let text_source = config.text_source()?;
+        if let (Some(width), None) = (unet.cross_attention_dim, &text_source) {
+            // Without states to attend to, the cross-attention layers would never train.
+            return Err(TrainError::Config {
+                origin: "model".into(),
+                message: format!(
+                    "the UNet cross-attends to {width}-wide text states (preset `{}` or \
+                     cross_attention_dim) but the run has no text.encoder to make them",
+                    config.model.preset
+                ),
+            });
+        }
         Ok(Self {
-            unet: config.unet()?,
+            unet,
             diffusion: GaussianDiffusion::new(config.diffusion.clone())?,
             first_stage: config.first_stage()?,
             latent: None,
-            text_source: config.text_source()?,
+            text_source,
             text: None,
             config: config.clone(),
         })
