@@ -190,20 +190,27 @@ fn reference_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     softmax(q.matmul(k.transpose()) / (d as f64).sqrt(), 3).matmul(v)
 }
 
-/// (batch, heads, tokens, head_dim): one head as in `small`, two heads, an odd token count.
-const ATTENTION_CASES: [(usize, usize, usize, usize); 3] =
-    [(2, 1, 16, 8), (2, 2, 9, 4), (1, 3, 25, 6)];
+/// (batch, heads, queries, keys, head_dim): self-attention with one head as in `small`, two
+/// heads, an odd token count; cross-attention to fewer and to more keys than queries (77 text
+/// tokens).
+const ATTENTION_CASES: [(usize, usize, usize, usize, usize); 5] = [
+    (2, 1, 16, 16, 8),
+    (2, 2, 9, 9, 4),
+    (1, 3, 25, 25, 6),
+    (2, 2, 16, 7, 8),
+    (1, 4, 9, 77, 4),
+];
 
 #[test]
 fn attention_forward_matches_burn_without_autodiff() {
     let device = Device::flex();
     device.seed(6);
-    for (b, h, n, d) in ATTENTION_CASES {
-        let qkv = || Tensor::<4>::random([b, h, n, d], Distribution::Normal(0.0, 2.0), &device);
-        let (q, k, v) = (qkv(), qkv(), qkv());
+    for (b, h, n, m, d) in ATTENTION_CASES {
+        let qkv = |n| Tensor::<4>::random([b, h, n, d], Distribution::Normal(0.0, 2.0), &device);
+        let (q, k, v) = (qkv(n), qkv(m), qkv(m));
         assert_eq!(cpu::attention_route(&q, &k, &v), BackendKind::Flex);
         assert_close(
-            &format!("attention B{b} H{h} N{n} d{d}"),
+            &format!("attention B{b} H{h} N{n} M{m} d{d}"),
             to_vec(cpu::attention(q.clone(), k.clone(), v.clone())),
             to_vec(reference_attention(q, k, v)),
         );
@@ -214,15 +221,15 @@ fn attention_forward_matches_burn_without_autodiff() {
 fn attention_gradients_match_burn() {
     let device = Device::flex().autodiff();
     device.seed(7);
-    for (b, h, n, d) in ATTENTION_CASES {
-        let qkv = || {
+    for (b, h, n, m, d) in ATTENTION_CASES {
+        let qkv = |n| {
             Tensor::<4>::random([b, h, n, d], Distribution::Normal(0.0, 2.0), &device)
                 .require_grad()
         };
-        let (q, k, v) = (qkv(), qkv(), qkv());
+        let (q, k, v) = (qkv(n), qkv(m), qkv(m));
         assert_eq!(cpu::attention_route(&q, &k, &v), BackendKind::AutodiffFlex);
         let probe = Tensor::<4>::random([b, h, n, d], Distribution::Normal(0.0, 1.0), &device);
-        let case = format!("B{b} H{h} N{n} d{d}");
+        let case = format!("B{b} H{h} N{n} M{m} d{d}");
         let run = |fast: bool| {
             let out = if fast {
                 cpu::attention(q.clone(), k.clone(), v.clone())

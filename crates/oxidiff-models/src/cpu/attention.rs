@@ -14,16 +14,17 @@ use burn::tensor::activation::softmax;
 use super::attention_kernels::{AttentionGeometry, attention_backward, attention_forward};
 use super::{BackendKind, backend_kind, f32_storage, flex_tensor};
 
-/// softmax(q kᵀ / √d) v.
+/// softmax(q kᵀ / √d) v: self-attention (M = N) or cross-attention (keys from other tokens).
 ///
 /// # Shapes
-/// - `q`, `k`, `v`: `[B, heads, N, d]`
+/// - `q`: `[B, heads, N, d]`; `k`, `v`: `[B, heads, M, d]`
 /// - output: `[B, heads, N, d]`
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     let [batch, heads, tokens, head_dim] = q.dims();
     let g = AttentionGeometry {
         blocks: batch * heads,
         tokens,
+        key_tokens: k.dims()[2],
         head_dim,
     };
     match attention_route(&q, &k, &v) {
@@ -48,9 +49,11 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
 
 /// Which path [`attention`] takes: [`BackendKind::Other`] is burn's.
 pub fn attention_route(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> BackendKind {
-    let same_shape = q.dims() == k.dims() && q.dims() == v.dims();
+    let [b, h, _, d] = q.dims();
+    let [kb, kh, _, kd] = k.dims();
+    let shapes_fit = (b, h, d) == (kb, kh, kd) && k.dims() == v.dims();
     match backend_kind(q, k) {
-        kind if same_shape && backend_kind(q, v) == kind => kind,
+        kind if shapes_fit && backend_kind(q, v) == kind => kind,
         _ => BackendKind::Other,
     }
 }
@@ -73,13 +76,14 @@ fn run_forward(
 #[derive(Debug)]
 struct AttentionBackward;
 
-/// Checkpointed q, k, v; the sizes and shape; the softmax probabilities of the forward pass.
+/// Checkpointed q, k, v; the sizes; the shapes of q and of k (and v); the softmax
+/// probabilities of the forward pass.
 type AttentionState = (
     NodeId,
     NodeId,
     NodeId,
     AttentionGeometry,
-    Vec<usize>,
+    [Vec<usize>; 2],
     Vec<f32>,
 );
 
@@ -94,7 +98,7 @@ impl Backward<Flex, 3> for AttentionBackward {
     ) {
         let [node_q, node_k, node_v] = ops.parents;
         let grad_tensor = grads.consume::<Flex>(&ops.node);
-        let (q_id, k_id, v_id, g, shape, probs) = ops.state;
+        let (q_id, k_id, v_id, g, [q_shape, kv_shape], probs) = ops.state;
         let q = checkpointer.retrieve_node_output::<FlexTensor>(q_id);
         let k = checkpointer.retrieve_node_output::<FlexTensor>(k_id);
         let v = checkpointer.retrieve_node_output::<FlexTensor>(v_id);
@@ -106,7 +110,11 @@ impl Backward<Flex, 3> for AttentionBackward {
             &probs,
             &f32_storage(&grad_tensor).expect("f32 gradient"),
         );
-        for (node, grad) in [(node_q, dq), (node_k, dk), (node_v, dv)] {
+        for (node, grad, shape) in [
+            (node_q, dq, &q_shape),
+            (node_k, dk, &kv_shape),
+            (node_v, dv, &kv_shape),
+        ] {
             if let Some(node) = node {
                 grads.register::<Flex>(node.id, flex_tensor(grad, shape.clone()));
             }
@@ -115,7 +123,7 @@ impl Backward<Flex, 3> for AttentionBackward {
 }
 
 fn forward_autodiff(g: AttentionGeometry, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    let shape = q.dims().to_vec();
+    let (shape, kv_shape) = (q.dims().to_vec(), k.dims().to_vec());
     let (Ok(q), Ok(k), Ok(v)) = (
         q.try_into_primitive::<Autodiff<Flex>>(),
         k.try_into_primitive::<Autodiff<Flex>>(),
@@ -136,7 +144,7 @@ fn forward_autodiff(g: AttentionGeometry, q: Tensor<4>, k: Tensor<4>, v: Tensor<
                 prep.checkpoint(&k),
                 prep.checkpoint(&v),
             );
-            prep.finish((ids.0, ids.1, ids.2, g, shape, probs), out)
+            prep.finish((ids.0, ids.1, ids.2, g, [shape, kv_shape], probs), out)
         }
         OpsKind::UnTracked(prep) => prep.finish(out),
     };

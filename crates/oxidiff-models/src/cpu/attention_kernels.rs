@@ -7,8 +7,9 @@
 //! each. Here every product is a GEMM on contiguous `[N, d]` / `[N, N]` blocks and the softmax is
 //! one pass per row; the probabilities are kept for the backward pass.
 //!
-//! Buffers are contiguous row-major f32: `q`, `k`, `v` and the output are `[BH, N, d]` (BH =
-//! images × heads), the probabilities `[BH, N, N]`.
+//! Queries and keys may differ in number (cross-attention to text states: N image tokens, M
+//! text tokens). Buffers are contiguous row-major f32: `q` and the output are `[BH, N, d]` (BH =
+//! images × heads), `k` and `v` `[BH, M, d]`, the probabilities `[BH, N, M]`.
 
 use rayon::prelude::*;
 
@@ -20,19 +21,25 @@ use super::matmul::{Mat, matmul};
 pub struct AttentionGeometry {
     /// Images × heads: the number of independent blocks.
     pub blocks: usize,
-    /// N, the number of tokens.
+    /// N, the number of queries.
     pub tokens: usize,
+    /// M, the number of keys (and values): N for self-attention.
+    pub key_tokens: usize,
     /// d, the width of one head.
     pub head_dim: usize,
 }
 
 impl AttentionGeometry {
-    fn qkv_block(&self) -> usize {
+    fn q_block(&self) -> usize {
         self.tokens * self.head_dim
     }
 
+    fn kv_block(&self) -> usize {
+        self.key_tokens * self.head_dim
+    }
+
     fn score_block(&self) -> usize {
-        self.tokens * self.tokens
+        self.tokens * self.key_tokens
     }
 
     fn scale(&self) -> f32 {
@@ -44,7 +51,7 @@ impl AttentionGeometry {
 pub struct AttentionForward {
     /// softmax(Q Kᵀ / √d) V, `[BH, N, d]`.
     pub output: Vec<f32>,
-    /// softmax(Q Kᵀ / √d), `[BH, N, N]`, kept for the backward pass.
+    /// softmax(Q Kᵀ / √d), `[BH, N, M]`, kept for the backward pass.
     pub probs: Vec<f32>,
 }
 
@@ -59,28 +66,28 @@ pub fn attention_forward(
     k: &[f32],
     v: &[f32],
 ) -> AttentionForward {
-    let (n, d) = (g.tokens, g.head_dim);
-    for (name, t) in [("q", q), ("k", k), ("v", v)] {
-        check(name, t, g.blocks * g.qkv_block());
-    }
-    let mut output = vec![0.0f32; g.blocks * g.qkv_block()];
+    let (n, m, d) = (g.tokens, g.key_tokens, g.head_dim);
+    check("q", q, g.blocks * g.q_block());
+    check("k", k, g.blocks * g.kv_block());
+    check("v", v, g.blocks * g.kv_block());
+    let mut output = vec![0.0f32; g.blocks * g.q_block()];
     let mut probs = vec![0.0f32; g.blocks * g.score_block()];
     let scale = g.scale();
     output
-        .par_chunks_mut(g.qkv_block())
+        .par_chunks_mut(g.q_block())
         .zip(probs.par_chunks_mut(g.score_block()))
         .enumerate()
         .for_each(|(b, (out, p))| {
-            let (q_b, k_b, v_b) = (
-                &q[b * g.qkv_block()..][..g.qkv_block()],
-                &k[b * g.qkv_block()..][..g.qkv_block()],
-                &v[b * g.qkv_block()..][..g.qkv_block()],
+            let q_b = &q[b * g.q_block()..][..g.q_block()];
+            let (k_b, v_b) = (
+                &k[b * g.kv_block()..][..g.kv_block()],
+                &v[b * g.kv_block()..][..g.kv_block()],
             );
-            // SAFETY: q_b, k_b are [N, d]; p is [N, N].
+            // SAFETY: q_b is [N, d], k_b [M, d]; p is [N, M].
             unsafe {
                 matmul(
                     n,
-                    n,
+                    m,
                     d,
                     p,
                     false,
@@ -88,7 +95,7 @@ pub fn attention_forward(
                     Mat::transposed(k_b, d),
                 )
             };
-            for row in p.chunks_mut(n) {
+            for row in p.chunks_mut(m) {
                 let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
                 let mut sum = 0.0f32;
                 for s in row.iter_mut() {
@@ -98,8 +105,8 @@ pub fn attention_forward(
                 let inv = 1.0 / sum;
                 row.iter_mut().for_each(|s| *s *= inv);
             }
-            // SAFETY: p is [N, N], v_b [N, d], out [N, d].
-            unsafe { matmul(n, d, n, out, false, Mat::rows(p, n), Mat::rows(v_b, d)) };
+            // SAFETY: p is [N, M], v_b [M, d], out [N, d].
+            unsafe { matmul(n, d, m, out, false, Mat::rows(p, m), Mat::rows(v_b, d)) };
         });
     AttentionForward { output, probs }
 }
@@ -114,42 +121,42 @@ pub fn attention_backward(
     probs: &[f32],
     grad: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (n, d) = (g.tokens, g.head_dim);
-    for (name, t) in [("q", q), ("k", k), ("v", v), ("grad", grad)] {
-        check(name, t, g.blocks * g.qkv_block());
-    }
+    let (n, m, d) = (g.tokens, g.key_tokens, g.head_dim);
+    check("q", q, g.blocks * g.q_block());
+    check("grad", grad, g.blocks * g.q_block());
+    check("k", k, g.blocks * g.kv_block());
+    check("v", v, g.blocks * g.kv_block());
     check("probs", probs, g.blocks * g.score_block());
-    let size = g.blocks * g.qkv_block();
-    let (mut dq, mut dk, mut dv) = (vec![0.0f32; size], vec![0.0f32; size], vec![0.0f32; size]);
+    let mut dq = vec![0.0f32; g.blocks * g.q_block()];
+    let mut dk = vec![0.0f32; g.blocks * g.kv_block()];
+    let mut dv = vec![0.0f32; g.blocks * g.kv_block()];
     let scale = g.scale();
-    dq.par_chunks_mut(g.qkv_block())
-        .zip(dk.par_chunks_mut(g.qkv_block()))
-        .zip(dv.par_chunks_mut(g.qkv_block()))
+    dq.par_chunks_mut(g.q_block())
+        .zip(dk.par_chunks_mut(g.kv_block()))
+        .zip(dv.par_chunks_mut(g.kv_block()))
         .enumerate()
         .for_each(|(b, ((dq_b, dk_b), dv_b))| {
-            let len = g.qkv_block();
-            let (q_b, k_b, v_b, do_b) = (
-                &q[b * len..][..len],
-                &k[b * len..][..len],
-                &v[b * len..][..len],
-                &grad[b * len..][..len],
-            );
+            let (q_len, kv_len) = (g.q_block(), g.kv_block());
+            let (q_b, do_b) = (&q[b * q_len..][..q_len], &grad[b * q_len..][..q_len]);
+            let (k_b, v_b) = (&k[b * kv_len..][..kv_len], &v[b * kv_len..][..kv_len]);
             let p = &probs[b * g.score_block()..][..g.score_block()];
             let mut ds = vec![0.0f32; g.score_block()];
-            // SAFETY: every operand below is a contiguous [N, N] or [N, d] block.
+            // SAFETY: every operand below is a contiguous [N, M], [N, d] or [M, d] block.
             unsafe {
+                // dV [M, d] = Pᵀ [M, N] · dO [N, d]
                 matmul(
-                    n,
+                    m,
                     d,
                     n,
                     dv_b,
                     false,
-                    Mat::transposed(p, n),
+                    Mat::transposed(p, m),
                     Mat::rows(do_b, d),
                 );
+                // dP [N, M] = dO [N, d] · Vᵀ [d, M]
                 matmul(
                     n,
-                    n,
+                    m,
                     d,
                     &mut ds,
                     false,
@@ -157,7 +164,7 @@ pub fn attention_backward(
                     Mat::transposed(v_b, d),
                 );
             }
-            for (ds_row, p_row) in ds.chunks_mut(n).zip(p.chunks(n)) {
+            for (ds_row, p_row) in ds.chunks_mut(m).zip(p.chunks(m)) {
                 let dot: f32 = ds_row.iter().zip(p_row).map(|(a, b)| a * b).sum();
                 for (s, &pv) in ds_row.iter_mut().zip(p_row) {
                     *s = pv * (*s - dot) * scale;
@@ -165,14 +172,16 @@ pub fn attention_backward(
             }
             // SAFETY: as above.
             unsafe {
-                matmul(n, d, n, dq_b, false, Mat::rows(&ds, n), Mat::rows(k_b, d));
+                // dQ [N, d] = dS [N, M] · K [M, d]
+                matmul(n, d, m, dq_b, false, Mat::rows(&ds, m), Mat::rows(k_b, d));
+                // dK [M, d] = dSᵀ [M, N] · Q [N, d]
                 matmul(
-                    n,
+                    m,
                     d,
                     n,
                     dk_b,
                     false,
-                    Mat::transposed(&ds, n),
+                    Mat::transposed(&ds, m),
                     Mat::rows(q_b, d),
                 );
             }

@@ -119,7 +119,6 @@ impl CrossAttention {
         let q = split(linear_tokens(&self.to_q, x));
         let k = split(linear_tokens(&self.to_k, source.clone()));
         let v = split(linear_tokens(&self.to_v, source));
-        // oxidiff's kernel where keys are as many as queries, burn's operations otherwise.
         let attended = attention(q, k, v)
             .swap_dims(1, 2)
             .reshape([batch, tokens, channels]);
