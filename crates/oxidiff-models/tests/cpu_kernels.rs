@@ -9,7 +9,7 @@
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::{gelu, silu, softmax};
 use burn::tensor::{Device, Distribution, Tensor};
 use oxidiff_models::cpu::{self, BackendKind};
 
@@ -251,5 +251,57 @@ fn attention_gradients_match_burn() {
         assert_close(&format!("dL/dq {case}"), dq_ours, dq_burn);
         assert_close(&format!("dL/dk {case}"), dk_ours, dk_burn);
         assert_close(&format!("dL/dv {case}"), dv_ours, dv_burn);
+    }
+}
+
+/// burn's GEGLU, the reference for [`cpu::geglu`]: the first half times the exact GELU of the
+/// second.
+fn reference_geglu(x: Tensor<3>) -> Tensor<3> {
+    let inner = x.dims()[2] / 2;
+    x.clone().narrow(2, 0, inner) * gelu(x.narrow(2, inner, inner))
+}
+
+/// (batch, tokens, inner): the feed-forward of a 64-channel transformer (inner 256), a row
+/// count that leaves a partial task, and an inner width off the vector length.
+const GEGLU_CASES: [(usize, usize, usize); 3] = [(2, 16, 256), (1, 37, 12), (3, 5, 9)];
+
+#[test]
+fn geglu_forward_and_gradients_match_burn() {
+    for autodiff in [false, true] {
+        let device = if autodiff {
+            Device::flex().autodiff()
+        } else {
+            Device::flex()
+        };
+        device.seed(8);
+        for (b, n, inner) in GEGLU_CASES {
+            let x = Tensor::<3>::random([b, n, 2 * inner], Distribution::Normal(0.0, 2.0), &device);
+            let x = if autodiff { x.require_grad() } else { x };
+            let expected = if autodiff {
+                BackendKind::AutodiffFlex
+            } else {
+                BackendKind::Flex
+            };
+            assert_eq!(cpu::geglu_route(&x), expected);
+            let case = format!("B{b} N{n} I{inner} autodiff {autodiff}");
+            assert_close(
+                &format!("geglu {case}"),
+                to_vec(cpu::geglu(x.clone())),
+                to_vec(reference_geglu(x.clone())),
+            );
+            if !autodiff {
+                continue;
+            }
+            let probe = Tensor::<3>::random([b, n, inner], Distribution::Normal(0.0, 1.0), &device);
+            let grad = |fast: bool| {
+                let out = if fast {
+                    cpu::geglu(x.clone())
+                } else {
+                    reference_geglu(x.clone())
+                };
+                to_vec(x.grad(&(out * probe.clone()).sum().backward()).unwrap())
+            };
+            assert_close(&format!("dL/dx {case}"), grad(true), grad(false));
+        }
     }
 }

@@ -242,8 +242,10 @@ fn all_minilm_l6_v2_gives_transformers_and_sentence_transformers_outputs() {
     assert_eq!(model.context_length(), 256);
     let out = model.forward(ids.clone(), Some(mask.clone()), None);
     // Six layers of float32 round differently here and in torch: transformers' own float32
-    // states are 4.1e-5 from the same model run in float64 (`*_f64`, what both round around).
-    let hidden_tolerance = 5e-5;
+    // states are 4.1e-5 from the same model run in float64 (`*_f64`, what both round around),
+    // oxidiff's 3.0e-5 to 6.0e-5 depending on the machine's GEMM kernels (AVX2 or AVX-512):
+    // 1e-4 is 1.8e-5 of the states' largest value (5.67).
+    let hidden_tolerance = 1e-4;
     assert_close(
         "MiniLM last_hidden_state",
         out.last_hidden_state.clone(),

@@ -12,6 +12,7 @@ mod attention;
 mod attention_kernels;
 mod conv;
 mod conv_kernels;
+mod geglu;
 mod group_norm;
 mod group_norm_kernels;
 mod math;
@@ -32,6 +33,7 @@ pub use conv::{conv2d, conv2d_route};
 pub use conv_kernels::{
     ConvGeometry, conv2d_bias_backward, conv2d_forward, conv2d_weight_backward, conv2d_x_backward,
 };
+pub use geglu::{geglu, geglu_backward, geglu_forward, geglu_route};
 pub use group_norm::{group_norm, group_norm_route, group_norm_silu};
 pub use group_norm_kernels::{
     GroupNormForward, GroupNormGeometry, group_norm_backward, group_norm_forward,

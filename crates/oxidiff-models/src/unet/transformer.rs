@@ -14,10 +14,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{
     GroupNorm, GroupNormConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
-use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
 
-use crate::cpu::{attention, conv2d, group_norm};
+use crate::cpu::{attention, conv2d, geglu, group_norm};
 
 /// diffusers' `Transformer2DModel` GroupNorm epsilon.
 const NORM_EPS: f64 = 1e-6;
@@ -147,13 +146,8 @@ impl FeedForward {
     /// - `x`: `[B, N, C]`
     /// - output: `[B, N, C]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let projected = linear_tokens(&self.proj, x);
-        let [_, _, double] = projected.dims();
-        let inner = double / 2;
-        let hidden = projected.clone().narrow(2, 0, inner);
-        let gate = projected.narrow(2, inner, inner);
         // Exact (erf) GELU, as PyTorch's F.gelu.
-        linear_tokens(&self.out, hidden * gelu(gate))
+        linear_tokens(&self.out, geglu(linear_tokens(&self.proj, x)))
     }
 }
 
