@@ -13,8 +13,9 @@
 
 use rayon::prelude::*;
 
-use super::math::exp_approx;
+use super::math::{dot, exp_approx, lane_max, lane_sum};
 use super::matmul::{Mat, matmul};
+use super::vectorised;
 
 /// Sizes of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,16 +96,18 @@ pub fn attention_forward(
                     Mat::transposed(k_b, d),
                 )
             };
-            for row in p.chunks_mut(m) {
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-                let mut sum = 0.0f32;
-                for s in row.iter_mut() {
-                    *s = exp_approx((*s - max) * scale);
-                    sum += *s;
+            // One pass each for the max, the exponentials and the sum, in vector lanes (a
+            // running f32 sum beside the exponentials keeps the loop scalar).
+            vectorised(|| {
+                for row in p.chunks_mut(m) {
+                    let max = lane_max(row);
+                    for s in row.iter_mut() {
+                        *s = exp_approx((*s - max) * scale);
+                    }
+                    let inv = (1.0 / lane_sum(row, |s| s)) as f32;
+                    row.iter_mut().for_each(|s| *s *= inv);
                 }
-                let inv = 1.0 / sum;
-                row.iter_mut().for_each(|s| *s *= inv);
-            }
+            });
             // SAFETY: p is [N, M], v_b [M, d], out [N, d].
             unsafe { matmul(n, d, m, out, false, Mat::rows(p, m), Mat::rows(v_b, d)) };
         });
@@ -164,12 +167,14 @@ pub fn attention_backward(
                     Mat::transposed(v_b, d),
                 );
             }
-            for (ds_row, p_row) in ds.chunks_mut(m).zip(p.chunks(m)) {
-                let dot: f32 = ds_row.iter().zip(p_row).map(|(a, b)| a * b).sum();
-                for (s, &pv) in ds_row.iter_mut().zip(p_row) {
-                    *s = pv * (*s - dot) * scale;
+            vectorised(|| {
+                for (ds_row, p_row) in ds.chunks_mut(m).zip(p.chunks(m)) {
+                    let dot = dot(ds_row, p_row) as f32;
+                    for (s, &pv) in ds_row.iter_mut().zip(p_row) {
+                        *s = pv * (*s - dot) * scale;
+                    }
                 }
-            }
+            });
             // SAFETY: as above.
             unsafe {
                 // dQ [N, d] = dS [N, M] · K [M, d]

@@ -46,6 +46,59 @@ pub(crate) fn erf_approx(x: f32) -> f32 {
     (1.0 - poly * exp_approx(-a * a)).copysign(x)
 }
 
+/// Σ f(v) over `values`, accumulated in eight f32 lanes (one vector register, so the loop
+/// vectorises) and combined in f64. Each lane sums at most a few hundred terms here.
+#[inline(always)]
+pub(crate) fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f(v);
+        }
+    }
+    let tail: f64 = rest.iter().map(|&v| f64::from(f(v))).sum();
+    lanes.iter().map(|&l| f64::from(l)).sum::<f64>() + tail
+}
+
+/// Σ a·b in eight f32 lanes, combined in f64 (see [`lane_sum`]).
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f64 {
+    let mut lanes = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&x, &y)| f64::from(x * y))
+        .sum();
+    for (xa, xb) in ca.zip(cb) {
+        for ((lane, &x), &y) in lanes.iter_mut().zip(xa).zip(xb) {
+            *lane += x * y;
+        }
+    }
+    lanes.iter().map(|&l| f64::from(l)).sum::<f64>() + tail
+}
+
+/// The largest of `values` (−∞ for none), in eight lanes so that the loop vectorises (a
+/// sequential `fold` with `f32::max` does not).
+#[inline(always)]
+pub(crate) fn lane_max(values: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = values.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = lane.max(v);
+        }
+    }
+    lanes
+        .iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
