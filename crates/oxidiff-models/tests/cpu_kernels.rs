@@ -8,7 +8,7 @@
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
+use burn::nn::{GroupNorm, GroupNormConfig, LayerNormConfig, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{gelu, silu, softmax};
 use burn::tensor::{Device, Distribution, Tensor};
 use oxidiff_models::cpu::{self, BackendKind};
@@ -302,6 +302,123 @@ fn geglu_forward_and_gradients_match_burn() {
                 to_vec(x.grad(&(out * probe.clone()).sum().backward()).unwrap())
             };
             assert_close(&format!("dL/dx {case}"), grad(true), grad(false));
+        }
+    }
+}
+
+/// (batch, tokens, channels): a 64-channel transformer's tokens, an odd width.
+const LAYER_NORM_CASES: [(usize, usize, usize); 2] = [(2, 16, 64), (3, 5, 13)];
+
+#[test]
+fn layer_norm_forward_and_gradients_match_burn() {
+    const EPS: f64 = 1e-5;
+    for autodiff in [false, true] {
+        let device = if autodiff {
+            Device::flex().autodiff()
+        } else {
+            Device::flex()
+        };
+        device.seed(9);
+        for (b, n, c) in LAYER_NORM_CASES {
+            let mut norm = LayerNormConfig::new(c).with_epsilon(EPS).init(&device);
+            // Random affine parameters, so that a swapped γ and β would show.
+            norm.gamma =
+                Param::from_tensor(Tensor::random([c], Distribution::Normal(1.0, 0.5), &device));
+            norm.beta = Some(Param::from_tensor(Tensor::random(
+                [c],
+                Distribution::Normal(0.0, 0.5),
+                &device,
+            )));
+            let x = Tensor::<3>::random([b, n, c], Distribution::Normal(2.0, 3.0), &device);
+            let x = if autodiff { x.require_grad() } else { x };
+            let case = format!("B{b} N{n} C{c} autodiff {autodiff}");
+            let probe = Tensor::<3>::random([b, n, c], Distribution::Normal(0.0, 1.0), &device);
+            let run = |fast: bool| {
+                let out = if fast {
+                    cpu::layer_norm(&norm, EPS, x.clone())
+                } else {
+                    norm.forward(x.clone())
+                };
+                let forward = to_vec(out.clone());
+                if !autodiff {
+                    return (forward, vec![], vec![], vec![]);
+                }
+                let grads = (out * probe.clone()).sum().backward();
+                (
+                    forward,
+                    to_vec(x.grad(&grads).unwrap()),
+                    to_vec(norm.gamma.grad(&grads).unwrap()),
+                    to_vec(norm.beta.as_ref().unwrap().grad(&grads).unwrap()),
+                )
+            };
+            let (f_ours, dx_ours, dg_ours, db_ours) = run(true);
+            let (f_burn, dx_burn, dg_burn, db_burn) = run(false);
+            assert_close(&format!("forward {case}"), f_ours, f_burn);
+            assert_close(&format!("dL/dx {case}"), dx_ours, dx_burn);
+            assert_close(&format!("dL/dgamma {case}"), dg_ours, dg_burn);
+            assert_close(&format!("dL/dbeta {case}"), db_ours, db_burn);
+        }
+    }
+}
+
+/// (rows, d_input, d_output, bias): a transformer projection over 16×16 tokens, a row count
+/// that leaves a partial task, a feature count that leaves a partial weight-gradient block,
+/// and the bias-free attention projections.
+const LINEAR_CASES: [(usize, usize, usize, bool); 4] = [
+    (512, 64, 64, true),
+    (70, 13, 9, true),
+    (33, 40, 17, false),
+    (5, 384, 64, false),
+];
+
+#[test]
+fn linear_forward_and_gradients_match_burn() {
+    for autodiff in [false, true] {
+        let device = if autodiff {
+            Device::flex().autodiff()
+        } else {
+            Device::flex()
+        };
+        device.seed(10);
+        for (rows, d_in, d_out, bias) in LINEAR_CASES {
+            let layer = LinearConfig::new(d_in, d_out).with_bias(bias).init(&device);
+            let x = Tensor::<2>::random([rows, d_in], Distribution::Normal(0.0, 2.0), &device);
+            let x = if autodiff { x.require_grad() } else { x };
+            let expected = if autodiff {
+                BackendKind::AutodiffFlex
+            } else {
+                BackendKind::Flex
+            };
+            assert_eq!(cpu::linear_route(&layer, &x), expected);
+            let case = format!("R{rows} I{d_in} O{d_out} bias {bias} autodiff {autodiff}");
+            let probe = Tensor::<2>::random([rows, d_out], Distribution::Normal(0.0, 1.0), &device);
+            let run = |fast: bool| {
+                let out = if fast {
+                    cpu::linear(&layer, x.clone())
+                } else {
+                    layer.forward(x.clone())
+                };
+                let forward = to_vec(out.clone());
+                if !autodiff {
+                    return (forward, vec![], vec![], vec![]);
+                }
+                let grads = (out * probe.clone()).sum().backward();
+                (
+                    forward,
+                    to_vec(x.grad(&grads).unwrap()),
+                    to_vec(layer.weight.grad(&grads).unwrap()),
+                    layer
+                        .bias
+                        .as_ref()
+                        .map_or(vec![], |b| to_vec(b.grad(&grads).unwrap())),
+                )
+            };
+            let (f_ours, dx_ours, dw_ours, db_ours) = run(true);
+            let (f_burn, dx_burn, dw_burn, db_burn) = run(false);
+            assert_close(&format!("forward {case}"), f_ours, f_burn);
+            assert_close(&format!("dL/dx {case}"), dx_ours, dx_burn);
+            assert_close(&format!("dL/dW {case}"), dw_ours, dw_burn);
+            assert_close(&format!("dL/db {case}"), db_ours, db_burn);
         }
     }
 }

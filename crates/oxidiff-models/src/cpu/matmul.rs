@@ -70,3 +70,52 @@ pub(crate) unsafe fn matmul(
         );
     }
 }
+
+/// `dst[m, n] = lhs[m, k] · rhs[k, n]` into memory not yet initialised: without `read_dst`,
+/// gemm's kernels store every element of `dst` without reading it (alpha status 0).
+///
+/// # Safety
+///
+/// As [`matmul`]; on return the first m·n elements of `dst` are initialised.
+pub(crate) unsafe fn matmul_uninit(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [std::mem::MaybeUninit<f32>],
+    lhs: Mat,
+    rhs: Mat,
+) {
+    assert!(dst.len() >= m * n);
+    if k == 0 {
+        // gemm zero-fills dst itself then; do it here so the contract holds regardless.
+        dst[..m * n].iter_mut().for_each(|v| {
+            v.write(0.0);
+        });
+        return;
+    }
+    // SAFETY: dst is checked above; lhs and rhs by the caller's contract; with read_dst false
+    // gemm never reads dst.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().cast::<f32>(),
+            1,
+            n as isize,
+            false,
+            lhs.ptr,
+            lhs.col_stride,
+            lhs.row_stride,
+            rhs.ptr,
+            rhs.col_stride,
+            rhs.row_stride,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}

@@ -15,6 +15,7 @@ mod conv_kernels;
 mod geglu;
 mod group_norm;
 mod group_norm_kernels;
+mod linear;
 mod math;
 mod matmul;
 mod winograd_kernels;
@@ -34,10 +35,11 @@ pub use conv_kernels::{
     ConvGeometry, conv2d_bias_backward, conv2d_forward, conv2d_weight_backward, conv2d_x_backward,
 };
 pub use geglu::{geglu, geglu_backward, geglu_forward, geglu_route};
-pub use group_norm::{group_norm, group_norm_route, group_norm_silu};
+pub use group_norm::{group_norm, group_norm_route, group_norm_silu, layer_norm};
 pub use group_norm_kernels::{
     GroupNormForward, GroupNormGeometry, group_norm_backward, group_norm_forward,
 };
+pub use linear::{LinearGeometry, linear, linear_backward, linear_forward, linear_route};
 
 /// Runs `f` compiled for AVX2 and FMA where the CPU has them (checked once, at run time).
 ///

@@ -16,10 +16,12 @@ use burn::nn::{
 };
 use burn::tensor::{Device, Tensor};
 
-use crate::cpu::{attention, conv2d, geglu, group_norm};
+use crate::cpu::{attention, conv2d, geglu, group_norm, layer_norm, linear};
 
 /// diffusers' `Transformer2DModel` GroupNorm epsilon.
 const NORM_EPS: f64 = 1e-6;
+/// diffusers' `BasicTransformerBlock` LayerNorm epsilon (its `norm_eps`).
+const LAYER_NORM_EPS: f64 = 1e-5;
 /// Width of the feed-forward's hidden layer, in multiples of the channels (diffusers' `mult`).
 const FF_MULT: usize = 4;
 
@@ -70,7 +72,7 @@ fn from_tokens(x: Tensor<3>, height: usize, width: usize) -> Tensor<4> {
 /// A linear layer over the last axis of `[B, N, C_in]`, as one GEMM on `[B·N, C_in]` rows.
 fn linear_tokens(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [batch, tokens, width] = x.dims();
-    let out = layer.forward(x.reshape([batch * tokens, width]));
+    let out = linear(layer, x.reshape([batch * tokens, width]));
     let [_, out_width] = out.dims();
     out.reshape([batch, tokens, out_width])
 }
@@ -164,7 +166,11 @@ pub struct BasicTransformerBlock {
 
 impl BasicTransformerBlock {
     pub fn new(channels: usize, context_dim: usize, heads: usize, device: &Device) -> Self {
-        let norm = || LayerNormConfig::new(channels).init(device);
+        let norm = || {
+            LayerNormConfig::new(channels)
+                .with_epsilon(LAYER_NORM_EPS)
+                .init(device)
+        };
         Self {
             norm1: norm(),
             attn1: CrossAttention::new(channels, channels, heads, device),
@@ -183,12 +189,13 @@ impl BasicTransformerBlock {
     /// - `context`: `[B, L, context_dim]`
     /// - output: `[B, N, C]`
     pub fn forward(&self, x: Tensor<3>, context: Option<&Tensor<3>>) -> Tensor<3> {
-        let x = x.clone() + self.attn1.forward(self.norm1.forward(x), None);
+        let norm = |layer: &LayerNorm, x: Tensor<3>| layer_norm(layer, LAYER_NORM_EPS, x);
+        let x = x.clone() + self.attn1.forward(norm(&self.norm1, x), None);
         let x = match context {
-            Some(context) => x.clone() + self.attn2.forward(self.norm2.forward(x), Some(context)),
+            Some(context) => x.clone() + self.attn2.forward(norm(&self.norm2, x), Some(context)),
             None => x,
         };
-        x.clone() + self.ff.forward(self.norm3.forward(x))
+        x.clone() + self.ff.forward(norm(&self.norm3, x))
     }
 }
 
