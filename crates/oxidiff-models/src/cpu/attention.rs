@@ -11,7 +11,9 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 
-use super::attention_kernels::{AttentionGeometry, attention_backward, attention_forward};
+use super::attention_kernels::{
+    AttentionGeometry, AttentionLayout, AttentionLayouts, attention_backward, attention_forward,
+};
 use super::{BackendKind, backend_kind, f32_storage, flex_tensor};
 
 /// softmax(q kᵀ / √d) v: self-attention (M = N) or cross-attention (keys from other tokens).
@@ -20,30 +22,24 @@ use super::{BackendKind, backend_kind, f32_storage, flex_tensor};
 /// - `q`: `[B, heads, N, d]`; `k`, `v`: `[B, heads, M, d]`
 /// - output: `[B, heads, N, d]`
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    let [batch, heads, tokens, head_dim] = q.dims();
+    let [images, heads, tokens, head_dim] = q.dims();
     let g = AttentionGeometry {
-        blocks: batch * heads,
+        images,
+        heads,
         tokens,
         key_tokens: k.dims()[2],
         head_dim,
     };
+    let layouts = AttentionLayouts {
+        q: AttentionLayout::heads_major(&g, g.tokens),
+        kv: AttentionLayout::heads_major(&g, g.key_tokens),
+    };
     match attention_route(&q, &k, &v) {
-        BackendKind::Flex => {
-            let (Ok(q), Ok(k), Ok(v)) = (
-                q.try_into_primitive::<Flex>(),
-                k.try_into_primitive::<Flex>(),
-                v.try_into_primitive::<Flex>(),
-            ) else {
-                unreachable!("attention_route said every tensor is on flex");
-            };
-            let (out, _) = run_forward(&g, &q, &k, &v);
-            Tensor::from_primitive::<Flex>(flex_tensor(out, q.layout().shape().to_vec()))
-        }
-        BackendKind::AutodiffFlex => forward_autodiff(g, q, k, v),
         BackendKind::Other => {
             let scores = q.matmul(k.transpose()) / (head_dim as f64).sqrt();
             softmax(scores, 3).matmul(v)
         }
+        route => routed(route, g, layouts, q, k, v),
     }
 }
 
@@ -58,8 +54,86 @@ pub fn attention_route(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> BackendKi
     }
 }
 
+/// Multi-head attention on tokens as the projections make them: `heads` heads side by side in
+/// each token's C channels, attended without transposing them out and back.
+///
+/// # Shapes
+/// - `q`: `[B, N, C]`; `k`, `v`: `[B, M, C]`
+/// - output: `[B, N, C]`
+pub fn attention_tokens(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tensor<3> {
+    let [images, tokens, channels] = q.dims();
+    let key_tokens = k.dims()[1];
+    let route = attention_tokens_route(&q, &k, &v, heads);
+    if route == BackendKind::Other {
+        let head_dim = channels / heads.max(1);
+        let split =
+            |t: Tensor<3>, n: usize| t.reshape([images, n, heads, head_dim]).swap_dims(1, 2);
+        let (q, k, v) = (split(q, tokens), split(k, key_tokens), split(v, key_tokens));
+        return attention(q, k, v)
+            .swap_dims(1, 2)
+            .reshape([images, tokens, channels]);
+    }
+    let g = AttentionGeometry {
+        images,
+        heads,
+        tokens,
+        key_tokens,
+        head_dim: channels / heads,
+    };
+    let layouts = AttentionLayouts {
+        q: AttentionLayout::tokens_major(&g, tokens),
+        kv: AttentionLayout::tokens_major(&g, key_tokens),
+    };
+    routed(route, g, layouts, q, k, v)
+}
+
+/// Which path [`attention_tokens`] takes: [`BackendKind::Other`] is burn's.
+pub fn attention_tokens_route(
+    q: &Tensor<3>,
+    k: &Tensor<3>,
+    v: &Tensor<3>,
+    heads: usize,
+) -> BackendKind {
+    let [b, _, c] = q.dims();
+    let [kb, _, kc] = k.dims();
+    let shapes_fit =
+        heads > 0 && c.is_multiple_of(heads) && (b, c) == (kb, kc) && k.dims() == v.dims();
+    match backend_kind(q, k) {
+        kind if shapes_fit && backend_kind(q, v) == kind => kind,
+        _ => BackendKind::Other,
+    }
+}
+
+/// The kernel's path, once a route (not [`BackendKind::Other`]) is chosen.
+fn routed<const D: usize>(
+    route: BackendKind,
+    g: AttentionGeometry,
+    layouts: AttentionLayouts,
+    q: Tensor<D>,
+    k: Tensor<D>,
+    v: Tensor<D>,
+) -> Tensor<D> {
+    match route {
+        BackendKind::Flex => {
+            let shape = q.dims().to_vec();
+            let (Ok(q), Ok(k), Ok(v)) = (
+                q.try_into_primitive::<Flex>(),
+                k.try_into_primitive::<Flex>(),
+                v.try_into_primitive::<Flex>(),
+            ) else {
+                unreachable!("the route said every tensor is on flex");
+            };
+            let (out, _) = run_forward(&g, &layouts, &q, &k, &v);
+            Tensor::from_primitive::<Flex>(flex_tensor(out, shape))
+        }
+        BackendKind::AutodiffFlex => forward_autodiff(g, layouts, q, k, v),
+        BackendKind::Other => unreachable!("the callers take burn's path for Other"),
+    }
+}
+
 fn run_forward(
     g: &AttentionGeometry,
+    layouts: &AttentionLayouts,
     q: &FlexTensor,
     k: &FlexTensor,
     v: &FlexTensor,
@@ -69,20 +143,21 @@ fn run_forward(
         f32_storage(k).expect("f32 k"),
         f32_storage(v).expect("f32 v"),
     );
-    let out = attention_forward(g, &q, &k, &v);
+    let out = attention_forward(g, layouts, &q, &k, &v);
     (out.output, out.probs)
 }
 
 #[derive(Debug)]
 struct AttentionBackward;
 
-/// Checkpointed q, k, v; the sizes; the shapes of q and of k (and v); the softmax
+/// Checkpointed q, k, v; the sizes and layouts; the shapes of q and of k (and v); the softmax
 /// probabilities of the forward pass.
 type AttentionState = (
     NodeId,
     NodeId,
     NodeId,
     AttentionGeometry,
+    AttentionLayouts,
     [Vec<usize>; 2],
     Vec<f32>,
 );
@@ -98,12 +173,13 @@ impl Backward<Flex, 3> for AttentionBackward {
     ) {
         let [node_q, node_k, node_v] = ops.parents;
         let grad_tensor = grads.consume::<Flex>(&ops.node);
-        let (q_id, k_id, v_id, g, [q_shape, kv_shape], probs) = ops.state;
+        let (q_id, k_id, v_id, g, layouts, [q_shape, kv_shape], probs) = ops.state;
         let q = checkpointer.retrieve_node_output::<FlexTensor>(q_id);
         let k = checkpointer.retrieve_node_output::<FlexTensor>(k_id);
         let v = checkpointer.retrieve_node_output::<FlexTensor>(v_id);
         let (dq, dk, dv) = attention_backward(
             &g,
+            &layouts,
             &f32_storage(&q).expect("f32 q"),
             &f32_storage(&k).expect("f32 k"),
             &f32_storage(&v).expect("f32 v"),
@@ -122,16 +198,22 @@ impl Backward<Flex, 3> for AttentionBackward {
     }
 }
 
-fn forward_autodiff(g: AttentionGeometry, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+fn forward_autodiff<const D: usize>(
+    g: AttentionGeometry,
+    layouts: AttentionLayouts,
+    q: Tensor<D>,
+    k: Tensor<D>,
+    v: Tensor<D>,
+) -> Tensor<D> {
     let (shape, kv_shape) = (q.dims().to_vec(), k.dims().to_vec());
     let (Ok(q), Ok(k), Ok(v)) = (
         q.try_into_primitive::<Autodiff<Flex>>(),
         k.try_into_primitive::<Autodiff<Flex>>(),
         v.try_into_primitive::<Autodiff<Flex>>(),
     ) else {
-        unreachable!("attention_route said every tensor is on autodiff(flex)");
+        unreachable!("the route said every tensor is on autodiff(flex)");
     };
-    let (out, probs) = run_forward(&g, q.primitive(), k.primitive(), v.primitive());
+    let (out, probs) = run_forward(&g, &layouts, q.primitive(), k.primitive(), v.primitive());
     let out = flex_tensor(out, shape.clone());
     let out = match AttentionBackward
         .prepare::<NoCheckpointing>([q.node(), k.node(), v.node()])
@@ -144,7 +226,10 @@ fn forward_autodiff(g: AttentionGeometry, q: Tensor<4>, k: Tensor<4>, v: Tensor<
                 prep.checkpoint(&k),
                 prep.checkpoint(&v),
             );
-            prep.finish((ids.0, ids.1, ids.2, g, [shape, kv_shape], probs), out)
+            prep.finish(
+                (ids.0, ids.1, ids.2, g, layouts, [shape, kv_shape], probs),
+                out,
+            )
         }
         OpsKind::UnTracked(prep) => prep.finish(out),
     };

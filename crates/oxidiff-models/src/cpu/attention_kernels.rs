@@ -4,24 +4,28 @@
 //! Why: through burn's operations one 16×16 attention block of the `small` UNet took ≈60 ms
 //! forward + backward at batch 16 for ≈15 ms worth of GEMM: the transposed views (Kᵀ, the token
 //! layout) are packed element by element, and softmax and its gradient are five tensor passes
-//! each. Here every product is a GEMM on contiguous `[N, d]` / `[N, N]` blocks and the softmax is
-//! one pass per row; the probabilities are kept for the backward pass.
+//! each. Here every product is a GEMM on `[N, d]` / `[N, M]` blocks and the softmax is one pass
+//! per row; the probabilities are kept for the backward pass.
 //!
 //! Queries and keys may differ in number (cross-attention to text states: N image tokens, M
-//! text tokens). Buffers are contiguous row-major f32: `q` and the output are `[BH, N, d]` (BH =
-//! images × heads), `k` and `v` `[BH, M, d]`, the probabilities `[BH, N, M]`.
+//! text tokens). `q` and the output (N tokens), `k` and `v` (M tokens) are row-major f32 in an
+//! [`AttentionLayout`]: heads-major `[B, H, T, d]`, or tokens-major `[B, T, H·d]` as the
+//! projections make them, so that no head has to be transposed out and back; the probabilities
+//! are `[B·H, N, M]`.
 
 use rayon::prelude::*;
 
 use super::math::{dot, exp_approx, lane_max, lane_sum};
-use super::matmul::{Mat, matmul};
+use super::matmul::{Mat, matmul, matmul_strided};
 use super::vectorised;
 
 /// Sizes of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttentionGeometry {
-    /// Images × heads: the number of independent blocks.
-    pub blocks: usize,
+    /// B: images.
+    pub images: usize,
+    /// H: heads.
+    pub heads: usize,
     /// N, the number of queries.
     pub tokens: usize,
     /// M, the number of keys (and values): N for self-attention.
@@ -31,12 +35,16 @@ pub struct AttentionGeometry {
 }
 
 impl AttentionGeometry {
-    fn q_block(&self) -> usize {
-        self.tokens * self.head_dim
+    fn blocks(&self) -> usize {
+        self.images * self.heads
     }
 
-    fn kv_block(&self) -> usize {
-        self.key_tokens * self.head_dim
+    fn q_len(&self) -> usize {
+        self.blocks() * self.tokens * self.head_dim
+    }
+
+    fn kv_len(&self) -> usize {
+        self.blocks() * self.key_tokens * self.head_dim
     }
 
     fn score_block(&self) -> usize {
@@ -48,11 +56,51 @@ impl AttentionGeometry {
     }
 }
 
+/// Where the (image, head) blocks of one tensor and their rows sit: element (b, h, t, j) at
+/// b·`image` + h·`head` + t·`row` + j.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionLayout {
+    pub image: usize,
+    pub head: usize,
+    pub row: usize,
+}
+
+impl AttentionLayout {
+    /// `[B, H, T, d]` contiguous, for `tokens` T.
+    pub fn heads_major(g: &AttentionGeometry, tokens: usize) -> Self {
+        Self {
+            image: g.heads * tokens * g.head_dim,
+            head: tokens * g.head_dim,
+            row: g.head_dim,
+        }
+    }
+
+    /// `[B, T, H·d]` contiguous, for `tokens` T: each token's row holds every head in turn.
+    pub fn tokens_major(g: &AttentionGeometry, tokens: usize) -> Self {
+        Self {
+            image: tokens * g.heads * g.head_dim,
+            head: g.head_dim,
+            row: g.heads * g.head_dim,
+        }
+    }
+
+    fn offset(&self, g: &AttentionGeometry, block: usize) -> usize {
+        (block / g.heads) * self.image + (block % g.heads) * self.head
+    }
+}
+
+/// The layouts of one call: of `q` and the output, and of `k` and `v`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionLayouts {
+    pub q: AttentionLayout,
+    pub kv: AttentionLayout,
+}
+
 /// Output of [`attention_forward`].
 pub struct AttentionForward {
-    /// softmax(Q Kᵀ / √d) V, `[BH, N, d]`.
+    /// softmax(Q Kᵀ / √d) V, in `q`'s layout.
     pub output: Vec<f32>,
-    /// softmax(Q Kᵀ / √d), `[BH, N, M]`, kept for the backward pass.
+    /// softmax(Q Kᵀ / √d), `[B·H, N, M]`, kept for the backward pass.
     pub probs: Vec<f32>,
 }
 
@@ -60,31 +108,51 @@ fn check(name: &str, buffer: &[f32], expected: usize) {
     assert_eq!(buffer.len(), expected, "{name}: wrong buffer length");
 }
 
+/// A buffer that parallel tasks write disjoint (image, head) blocks of.
+#[derive(Clone, Copy)]
+struct BlockWriter(*mut f32);
+
+// SAFETY: the tasks write disjoint elements (each its own (image, head) block of a layout).
+unsafe impl Send for BlockWriter {}
+// SAFETY: as above.
+unsafe impl Sync for BlockWriter {}
+
+impl BlockWriter {
+    /// The start of `block` in `layout`.
+    ///
+    /// # Safety
+    /// The offset must lie inside the buffer.
+    unsafe fn at(self, g: &AttentionGeometry, layout: &AttentionLayout, block: usize) -> *mut f32 {
+        // SAFETY: by the caller's contract.
+        unsafe { self.0.add(layout.offset(g, block)) }
+    }
+}
+
 /// Forward pass over every (image, head) block.
 pub fn attention_forward(
     g: &AttentionGeometry,
+    layouts: &AttentionLayouts,
     q: &[f32],
     k: &[f32],
     v: &[f32],
 ) -> AttentionForward {
     let (n, m, d) = (g.tokens, g.key_tokens, g.head_dim);
-    check("q", q, g.blocks * g.q_block());
-    check("k", k, g.blocks * g.kv_block());
-    check("v", v, g.blocks * g.kv_block());
-    let mut output = vec![0.0f32; g.blocks * g.q_block()];
-    let mut probs = vec![0.0f32; g.blocks * g.score_block()];
+    let AttentionLayouts { q: lq, kv: lkv } = *layouts;
+    check("q", q, g.q_len());
+    check("k", k, g.kv_len());
+    check("v", v, g.kv_len());
+    let mut output = vec![0.0f32; g.q_len()];
+    let mut probs = vec![0.0f32; g.blocks() * g.score_block()];
     let scale = g.scale();
-    output
-        .par_chunks_mut(g.q_block())
-        .zip(probs.par_chunks_mut(g.score_block()))
+    let out = BlockWriter(output.as_mut_ptr());
+    probs
+        .par_chunks_mut(g.score_block())
         .enumerate()
-        .for_each(|(b, (out, p))| {
-            let q_b = &q[b * g.q_block()..][..g.q_block()];
-            let (k_b, v_b) = (
-                &k[b * g.kv_block()..][..g.kv_block()],
-                &v[b * g.kv_block()..][..g.kv_block()],
-            );
-            // SAFETY: q_b is [N, d], k_b [M, d]; p is [N, M].
+        .for_each(|(b, p)| {
+            let q_b = &q[lq.offset(g, b)..];
+            let (k_b, v_b) = (&k[lkv.offset(g, b)..], &v[lkv.offset(g, b)..]);
+            // SAFETY: q_b is [N, d] under row stride lq.row, k_b [M, d] under lkv.row (the
+            // layouts fit the buffers, checked above); p is [N, M].
             unsafe {
                 matmul(
                     n,
@@ -92,8 +160,8 @@ pub fn attention_forward(
                     d,
                     p,
                     false,
-                    Mat::rows(q_b, d),
-                    Mat::transposed(k_b, d),
+                    Mat::rows(q_b, lq.row),
+                    Mat::transposed(k_b, lkv.row),
                 )
             };
             // One pass each for the max, the exponentials and the sum, in vector lanes (a
@@ -108,16 +176,30 @@ pub fn attention_forward(
                     row.iter_mut().for_each(|s| *s *= inv);
                 }
             });
-            // SAFETY: p is [N, M], v_b [M, d], out [N, d].
-            unsafe { matmul(n, d, m, out, false, Mat::rows(p, m), Mat::rows(v_b, d)) };
+            // SAFETY: p is [N, M], v_b [M, d]; the output block b ([N, d] under row stride
+            // lq.row) is this task's alone.
+            unsafe {
+                matmul_strided(
+                    n,
+                    d,
+                    m,
+                    out.at(g, &lq, b),
+                    lq.row,
+                    false,
+                    Mat::rows(p, m),
+                    Mat::rows(v_b, lkv.row),
+                )
+            };
         });
     AttentionForward { output, probs }
 }
 
 /// Gradients `(dQ, dK, dV)` from `grad` = dL/d(output), with P the forward probabilities:
-/// dV = Pᵀ dO; dP = dO Vᵀ; dS = P ⊙ (dP − rowsum(dP ⊙ P)) / √d; dQ = dS K; dK = dSᵀ Q.
+/// dV = Pᵀ dO; dP = dO Vᵀ; dS = P ⊙ (dP − rowsum(dP ⊙ P)) / √d; dQ = dS K; dK = dSᵀ Q. `grad` and
+/// dQ are in `q`'s layout, dK and dV in `k`'s.
 pub fn attention_backward(
     g: &AttentionGeometry,
+    layouts: &AttentionLayouts,
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -125,71 +207,84 @@ pub fn attention_backward(
     grad: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (n, m, d) = (g.tokens, g.key_tokens, g.head_dim);
-    check("q", q, g.blocks * g.q_block());
-    check("grad", grad, g.blocks * g.q_block());
-    check("k", k, g.blocks * g.kv_block());
-    check("v", v, g.blocks * g.kv_block());
-    check("probs", probs, g.blocks * g.score_block());
-    let mut dq = vec![0.0f32; g.blocks * g.q_block()];
-    let mut dk = vec![0.0f32; g.blocks * g.kv_block()];
-    let mut dv = vec![0.0f32; g.blocks * g.kv_block()];
+    let AttentionLayouts { q: lq, kv: lkv } = *layouts;
+    check("q", q, g.q_len());
+    check("grad", grad, g.q_len());
+    check("k", k, g.kv_len());
+    check("v", v, g.kv_len());
+    check("probs", probs, g.blocks() * g.score_block());
+    let mut dq = vec![0.0f32; g.q_len()];
+    let mut dk = vec![0.0f32; g.kv_len()];
+    let mut dv = vec![0.0f32; g.kv_len()];
     let scale = g.scale();
-    dq.par_chunks_mut(g.q_block())
-        .zip(dk.par_chunks_mut(g.kv_block()))
-        .zip(dv.par_chunks_mut(g.kv_block()))
-        .enumerate()
-        .for_each(|(b, ((dq_b, dk_b), dv_b))| {
-            let (q_len, kv_len) = (g.q_block(), g.kv_block());
-            let (q_b, do_b) = (&q[b * q_len..][..q_len], &grad[b * q_len..][..q_len]);
-            let (k_b, v_b) = (&k[b * kv_len..][..kv_len], &v[b * kv_len..][..kv_len]);
-            let p = &probs[b * g.score_block()..][..g.score_block()];
-            let mut ds = vec![0.0f32; g.score_block()];
-            // SAFETY: every operand below is a contiguous [N, M], [N, d] or [M, d] block.
-            unsafe {
-                // dV [M, d] = Pᵀ [M, N] · dO [N, d]
-                matmul(
-                    m,
-                    d,
-                    n,
-                    dv_b,
-                    false,
-                    Mat::transposed(p, m),
-                    Mat::rows(do_b, d),
-                );
-                // dP [N, M] = dO [N, d] · Vᵀ [d, M]
-                matmul(
-                    n,
-                    m,
-                    d,
-                    &mut ds,
-                    false,
-                    Mat::rows(do_b, d),
-                    Mat::transposed(v_b, d),
-                );
-            }
-            vectorised(|| {
-                for (ds_row, p_row) in ds.chunks_mut(m).zip(p.chunks(m)) {
-                    let dot = dot(ds_row, p_row) as f32;
-                    for (s, &pv) in ds_row.iter_mut().zip(p_row) {
-                        *s = pv * (*s - dot) * scale;
-                    }
+    let (dq_w, dk_w, dv_w) = (
+        BlockWriter(dq.as_mut_ptr()),
+        BlockWriter(dk.as_mut_ptr()),
+        BlockWriter(dv.as_mut_ptr()),
+    );
+    (0..g.blocks()).into_par_iter().for_each(|b| {
+        let (q_b, do_b) = (&q[lq.offset(g, b)..], &grad[lq.offset(g, b)..]);
+        let (k_b, v_b) = (&k[lkv.offset(g, b)..], &v[lkv.offset(g, b)..]);
+        let p = &probs[b * g.score_block()..][..g.score_block()];
+        let mut ds = vec![0.0f32; g.score_block()];
+        // SAFETY: q_b, do_b are [N, d] under lq.row, k_b, v_b [M, d] under lkv.row; p and ds
+        // [N, M]; the blocks b of dq, dk, dv are this task's alone.
+        unsafe {
+            // dV [M, d] = Pᵀ [M, N] · dO [N, d]
+            matmul_strided(
+                m,
+                d,
+                n,
+                dv_w.at(g, &lkv, b),
+                lkv.row,
+                false,
+                Mat::transposed(p, m),
+                Mat::rows(do_b, lq.row),
+            );
+            // dP [N, M] = dO [N, d] · Vᵀ [d, M]
+            matmul(
+                n,
+                m,
+                d,
+                &mut ds,
+                false,
+                Mat::rows(do_b, lq.row),
+                Mat::transposed(v_b, lkv.row),
+            );
+        }
+        vectorised(|| {
+            for (ds_row, p_row) in ds.chunks_mut(m).zip(p.chunks(m)) {
+                let dot = dot(ds_row, p_row) as f32;
+                for (s, &pv) in ds_row.iter_mut().zip(p_row) {
+                    *s = pv * (*s - dot) * scale;
                 }
-            });
-            // SAFETY: as above.
-            unsafe {
-                // dQ [N, d] = dS [N, M] · K [M, d]
-                matmul(n, d, m, dq_b, false, Mat::rows(&ds, m), Mat::rows(k_b, d));
-                // dK [M, d] = dSᵀ [M, N] · Q [N, d]
-                matmul(
-                    m,
-                    d,
-                    n,
-                    dk_b,
-                    false,
-                    Mat::transposed(&ds, m),
-                    Mat::rows(q_b, d),
-                );
             }
         });
+        // SAFETY: as above.
+        unsafe {
+            // dQ [N, d] = dS [N, M] · K [M, d]
+            matmul_strided(
+                n,
+                d,
+                m,
+                dq_w.at(g, &lq, b),
+                lq.row,
+                false,
+                Mat::rows(&ds, m),
+                Mat::rows(k_b, lkv.row),
+            );
+            // dK [M, d] = dSᵀ [M, N] · Q [N, d]
+            matmul_strided(
+                m,
+                d,
+                n,
+                dk_w.at(g, &lkv, b),
+                lkv.row,
+                false,
+                Mat::transposed(&ds, m),
+                Mat::rows(q_b, lq.row),
+            );
+        }
+    });
     (dq, dk, dv)
 }

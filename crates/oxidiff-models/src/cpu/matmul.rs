@@ -119,3 +119,47 @@ pub(crate) unsafe fn matmul_uninit(
         );
     }
 }
+
+/// [`matmul`] into `dst[i·dst_row_stride + j]`: a block of rows inside a wider matrix (one
+/// attention head among a token's others).
+///
+/// # Safety
+///
+/// As [`matmul`], and `dst` must be valid for writes (and reads, with `accumulate`) at every
+/// `i·dst_row_stride + j` for i < m, j < n, with no other thread touching those elements.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn matmul_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_row_stride: usize,
+    accumulate: bool,
+    lhs: Mat,
+    rhs: Mat,
+) {
+    // SAFETY: by the caller's contract.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_row_stride as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.col_stride,
+            lhs.row_stride,
+            rhs.ptr,
+            rhs.col_stride,
+            rhs.row_stride,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}

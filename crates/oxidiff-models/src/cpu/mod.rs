@@ -26,9 +26,10 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::{DispatchDevice, GradientCheckpointingStrategy};
 use burn::tensor::{DType, Tensor, TensorData};
 
-pub use attention::{attention, attention_route};
+pub use attention::{attention, attention_route, attention_tokens, attention_tokens_route};
 pub use attention_kernels::{
-    AttentionForward, AttentionGeometry, attention_backward, attention_forward,
+    AttentionForward, AttentionGeometry, AttentionLayout, AttentionLayouts, attention_backward,
+    attention_forward,
 };
 pub use conv::{conv2d, conv2d_route};
 pub use conv_kernels::{

@@ -1,6 +1,6 @@
 use burn::module::Module;
 
-use crate::cpu::{attention, group_norm};
+use crate::cpu::{attention_tokens, group_norm, linear};
 use burn::nn::{GroupNorm, GroupNormConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
@@ -38,7 +38,6 @@ impl AttentionBlock {
         let [batch, channels, height, width] = x.dims();
         let tokens = height * width;
         let heads = self.num_heads;
-        let head_dim = channels / heads;
         // [B, C, H, W] → [B·HW, C]: one row per token, so each projection below is a single
         // GEMM on a contiguous matrix (on a strided [B, HW, C] view the GEMM packs element by
         // element).
@@ -46,17 +45,14 @@ impl AttentionBlock {
             .reshape([batch, channels, tokens])
             .swap_dims(1, 2)
             .reshape([batch * tokens, channels]);
-        let split = |t: Tensor<2>| t.reshape([batch, tokens, heads, head_dim]).swap_dims(1, 2);
-        let q = split(self.query.forward(h.clone()));
-        let k = split(self.key.forward(h.clone()));
-        let v = split(self.value.forward(h));
-        // Scaled dot-product attention (Vaswani et al. 2017, eq. 1): softmax(QKᵀ/√d)V.
-        let attended = attention(q, k, v)
-            .swap_dims(1, 2)
-            .reshape([batch * tokens, channels]);
-        let out = self
-            .proj_out
-            .forward(attended)
+        let tokens_of = |t: Tensor<2>| t.reshape([batch, tokens, channels]);
+        let q = tokens_of(linear(&self.query, h.clone()));
+        let k = tokens_of(linear(&self.key, h.clone()));
+        let v = tokens_of(linear(&self.value, h));
+        // Scaled dot-product attention (Vaswani et al. 2017, eq. 1): softmax(QKᵀ/√d)V, the
+        // heads side by side in each token's channels.
+        let attended = attention_tokens(q, k, v, heads).reshape([batch * tokens, channels]);
+        let out = linear(&self.proj_out, attended)
             .reshape([batch, tokens, channels])
             .swap_dims(1, 2)
             .reshape([batch, channels, height, width]);

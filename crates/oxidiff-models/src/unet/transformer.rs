@@ -16,7 +16,7 @@ use burn::nn::{
 };
 use burn::tensor::{Device, Tensor};
 
-use crate::cpu::{attention, conv2d, geglu, group_norm, layer_norm, linear};
+use crate::cpu::{attention_tokens, conv2d, geglu, group_norm, layer_norm, linear};
 
 /// diffusers' `Transformer2DModel` GroupNorm epsilon.
 const NORM_EPS: f64 = 1e-6;
@@ -109,21 +109,11 @@ impl CrossAttention {
     /// - `context`: `[B, L, context_dim]`
     /// - output: `[B, N, C]`
     pub fn forward(&self, x: Tensor<3>, context: Option<&Tensor<3>>) -> Tensor<3> {
-        let [batch, tokens, channels] = x.dims();
-        let heads = self.heads;
-        let head_dim = channels / heads;
-        let split = |t: Tensor<3>| {
-            let [_, length, _] = t.dims();
-            t.reshape([batch, length, heads, head_dim]).swap_dims(1, 2)
-        };
         let source = context.cloned().unwrap_or_else(|| x.clone());
-        let q = split(linear_tokens(&self.to_q, x));
-        let k = split(linear_tokens(&self.to_k, source.clone()));
-        let v = split(linear_tokens(&self.to_v, source));
-        let attended = attention(q, k, v)
-            .swap_dims(1, 2)
-            .reshape([batch, tokens, channels]);
-        linear_tokens(&self.to_out, attended)
+        let q = linear_tokens(&self.to_q, x);
+        let k = linear_tokens(&self.to_k, source.clone());
+        let v = linear_tokens(&self.to_v, source);
+        linear_tokens(&self.to_out, attention_tokens(q, k, v, self.heads))
     }
 }
 
