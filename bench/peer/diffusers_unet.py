@@ -27,7 +27,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from torch_unet import cpu_name, peak_memory_bytes, sync
+from torch_unet import add_timing_args, cpu_name, peak_memory_bytes, sync
 
 NUM_TIMESTEPS = 1000
 
@@ -36,14 +36,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="the UNet2DConditionModel's config.json")
     p.add_argument("--context-tokens", type=int, default=77)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
-    p.add_argument("--json", action="store_true", help="print one JSON object only")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (default: eager)")
-    p.add_argument("--seed", type=int, default=0)
+    add_timing_args(p)
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.batch < 1 or args.context_tokens < 1:
         p.error("--steps, --batch and --context-tokens must be >= 1, --warmup >= 0")

@@ -293,8 +293,8 @@ def timed(fn, warmup, steps, batch, device):
     return statistics.median(times)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_timing_args(p):
+    """The options every UNet peer takes (also bench/peer/diffusers_unet.py's)."""
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
@@ -303,6 +303,11 @@ def main(argv=None):
     p.add_argument("--json", action="store_true", help="print one JSON object only")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (default: eager)")
     p.add_argument("--seed", type=int, default=0)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_timing_args(p)
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.batch < 1:
         p.error("--steps and --batch must be >= 1, --warmup >= 0")

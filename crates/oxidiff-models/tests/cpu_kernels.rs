@@ -10,7 +10,7 @@ use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, LayerNormConfig, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{gelu, silu, softmax};
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Gradients, Tensor};
 use oxidiff_models::cpu::{self, BackendKind};
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -254,6 +254,67 @@ fn attention_gradients_match_burn() {
     }
 }
 
+/// The devices the transformer kernels are checked on: flex alone (forward values) and flex
+/// under autodiff (gradients too), seeded.
+fn both_devices(seed: u64) -> [(bool, Device); 2] {
+    [false, true].map(|autodiff| {
+        let device = if autodiff {
+            Device::flex().autodiff()
+        } else {
+            Device::flex()
+        };
+        device.seed(seed);
+        (autodiff, device)
+    })
+}
+
+/// `N(0, std)` of `shape`, tracked when `autodiff`.
+fn input<const D: usize>(
+    shape: [usize; D],
+    std: f64,
+    autodiff: bool,
+    device: &Device,
+) -> Tensor<D> {
+    let t = Tensor::random(shape, Distribution::Normal(0.0, std), device);
+    if autodiff { t.require_grad() } else { t }
+}
+
+/// Checks one case of a fast path against burn's: `run(true)` is oxidiff's, `run(false)`
+/// burn's. Their forward values must agree and, under autodiff, so must every gradient `grads`
+/// reads (by name) of ⟨output, probe⟩.
+fn check_case<const D: usize>(
+    case: &str,
+    autodiff: bool,
+    probe: &Tensor<D>,
+    run: impl Fn(bool) -> Tensor<D>,
+    grads: impl Fn(&Gradients) -> Vec<(&'static str, Vec<f32>)>,
+) {
+    let results = [true, false].map(|fast| {
+        let out = run(fast);
+        let forward = to_vec(out.clone());
+        let gradients = if autodiff {
+            grads(&(out * probe.clone()).sum().backward())
+        } else {
+            vec![]
+        };
+        (forward, gradients)
+    });
+    let [(f_ours, g_ours), (f_burn, g_burn)] = results;
+    assert_close(&format!("forward {case}"), f_ours, f_burn);
+    for ((name, ours), (_, burn)) in g_ours.into_iter().zip(g_burn) {
+        assert_close(&format!("dL/d{name} {case}"), ours, burn);
+    }
+}
+
+/// The route a fast path must take on `autodiff`'s device.
+fn kernel_route(autodiff: bool) -> BackendKind {
+    if autodiff {
+        BackendKind::AutodiffFlex
+    } else {
+        BackendKind::Flex
+    }
+}
+
 /// burn's GEGLU, the reference for [`cpu::geglu`]: the first half times the exact GELU of the
 /// second.
 fn reference_geglu(x: Tensor<3>) -> Tensor<3> {
@@ -267,41 +328,24 @@ const GEGLU_CASES: [(usize, usize, usize); 3] = [(2, 16, 256), (1, 37, 12), (3, 
 
 #[test]
 fn geglu_forward_and_gradients_match_burn() {
-    for autodiff in [false, true] {
-        let device = if autodiff {
-            Device::flex().autodiff()
-        } else {
-            Device::flex()
-        };
-        device.seed(8);
+    for (autodiff, device) in both_devices(8) {
         for (b, n, inner) in GEGLU_CASES {
-            let x = Tensor::<3>::random([b, n, 2 * inner], Distribution::Normal(0.0, 2.0), &device);
-            let x = if autodiff { x.require_grad() } else { x };
-            let expected = if autodiff {
-                BackendKind::AutodiffFlex
-            } else {
-                BackendKind::Flex
-            };
-            assert_eq!(cpu::geglu_route(&x), expected);
-            let case = format!("B{b} N{n} I{inner} autodiff {autodiff}");
-            assert_close(
-                &format!("geglu {case}"),
-                to_vec(cpu::geglu(x.clone())),
-                to_vec(reference_geglu(x.clone())),
+            let x = input([b, n, 2 * inner], 2.0, autodiff, &device);
+            assert_eq!(cpu::geglu_route(&x), kernel_route(autodiff));
+            let probe = input([b, n, inner], 1.0, false, &device);
+            check_case(
+                &format!("geglu B{b} N{n} I{inner} autodiff {autodiff}"),
+                autodiff,
+                &probe,
+                |fast| {
+                    if fast {
+                        cpu::geglu(x.clone())
+                    } else {
+                        reference_geglu(x.clone())
+                    }
+                },
+                |grads| vec![("x", to_vec(x.grad(grads).unwrap()))],
             );
-            if !autodiff {
-                continue;
-            }
-            let probe = Tensor::<3>::random([b, n, inner], Distribution::Normal(0.0, 1.0), &device);
-            let grad = |fast: bool| {
-                let out = if fast {
-                    cpu::geglu(x.clone())
-                } else {
-                    reference_geglu(x.clone())
-                };
-                to_vec(x.grad(&(out * probe.clone()).sum().backward()).unwrap())
-            };
-            assert_close(&format!("dL/dx {case}"), grad(true), grad(false));
         }
     }
 }
@@ -312,51 +356,45 @@ const LAYER_NORM_CASES: [(usize, usize, usize); 2] = [(2, 16, 64), (3, 5, 13)];
 #[test]
 fn layer_norm_forward_and_gradients_match_burn() {
     const EPS: f64 = 1e-5;
-    for autodiff in [false, true] {
-        let device = if autodiff {
-            Device::flex().autodiff()
-        } else {
-            Device::flex()
-        };
-        device.seed(9);
+    for (autodiff, device) in both_devices(9) {
         for (b, n, c) in LAYER_NORM_CASES {
             let mut norm = LayerNormConfig::new(c).with_epsilon(EPS).init(&device);
             // Random affine parameters, so that a swapped γ and β would show.
-            norm.gamma =
-                Param::from_tensor(Tensor::random([c], Distribution::Normal(1.0, 0.5), &device));
-            norm.beta = Some(Param::from_tensor(Tensor::random(
-                [c],
-                Distribution::Normal(0.0, 0.5),
-                &device,
-            )));
+            let param = |mean| {
+                Param::from_tensor(Tensor::random(
+                    [c],
+                    Distribution::Normal(mean, 0.5),
+                    &device,
+                ))
+            };
+            norm.gamma = param(1.0);
+            norm.beta = Some(param(0.0));
+            // Off-centre inputs: the mean must come out.
             let x = Tensor::<3>::random([b, n, c], Distribution::Normal(2.0, 3.0), &device);
             let x = if autodiff { x.require_grad() } else { x };
-            let case = format!("B{b} N{n} C{c} autodiff {autodiff}");
-            let probe = Tensor::<3>::random([b, n, c], Distribution::Normal(0.0, 1.0), &device);
-            let run = |fast: bool| {
-                let out = if fast {
-                    cpu::layer_norm(&norm, EPS, x.clone())
-                } else {
-                    norm.forward(x.clone())
-                };
-                let forward = to_vec(out.clone());
-                if !autodiff {
-                    return (forward, vec![], vec![], vec![]);
-                }
-                let grads = (out * probe.clone()).sum().backward();
-                (
-                    forward,
-                    to_vec(x.grad(&grads).unwrap()),
-                    to_vec(norm.gamma.grad(&grads).unwrap()),
-                    to_vec(norm.beta.as_ref().unwrap().grad(&grads).unwrap()),
-                )
-            };
-            let (f_ours, dx_ours, dg_ours, db_ours) = run(true);
-            let (f_burn, dx_burn, dg_burn, db_burn) = run(false);
-            assert_close(&format!("forward {case}"), f_ours, f_burn);
-            assert_close(&format!("dL/dx {case}"), dx_ours, dx_burn);
-            assert_close(&format!("dL/dgamma {case}"), dg_ours, dg_burn);
-            assert_close(&format!("dL/dbeta {case}"), db_ours, db_burn);
+            let probe = input([b, n, c], 1.0, false, &device);
+            check_case(
+                &format!("layer norm B{b} N{n} C{c} autodiff {autodiff}"),
+                autodiff,
+                &probe,
+                |fast| {
+                    if fast {
+                        cpu::layer_norm(&norm, EPS, x.clone())
+                    } else {
+                        norm.forward(x.clone())
+                    }
+                },
+                |grads| {
+                    vec![
+                        ("x", to_vec(x.grad(grads).unwrap())),
+                        ("gamma", to_vec(norm.gamma.grad(grads).unwrap())),
+                        (
+                            "beta",
+                            to_vec(norm.beta.as_ref().unwrap().grad(grads).unwrap()),
+                        ),
+                    ]
+                },
+            );
         }
     }
 }
@@ -373,52 +411,34 @@ const LINEAR_CASES: [(usize, usize, usize, bool); 4] = [
 
 #[test]
 fn linear_forward_and_gradients_match_burn() {
-    for autodiff in [false, true] {
-        let device = if autodiff {
-            Device::flex().autodiff()
-        } else {
-            Device::flex()
-        };
-        device.seed(10);
+    for (autodiff, device) in both_devices(10) {
         for (rows, d_in, d_out, bias) in LINEAR_CASES {
             let layer = LinearConfig::new(d_in, d_out).with_bias(bias).init(&device);
-            let x = Tensor::<2>::random([rows, d_in], Distribution::Normal(0.0, 2.0), &device);
-            let x = if autodiff { x.require_grad() } else { x };
-            let expected = if autodiff {
-                BackendKind::AutodiffFlex
-            } else {
-                BackendKind::Flex
-            };
-            assert_eq!(cpu::linear_route(&layer, &x), expected);
-            let case = format!("R{rows} I{d_in} O{d_out} bias {bias} autodiff {autodiff}");
-            let probe = Tensor::<2>::random([rows, d_out], Distribution::Normal(0.0, 1.0), &device);
-            let run = |fast: bool| {
-                let out = if fast {
-                    cpu::linear(&layer, x.clone())
-                } else {
-                    layer.forward(x.clone())
-                };
-                let forward = to_vec(out.clone());
-                if !autodiff {
-                    return (forward, vec![], vec![], vec![]);
-                }
-                let grads = (out * probe.clone()).sum().backward();
-                (
-                    forward,
-                    to_vec(x.grad(&grads).unwrap()),
-                    to_vec(layer.weight.grad(&grads).unwrap()),
-                    layer
-                        .bias
-                        .as_ref()
-                        .map_or(vec![], |b| to_vec(b.grad(&grads).unwrap())),
-                )
-            };
-            let (f_ours, dx_ours, dw_ours, db_ours) = run(true);
-            let (f_burn, dx_burn, dw_burn, db_burn) = run(false);
-            assert_close(&format!("forward {case}"), f_ours, f_burn);
-            assert_close(&format!("dL/dx {case}"), dx_ours, dx_burn);
-            assert_close(&format!("dL/dW {case}"), dw_ours, dw_burn);
-            assert_close(&format!("dL/db {case}"), db_ours, db_burn);
+            let x = input([rows, d_in], 2.0, autodiff, &device);
+            assert_eq!(cpu::linear_route(&layer, &x), kernel_route(autodiff));
+            let probe = input([rows, d_out], 1.0, false, &device);
+            check_case(
+                &format!("linear R{rows} I{d_in} O{d_out} bias {bias} autodiff {autodiff}"),
+                autodiff,
+                &probe,
+                |fast| {
+                    if fast {
+                        cpu::linear(&layer, x.clone())
+                    } else {
+                        layer.forward(x.clone())
+                    }
+                },
+                |grads| {
+                    let mut all = vec![
+                        ("x", to_vec(x.grad(grads).unwrap())),
+                        ("W", to_vec(layer.weight.grad(grads).unwrap())),
+                    ];
+                    if let Some(b) = &layer.bias {
+                        all.push(("b", to_vec(b.grad(grads).unwrap())));
+                    }
+                    all
+                },
+            );
         }
     }
 }
@@ -427,62 +447,45 @@ fn linear_forward_and_gradients_match_burn() {
 /// the same (batch, heads, queries, keys, head_dim) cases, forward and gradients.
 #[test]
 fn attention_on_tokens_matches_burn() {
-    for autodiff in [false, true] {
-        let device = if autodiff {
-            Device::flex().autodiff()
-        } else {
-            Device::flex()
-        };
-        device.seed(11);
+    for (autodiff, device) in both_devices(11) {
         for (b, h, n, m, d) in ATTENTION_CASES {
             let c = h * d;
-            let tokens = |n| {
-                let t = Tensor::<3>::random([b, n, c], Distribution::Normal(0.0, 2.0), &device);
-                if autodiff { t.require_grad() } else { t }
-            };
-            let (q, k, v) = (tokens(n), tokens(m), tokens(m));
-            let expected = if autodiff {
-                BackendKind::AutodiffFlex
-            } else {
-                BackendKind::Flex
-            };
-            assert_eq!(cpu::attention_tokens_route(&q, &k, &v, h), expected);
+            let (q, k, v) = (
+                input([b, n, c], 2.0, autodiff, &device),
+                input([b, m, c], 2.0, autodiff, &device),
+                input([b, m, c], 2.0, autodiff, &device),
+            );
+            assert_eq!(
+                cpu::attention_tokens_route(&q, &k, &v, h),
+                kernel_route(autodiff)
+            );
             let split = |t: Tensor<3>, n| t.reshape([b, n, h, d]).swap_dims(1, 2);
-            let reference = || {
-                reference_attention(
-                    split(q.clone(), n),
-                    split(k.clone(), m),
-                    split(v.clone(), m),
-                )
-                .swap_dims(1, 2)
-                .reshape([b, n, c])
-            };
-            let case = format!("B{b} H{h} N{n} M{m} d{d} autodiff {autodiff}");
-            let probe = Tensor::<3>::random([b, n, c], Distribution::Normal(0.0, 1.0), &device);
-            let run = |fast: bool| {
-                let out = if fast {
-                    cpu::attention_tokens(q.clone(), k.clone(), v.clone(), h)
-                } else {
-                    reference()
-                };
-                let forward = to_vec(out.clone());
-                if !autodiff {
-                    return (forward, vec![], vec![], vec![]);
-                }
-                let grads = (out * probe.clone()).sum().backward();
-                (
-                    forward,
-                    to_vec(q.grad(&grads).unwrap()),
-                    to_vec(k.grad(&grads).unwrap()),
-                    to_vec(v.grad(&grads).unwrap()),
-                )
-            };
-            let (f_ours, dq_ours, dk_ours, dv_ours) = run(true);
-            let (f_burn, dq_burn, dk_burn, dv_burn) = run(false);
-            assert_close(&format!("forward {case}"), f_ours, f_burn);
-            assert_close(&format!("dL/dq {case}"), dq_ours, dq_burn);
-            assert_close(&format!("dL/dk {case}"), dk_ours, dk_burn);
-            assert_close(&format!("dL/dv {case}"), dv_ours, dv_burn);
+            let probe = input([b, n, c], 1.0, false, &device);
+            check_case(
+                &format!("attention on tokens B{b} H{h} N{n} M{m} d{d} autodiff {autodiff}"),
+                autodiff,
+                &probe,
+                |fast| {
+                    if fast {
+                        cpu::attention_tokens(q.clone(), k.clone(), v.clone(), h)
+                    } else {
+                        reference_attention(
+                            split(q.clone(), n),
+                            split(k.clone(), m),
+                            split(v.clone(), m),
+                        )
+                        .swap_dims(1, 2)
+                        .reshape([b, n, c])
+                    }
+                },
+                |grads| {
+                    vec![
+                        ("q", to_vec(q.grad(grads).unwrap())),
+                        ("k", to_vec(k.grad(grads).unwrap())),
+                        ("v", to_vec(v.grad(grads).unwrap())),
+                    ]
+                },
+            );
         }
     }
 }

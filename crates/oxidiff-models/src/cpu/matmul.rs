@@ -46,33 +46,12 @@ pub(crate) unsafe fn matmul(
 ) {
     assert!(dst.len() >= m * n);
     // SAFETY: dst is checked above; lhs and rhs by the caller's contract.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.ptr,
-            lhs.col_stride,
-            lhs.row_stride,
-            rhs.ptr,
-            rhs.col_stride,
-            rhs.row_stride,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
+    unsafe { matmul_strided(m, n, k, dst.as_mut_ptr(), n, accumulate, lhs, rhs) }
 }
 
 /// `dst[m, n] = lhs[m, k] · rhs[k, n]` into memory not yet initialised: without `read_dst`,
-/// gemm's kernels store every element of `dst` without reading it (alpha status 0).
+/// gemm's kernels store every element of `dst` without reading it (alpha status 0), and with
+/// k = 0 it fills `dst` with zeros.
 ///
 /// # Safety
 ///
@@ -86,38 +65,9 @@ pub(crate) unsafe fn matmul_uninit(
     rhs: Mat,
 ) {
     assert!(dst.len() >= m * n);
-    if k == 0 {
-        // gemm zero-fills dst itself then; do it here so the contract holds regardless.
-        dst[..m * n].iter_mut().for_each(|v| {
-            v.write(0.0);
-        });
-        return;
-    }
     // SAFETY: dst is checked above; lhs and rhs by the caller's contract; with read_dst false
     // gemm never reads dst.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr().cast::<f32>(),
-            1,
-            n as isize,
-            false,
-            lhs.ptr,
-            lhs.col_stride,
-            lhs.row_stride,
-            rhs.ptr,
-            rhs.col_stride,
-            rhs.row_stride,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
+    unsafe { matmul_strided(m, n, k, dst.as_mut_ptr().cast::<f32>(), n, false, lhs, rhs) }
 }
 
 /// [`matmul`] into `dst[i·dst_row_stride + j]`: a block of rows inside a wider matrix (one
