@@ -35,7 +35,8 @@
 //! 3.0e-5 of transformers' float32 (whose own distance from float64 is 4.1e-5; oxidiff's
 //! 4.9e-5) and its sentence embedding within 1.3e-7 of sentence-transformers'.
 
-use std::collections::HashMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleMapper, Param};
@@ -45,59 +46,7 @@ use oxidiff_models::text::{
 };
 use serde_json::{Value, json};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-/// The tensors of a safetensors file: float32 as floats, int64 as ints.
-struct Io {
-    floats: HashMap<String, TensorData>,
-    ints: HashMap<String, TensorData>,
-}
-
-impl Io {
-    fn read(path: &Path) -> Self {
-        let bytes = std::fs::read(path).unwrap();
-        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let mut io = Self {
-            floats: HashMap::new(),
-            ints: HashMap::new(),
-        };
-        for (name, view) in file.tensors() {
-            let shape = view.shape().to_vec();
-            match view.dtype() {
-                safetensors::Dtype::F32 => {
-                    let values: Vec<f32> = view
-                        .data()
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                        .collect();
-                    io.floats.insert(name, TensorData::new(values, shape));
-                }
-                safetensors::Dtype::I64 => {
-                    let values: Vec<i64> = view
-                        .data()
-                        .chunks_exact(8)
-                        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-                        .collect();
-                    io.ints.insert(name, TensorData::new(values, shape));
-                }
-                other => panic!("{name}: unexpected dtype {other:?}"),
-            }
-        }
-        io
-    }
-
-    fn float<const D: usize>(&self, name: &str, device: &Device) -> Tensor<D> {
-        Tensor::from_data(self.floats[name].clone(), device)
-    }
-
-    fn int(&self, name: &str, device: &Device) -> Tensor<2, Int> {
-        Tensor::from_data(self.ints[name].clone(), device)
-    }
-}
+use common::{TensorFile, fixture};
 
 fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
     assert_eq!(a.dims(), b.dims());
@@ -118,10 +67,10 @@ fn assert_close<const D: usize>(what: &str, got: Tensor<D>, expected: Tensor<D>,
 fn a_transformers_clip_text_model_gives_transformers_outputs() {
     let device = Device::flex();
     let dir = fixture("tiny_clip_text");
-    let io = Io::read(&dir.join("io.safetensors"));
+    let io = TensorFile::read(&dir.join("io.safetensors"));
     let (ids, mask) = (
-        io.int("input_ids", &device),
-        io.int("attention_mask", &device),
+        io.int::<2>("input_ids", &device).unwrap(),
+        io.int::<2>("attention_mask", &device).unwrap(),
     );
     let mut model = ClipTextModel::load(&dir, &device).unwrap();
     assert_eq!(model.config().eos_token_id, 999);
@@ -231,10 +180,10 @@ fn all_minilm_l6_v2_gives_transformers_and_sentence_transformers_outputs() {
         return;
     };
     let device = Device::flex();
-    let io = Io::read(&fixture("minilm").join("io.safetensors"));
+    let io = TensorFile::read(&fixture("minilm").join("io.safetensors"));
     let (ids, mask) = (
-        io.int("input_ids", &device),
-        io.int("attention_mask", &device),
+        io.int::<2>("input_ids", &device).unwrap(),
+        io.int::<2>("attention_mask", &device).unwrap(),
     );
     let model = BertModel::load(&dir, &device).unwrap();
     assert_eq!(model.config(), &BertConfig::all_minilm_l6_v2());
@@ -443,15 +392,15 @@ fn exports_read_back_to_the_same_model() {
 
     // transformers' own model, written back: the config.json keys it wrote, the same values.
     let dir = fixture("tiny_clip_text");
-    let io = Io::read(&dir.join("io.safetensors"));
+    let io = TensorFile::read(&dir.join("io.safetensors"));
     let clip = ClipTextModel::load(&dir, &device).unwrap();
     let out = export_dir(tmp.path(), "tiny_clip_text");
     let config = clip.config().clone();
     round_trip(
         &TextEncoder::Clip(clip),
         &out,
-        io.int("input_ids", &device),
-        io.int("attention_mask", &device),
+        io.int::<2>("input_ids", &device).unwrap(),
+        io.int::<2>("attention_mask", &device).unwrap(),
     );
     let read = |d: &Path| -> Value {
         serde_json::from_str(&std::fs::read_to_string(d.join("config.json")).unwrap()).unwrap()
@@ -692,11 +641,11 @@ fn weights_under_text_model_with_position_ids_load_alike() {
             position_ids,
         )],
     );
-    let io = Io::read(&fixture("tiny_clip_text").join("io.safetensors"));
+    let io = TensorFile::read(&fixture("tiny_clip_text").join("io.safetensors"));
     let model = ClipTextModel::load(&dir, &device).unwrap();
     let out = model.forward(
-        io.int("input_ids", &device),
-        Some(io.int("attention_mask", &device)),
+        io.int::<2>("input_ids", &device).unwrap(),
+        Some(io.int::<2>("attention_mask", &device).unwrap()),
     );
     assert_close(
         "text_model.-prefixed last_hidden_state",

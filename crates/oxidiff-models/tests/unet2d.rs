@@ -24,6 +24,8 @@
 //! /tmp/unet2d_export/tiny_unet2d_scale_shift: max |diffusers - oxidiff| = 1.38e-05 (|out| max 3.05)
 //! ```
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -34,14 +36,10 @@ use oxidiff_models::{
 };
 use serde_json::{Value, json};
 
+use common::{TensorFile, fixture};
+
 const FIXTURES: [&str; 2] = ["tiny_unet2d", "tiny_unet2d_scale_shift"];
 const WEIGHTS: &str = "diffusion_pytorch_model.safetensors";
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 /// A model's inputs and the output it should give.
 struct Io {
@@ -53,30 +51,12 @@ struct Io {
 
 /// `io.safetensors` of a fixture (float32 `x`, `timesteps`, `out`; int64 `class_labels`).
 fn read_io(path: &Path, device: &Device) -> Io {
-    let bytes = std::fs::read(path).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let floats = |name: &str| {
-        let view = file.tensor(name).unwrap();
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
-        TensorData::new(values, view.shape().to_vec())
-    };
-    let class_labels = file.tensor("class_labels").ok().map(|view| {
-        let values: Vec<i64> = view
-            .data()
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-            .collect();
-        Tensor::from_data(TensorData::new(values, view.shape().to_vec()), device)
-    });
+    let io = TensorFile::read(path);
     Io {
-        x: Tensor::from_data(floats("x"), device),
-        timesteps: Tensor::from_data(floats("timesteps"), device),
-        class_labels,
-        out: Tensor::from_data(floats("out"), device),
+        x: io.float("x", device),
+        timesteps: io.float("timesteps", device),
+        class_labels: io.int("class_labels", device),
+        out: io.float("out", device),
     }
 }
 

@@ -4,27 +4,22 @@
 //! loads here, and encodes and decodes its stored inputs to diffusers' outputs; exported again,
 //! it reads back to the same numbers.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor};
 use oxidiff_models::vae::{AutoencoderKL, load_diffusers_autoencoder, save_diffusers_autoencoder};
 
+use common::TensorFile;
+
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_vae")
+    common::fixture("tiny_vae")
 }
 
 /// The named float32 tensor of `io.safetensors`.
 fn stored(name: &str, device: &Device) -> Tensor<4> {
-    let bytes = std::fs::read(fixture().join("io.safetensors")).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let view = file.tensor(name).unwrap();
-    let values: Vec<f32> = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    let shape: [usize; 4] = view.shape().try_into().unwrap();
-    Tensor::from_data(TensorData::new(values, shape), device)
+    TensorFile::read(&fixture().join("io.safetensors")).float(name, device)
 }
 
 fn max_abs_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {

@@ -37,23 +37,23 @@
 //! `oxidiff_built` is diffusers' test config itself (block_out_channels (32, 64), 32 groups),
 //! built and exported by oxidiff.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod diffusers;
 mod network;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::{ModuleMapper, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use oxidiff_models::{TimeInjection, UNet, UNetConfig};
 
+use common::TensorFile;
+
 const FIXTURES: [&str; 2] = ["tiny_unet2d_condition", "tiny_unet2d_condition_linear"];
 const WEIGHTS: &str = "diffusion_pytorch_model.safetensors";
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+pub(crate) use common::fixture;
 
 /// A model's inputs and the output it should give.
 #[derive(Clone)]
@@ -68,31 +68,13 @@ struct Io {
 /// `io.safetensors` of a fixture (float32 `x`, `timesteps`, `encoder_hidden_states`, `out`;
 /// int64 `class_labels`).
 fn read_io(path: &Path, device: &Device) -> Io {
-    let bytes = std::fs::read(path).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let floats = |name: &str| {
-        let view = file.tensor(name).unwrap();
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
-        TensorData::new(values, view.shape().to_vec())
-    };
-    let class_labels = file.tensor("class_labels").ok().map(|view| {
-        let values: Vec<i64> = view
-            .data()
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-            .collect();
-        Tensor::from_data(TensorData::new(values, view.shape().to_vec()), device)
-    });
+    let io = TensorFile::read(path);
     Io {
-        x: Tensor::from_data(floats("x"), device),
-        timesteps: Tensor::from_data(floats("timesteps"), device),
-        context: Tensor::from_data(floats("encoder_hidden_states"), device),
-        class_labels,
-        out: Tensor::from_data(floats("out"), device),
+        x: io.float("x", device),
+        timesteps: io.float("timesteps", device),
+        context: io.float("encoder_hidden_states", device),
+        class_labels: io.int("class_labels", device),
+        out: io.float("out", device),
     }
 }
 
