@@ -79,7 +79,8 @@ pub fn ddim_step(
 }
 
 /// DDIM sampling over `num_steps` timesteps picked by `config.timestep_spacing`
-/// ([`GaussianDiffusion::inference_timesteps`]), starting at `x_t` (normally standard normal noise).
+/// ([`GaussianDiffusion::inference_timesteps`]), starting at `x_t` (normally standard normal
+/// noise).
 ///
 /// Each step goes to the next timestep of that schedule, as in the DDIM paper's sub-sequence τ.
 /// (diffusers instead always steps to t − T/n, which for `trailing` and `linspace` spacing is not

@@ -154,8 +154,8 @@ pub fn respaced_ddpm_step(
 }
 
 /// Ancestral sampling over `num_steps` of the training timesteps, respaced per
-/// `config.timestep_spacing` ([`GaussianDiffusion::inference_timesteps`]), starting at `x_t` (normally standard
-/// normal noise) and ending at x₀. With `num_steps = T` this is Ho et al.'s Algorithm 2 over
+/// `config.timestep_spacing` ([`GaussianDiffusion::inference_timesteps`]), starting at `x_t`
+/// (normally standard normal noise) and ending at x₀. With `num_steps = T` this is Ho et al.'s Algorithm 2 over
 /// every timestep; with fewer it is the respaced chain of Nichol & Dhariwal (2021, §4), each
 /// step the posterior step between two visited timesteps ([`respaced_ddpm_step`]; diffusers'
 /// `DDPMScheduler` after `set_timesteps(num_steps)`). Fresh noise for each step that does not

@@ -10,10 +10,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::{
-    DiffusionError, GaussianDiffusion, Prediction, TimestepSpacing, respace::apply_steps_offset,
-    respace_timesteps,
-};
+use crate::{DiffusionError, GaussianDiffusion, Prediction, TimestepSpacing};
 
 /// ᾱ_{T−1} the σ schedules use for a zero-terminal-SNR schedule (where ᾱ_{T−1} = 0): 2⁻²⁴, as
 /// diffusers' Euler and DPM-Solver schedulers set `alphas_cumprod[-1]`, so that σ_max stays
@@ -146,10 +143,10 @@ fn np_linspace(start: f64, stop: f64, n: usize) -> Vec<f64> {
 /// The σ schedule at training timesteps picked by `config.timestep_spacing`, then σ = 0: what
 /// diffusers' `EulerDiscreteScheduler` and `HeunDiscreteScheduler` `set_timesteps` compute.
 ///
-/// `leading` and `trailing` take [`respace_timesteps`] (`leading` shifted by `steps_offset`). `linspace` keeps the unrounded
-/// linspace(0, T − 1, n) as those two schedulers do (DDIM rounds it; here the denoiser gets the
-/// fractional timestep and σ is interpolated linearly between training sigmas, as diffusers'
-/// `np.interp`).
+/// `leading` and `trailing` take [`GaussianDiffusion::inference_timesteps`] (`leading` shifted
+/// by `steps_offset`). `linspace` keeps the unrounded linspace(0, T − 1, n) as those two
+/// schedulers do (DDIM rounds it; here the denoiser gets the fractional timestep and σ is
+/// interpolated linearly between training sigmas, as diffusers' `np.interp`).
 ///
 /// # Errors
 ///
@@ -161,10 +158,7 @@ pub fn discrete_sigmas(
     let total = diffusion.num_timesteps();
     let spacing = diffusion.config.timestep_spacing;
     // Validates num_steps for every spacing, including linspace which does not use the result.
-    let respaced = apply_steps_offset(
-        respace_timesteps(total, num_steps, spacing)?,
-        &diffusion.config,
-    )?;
+    let respaced = diffusion.inference_timesteps(num_steps)?;
     let timesteps: Vec<f64> = match spacing {
         // diffusers Euler/Heun: np.linspace(0, T − 1, n, dtype=float32)[::-1]
         TimestepSpacing::Linspace => np_linspace(0.0, (total - 1) as f64, num_steps)

@@ -83,24 +83,15 @@ fn fused(norm: &GroupNorm, x: Tensor<4>, silu: bool, route: BackendKind) -> Tens
 pub fn layer_norm(norm: &LayerNorm, epsilon: f64, x: Tensor<3>) -> Tensor<3> {
     let [batch, tokens, channels] = x.dims();
     let gamma = norm.gamma.val();
-    let route = match &norm.beta {
-        // Only under autodiff: flex has a fused LayerNorm forward of its own, but burn's autodiff
-        // composes it (and its backward) from a dozen tensor operations.
-        Some(beta) if gamma.dims() == [channels] => {
-            let kind = backend_kind(&x, &gamma);
-            if backend_kind(&x, &beta.val()) == kind {
-                kind
-            } else {
-                BackendKind::Other
-            }
-        }
-        _ => BackendKind::Other,
-    };
-    let Some(beta) = norm
+    // Only under autodiff: flex has a fused LayerNorm forward of its own, but burn's autodiff
+    // composes it (and its backward) from a dozen tensor operations.
+    let on_kernel = |t: &Tensor<1>| backend_kind(&x, t) == BackendKind::AutodiffFlex;
+    let beta = norm
         .beta
         .as_ref()
-        .filter(|_| route == BackendKind::AutodiffFlex)
-    else {
+        .map(|beta| beta.val())
+        .filter(|beta| gamma.dims() == [channels] && on_kernel(&gamma) && on_kernel(beta));
+    let Some(beta) = beta else {
         return norm.forward(x);
     };
     let rows = batch * tokens;
@@ -116,7 +107,7 @@ pub fn layer_norm(norm: &LayerNorm, epsilon: f64, x: Tensor<3>) -> Tensor<3> {
         shape: [rows, channels, 1, 1],
     };
     let x = x.reshape([rows, channels, 1, 1]);
-    fused_with(spec, x, gamma, beta.val(), route).reshape([batch, tokens, channels])
+    fused_with(spec, x, gamma, beta, BackendKind::AutodiffFlex).reshape([batch, tokens, channels])
 }
 
 /// The fused GroupNorm of `spec` with these affine parameters, on `route`'s backend.

@@ -52,13 +52,13 @@ pub fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
     if route == BackendKind::Other {
         return layer.forward(x);
     }
-    let [d_input, d_output] = layer.weight.val().dims();
+    let weight = layer.weight.val();
+    let [d_input, d_output] = weight.dims();
     let g = LinearGeometry {
         rows: x.dims()[0],
         d_input,
         d_output,
     };
-    let weight = layer.weight.val();
     let bias = layer.bias.as_ref().map(|b| b.val());
     match route {
         BackendKind::Flex => {

@@ -74,17 +74,28 @@ enum SchedulerClass {
 }
 
 impl SchedulerClass {
-    fn of(keys: &ConfigKeys<'_, TrainError>) -> Result<Self, TrainError> {
-        match keys.get("_class_name", json!("DDPMScheduler")).as_str() {
-            Some("DDPMScheduler") => Ok(Self::Ddpm),
-            Some("DDIMScheduler") => Ok(Self::Ddim),
-            Some("PNDMScheduler") => Ok(Self::Pndm),
-            _ => Err(keys.refuse(
+    /// The class a config's `_class_name` names (absent: `DDPMScheduler`, diffusers' default
+    /// for a bare scheduler config), `None` for one oxidiff does not read.
+    fn named(json: &Value) -> Option<Self> {
+        match json
+            .get("_class_name")
+            .map_or(Some("DDPMScheduler"), Value::as_str)
+        {
+            Some("DDPMScheduler") => Some(Self::Ddpm),
+            Some("DDIMScheduler") => Some(Self::Ddim),
+            Some("PNDMScheduler") => Some(Self::Pndm),
+            _ => None,
+        }
+    }
+
+    fn of(keys: &ConfigKeys<'_, TrainError>, json: &Value) -> Result<Self, TrainError> {
+        Self::named(json).ok_or_else(|| {
+            keys.refuse(
                 "_class_name",
                 "is not supported: oxidiff reads the noise schedule of a DDPMScheduler, a \
                  DDIMScheduler or a PNDMScheduler",
-            )),
-        }
+            )
+        })
     }
 }
 
@@ -166,7 +177,7 @@ pub fn diffusion_config_from_scheduler_json(
     let keys = ConfigKeys::new(json, source, |path, message| {
         TrainError::diffusers(path, message)
     })?;
-    let class = SchedulerClass::of(&keys)?;
+    let class = SchedulerClass::of(&keys, json)?;
     for key in keys.object().keys() {
         let known = DDPM_KEYS.contains(&key.as_str())
             || OTHER_CLASS_KEYS.contains(&key.as_str())
@@ -258,11 +269,13 @@ pub fn diffusion_config_from_scheduler_json(
             ));
         }
     };
-    let steps_offset = keys
-        .get("steps_offset", json!(0))
-        .as_u64()
-        .ok_or_else(|| keys.refuse("steps_offset", "is not a non-negative integer"))?
-        as usize;
+    let uint_key = |key: &str, default: u64| {
+        keys.get(key, json!(default))
+            .as_u64()
+            .map(|n| n as usize)
+            .ok_or_else(|| keys.refuse(key, "is not a non-negative integer"))
+    };
+    let steps_offset = uint_key("steps_offset", 0)?;
     let bool_key = |key: &str, default: bool| match keys.get(key, json!(default)) {
         Value::Bool(b) => Ok(b),
         _ => Err(keys.refuse(key, "is not true or false")),
@@ -277,11 +290,7 @@ pub fn diffusion_config_from_scheduler_json(
         ));
     }
     let rescale_zero_terminal_snr = bool_key("rescale_betas_zero_snr", false)?;
-    let num_train_timesteps = keys
-        .get("num_train_timesteps", json!(1000))
-        .as_u64()
-        .ok_or_else(|| keys.refuse("num_train_timesteps", "is not a non-negative integer"))?
-        as usize;
+    let num_train_timesteps = uint_key("num_train_timesteps", 1000)?;
     let config = DiffusionConfig {
         num_train_timesteps,
         beta_schedule,
@@ -313,8 +322,8 @@ pub fn diffusion_config_from_scheduler_json(
 /// The sampler a pipeline with this scheduler config runs by default, as diffusers' pipeline
 /// steps with its scheduler: `pndm` for a PNDMScheduler, else oxidiff's default `ddim`.
 pub fn scheduler_sampler(json: &Value) -> SamplerKind {
-    match json.get("_class_name").and_then(Value::as_str) {
-        Some("PNDMScheduler") => SamplerKind::Pndm,
+    match SchedulerClass::named(json) {
+        Some(SchedulerClass::Pndm) => SamplerKind::Pndm,
         _ => SamplerKind::Ddim,
     }
 }
