@@ -19,7 +19,6 @@ Needs torch and diffusers (`pip install torch diffusers`).
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from torch_unet import add_timing_args, cpu_name, peak_memory_bytes, sync
+from torch_unet import add_timing_args, cpu_name, ddim_step_of, peak_memory_bytes, sync
 
 NUM_TIMESTEPS = 1000
 
@@ -92,16 +91,7 @@ def main(argv=None):
         with torch.no_grad():
             return net(x_t, t, encoder_hidden_states=context).sample
 
-    betas = torch.linspace(1e-4, 0.02, NUM_TIMESTEPS, dtype=torch.float64)
-    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
-    a_t, a_prev = float(alphas_cumprod[500]), float(alphas_cumprod[480])
-
-    def ddim_step(x_t, _t, _noise):
-        with torch.no_grad():
-            t = torch.full((x_t.shape[0],), 500, device=x_t.device)
-            eps = net(x_t, t, encoder_hidden_states=context).sample
-            x0 = (x_t - math.sqrt(1.0 - a_t) * eps) / math.sqrt(a_t)
-            return math.sqrt(a_prev) * x0 + math.sqrt(1.0 - a_prev) * eps
+    ddim_step = ddim_step_of(lambda x_t, t: net(x_t, t, encoder_hidden_states=context).sample)
 
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -293,6 +293,24 @@ def timed(fn, warmup, steps, batch, device):
     return statistics.median(times)
 
 
+def ddim_step_of(eps_of):
+    """One deterministic DDIM step (eta = 0) from t = 500 to 480 on the linear DDPM schedule, as
+    oxidiff's bench times it: the model call `eps_of(x_t, t)` plus the update, without x0
+    clipping. Takes (x_t, t, noise) as the timed functions do; t and noise are not used."""
+    betas = torch.linspace(1e-4, 0.02, NUM_TIMESTEPS, dtype=torch.float64)
+    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+    a_t, a_prev = float(alphas_cumprod[500]), float(alphas_cumprod[480])
+
+    def ddim_step(x_t, _t, _noise):
+        with torch.no_grad():
+            t = torch.full((x_t.shape[0],), 500.0, device=x_t.device)
+            eps = eps_of(x_t, t)
+            x0 = (x_t - math.sqrt(1.0 - a_t) * eps) / math.sqrt(a_t)
+            return math.sqrt(a_prev) * x0 + math.sqrt(1.0 - a_prev) * eps
+
+    return ddim_step
+
+
 def add_timing_args(p):
     """The options every UNet peer takes (also bench/peer/diffusers_unet.py's)."""
     p.add_argument("--batch", type=int, default=16)
@@ -346,18 +364,7 @@ def main(argv=None):
         with torch.no_grad():
             return net(x_t, t)
 
-    # One deterministic DDIM step (eta = 0) from t = 500 to 480 on the linear DDPM schedule,
-    # as oxidiff's bench times it: the model call plus the update, without x0 clipping.
-    betas = torch.linspace(1e-4, 0.02, NUM_TIMESTEPS, dtype=torch.float64)
-    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
-    a_t, a_prev = float(alphas_cumprod[500]), float(alphas_cumprod[480])
-
-    def ddim_step(x_t, _t, _noise):
-        with torch.no_grad():
-            t = torch.full((x_t.shape[0],), 500.0, device=x_t.device)
-            eps = net(x_t, t)
-            x0 = (x_t - math.sqrt(1.0 - a_t) * eps) / math.sqrt(a_t)
-            return math.sqrt(a_prev) * x0 + math.sqrt(1.0 - a_prev) * eps
+    ddim_step = ddim_step_of(net)
 
     forward_flops = forward_flops_per_image(model, device)
 
