@@ -46,7 +46,7 @@ pub struct LoadedModel {
     /// [`LoadedModel::to_images`] decodes.
     pub latent: Option<LatentSpace>,
     /// A text-to-image model's frozen text encoder: prompts become the context the UNet
-    /// attends to ([`LoadedModel::prompt_guidance`]).
+    /// attends to ([`LoadedModel::prompts_guidance`]).
     pub text: Option<TextConditioner>,
 }
 
@@ -96,14 +96,15 @@ impl LoadedModel {
         }
     }
 
-    /// Classifier-free guidance toward `prompt` (away from `negative`: the empty prompt for
-    /// none) at `scale`, with the model on `device`; `None` for a model without text.
+    /// Classifier-free guidance toward `prompts` (one for the whole batch, or one per sample)
+    /// and away from `negative` (the empty prompt for none) at `scale`, with the model on
+    /// `device`; `None` for a model without text.
     ///
     /// # Errors
     /// A prompt the tokenizer refuses.
-    pub fn prompt_guidance(
+    pub fn prompts_guidance(
         &self,
-        prompt: &str,
+        prompts: &[String],
         negative: &str,
         scale: f64,
         device: &Device,
@@ -114,7 +115,7 @@ impl LoadedModel {
         Ok(Some(PromptGuidance {
             model: &self.model,
             diffusion: &self.diffusion,
-            cond: text.encode(&[prompt.to_string()], device)?,
+            cond: text.encode(prompts, device)?,
             uncond: text.encode(&[negative.to_string()], device)?,
             scale,
         }))
@@ -134,7 +135,7 @@ impl LoadedModel {
             Some(p) => (p.prompt.as_str(), p.negative.as_str(), p.guidance),
             None => ("", "", 1.0),
         };
-        match self.prompt_guidance(text, negative, scale, device)? {
+        match self.prompts_guidance(&[text.to_string()], negative, scale, device)? {
             Some(guided) => Ok(Box::new(guided)),
             None if prompt.is_some() => Err(TrainError::Checkpoint {
                 path: self.checkpoint.clone(),

@@ -59,7 +59,7 @@ fn guided(
     device: &Device,
 ) -> impl oxidiff_diffusion::Denoiser {
     loaded
-        .prompt_guidance(prompt, negative, guidance, device)
+        .prompts_guidance(&[prompt.to_string()], negative, guidance, device)
         .unwrap()
         .expect("a text-to-image model")
 }

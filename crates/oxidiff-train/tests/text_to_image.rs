@@ -14,6 +14,7 @@ use std::path::Path;
 use burn::tensor::Device;
 use oxidiff_data::DataReport;
 use oxidiff_models::text::{ClipTextConfig, ClipTextModel, TextTokenizer};
+use oxidiff_train::eval::{EvalOptions, PromptFollowingOptions, evaluate_checkpoint};
 use oxidiff_train::{RunConfig, RunEnd, Trainer, generate, load_for_sampling};
 
 use common::{max_abs_diff, serial, tiny_config, values, write_images};
@@ -100,7 +101,7 @@ fn a_text_run_trains_on_captions_and_samples_from_a_prompt() {
     assert!(loaded.text.is_some(), "the run's encoder is loaded with it");
     let draw = |prompt: &str, scale: f64| {
         let guided = loaded
-            .prompt_guidance(prompt, "", scale, &device)
+            .prompts_guidance(&[prompt.to_string()], "", scale, &device)
             .unwrap()
             .expect("a text-to-image model");
         let shape = [2, 1, 8, 8];
@@ -132,6 +133,68 @@ fn a_text_run_trains_on_captions_and_samples_from_a_prompt() {
             &draw("a horizontal line", 0.0)
         ) < 1e-6
     );
+}
+
+#[test]
+fn prompt_following_classifies_each_sample_against_its_prompts_class() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // Two classes (a folder each) of images, each captioned with its own words.
+    for class in ["lines", "diagonals"] {
+        let dir = data.join(class);
+        write_images(&dir, 8);
+        for i in 0..8 {
+            let caption = format!("{}, {class} number {i}", SHAPES[i % 4]);
+            std::fs::write(dir.join(format!("img-{i:02}.txt")), caption).unwrap();
+        }
+    }
+    let encoder = tmp.path().join("clip");
+    clip_encoder(&encoder);
+    let device = Device::flex();
+    let run = tmp.path().join("run");
+    let config = text_config(&data, &encoder, &[]);
+    Trainer::new(config, &run, &device)
+        .unwrap()
+        .run(None, &mut |_| {})
+        .unwrap();
+
+    let options = EvalOptions {
+        batch_size: 3,
+        nll: None,
+        prompts: Some(PromptFollowingOptions {
+            guidance: Some(2.0),
+        }),
+        ..EvalOptions::default()
+    };
+    let result = evaluate_checkpoint(&run, &options, &device, &mut |_, _, _| {}).unwrap();
+    let p = result.prompt_following.clone().expect("prompt following");
+    assert_eq!(p.samples, 4, "one per held-out image (a quarter of 16)");
+    assert_eq!(p.guidance, 2.0);
+    let classes: Vec<&str> = p.per_class.iter().map(|c| c.class.as_str()).collect();
+    assert!(classes.iter().all(|c| ["diagonals", "lines"].contains(c)));
+    assert_eq!(p.per_class.iter().map(|c| c.samples).sum::<usize>(), 4);
+    let right: usize = p.per_class.iter().map(|c| c.right).sum();
+    assert!((p.rate - right as f64 / 4.0).abs() < 1e-12, "{p:?}");
+    assert!((0.0..=1.0).contains(&p.chance) && (0.0..=1.0).contains(&p.classifier_accuracy));
+    // Every caption names its own image ("…, lines number 3"): none held out was trained on.
+    assert_eq!(p.unseen_prompts, 4);
+    let again = evaluate_checkpoint(&run, &options, &device, &mut |_, _, _| {}).unwrap();
+    assert_eq!(again.prompt_following, Some(p), "seeded");
+
+    // Images of one class give the samples nothing to be checked against: refused up front.
+    let flat = tmp.path().join("flat");
+    captioned_images(&flat, 8);
+    let one_class = tmp.path().join("one-class");
+    let config = text_config(&flat, &encoder, &["train.steps=1"]);
+    Trainer::new(config, &one_class, &device)
+        .unwrap()
+        .run(None, &mut |_| {})
+        .unwrap();
+    let message = evaluate_checkpoint(&one_class, &options, &device, &mut |_, _, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("class labels"), "{message}");
 }
 
 #[test]

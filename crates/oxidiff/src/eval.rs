@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use oxidiff_train::eval::{
     AutoencoderEvalResult, DistanceOptions, EditOptions, EvalOptions, EvalPhase, EvalResult,
-    ImageSelection, NllOptions, evaluate_autoencoder, evaluate_checkpoint, is_autoencoder,
+    ImageSelection, NllOptions, PromptFollowing, PromptFollowingOptions, evaluate_autoencoder,
+    evaluate_checkpoint, is_autoencoder,
 };
 
 use oxidiff_diffusion::sample::RePaintOptions;
@@ -83,6 +84,20 @@ pub struct EvalArgs {
     /// Sampling steps for --inpaint and --denoise-sigmas.
     #[arg(long, default_value_t = 50)]
     pub edit_steps: usize,
+    /// A text-to-image model with class labels: draw one sample per evaluated image, prompted
+    /// with one of its captions, and report how often the FD-oxidiff classifier puts it in
+    /// that image's class, against the rate for random prompts.
+    #[arg(long)]
+    pub prompt_following: bool,
+    /// Classifier-free guidance scale of --prompt-following [default: the run's
+    /// sample.guidance_scale].
+    #[arg(
+        long,
+        value_name = "W",
+        requires = "prompt_following",
+        allow_negative_numbers = true
+    )]
+    pub guidance: Option<f64>,
     /// Evaluate the online weights instead of the EMA weights.
     #[arg(long)]
     pub no_ema: bool,
@@ -144,6 +159,9 @@ pub fn eval_command(args: EvalArgs) -> Result<()> {
             denoise_sigmas: args.denoise_sigmas.clone(),
             steps: args.edit_steps,
         },
+        prompts: args.prompt_following.then_some(PromptFollowingOptions {
+            guidance: args.guidance,
+        }),
     };
     let interrupt = Interrupt::install("finishing the measurement under way; nothing is written")?;
     let device = args.device.device()?;
@@ -158,6 +176,7 @@ pub fn eval_command(args: EvalArgs) -> Result<()> {
             EvalPhase::Sampling => "sampling for FD-oxidiff",
             EvalPhase::Inpainting => "inpainting",
             EvalPhase::Denoising => "denoising",
+            EvalPhase::Prompting => "sampling from the images' captions",
         });
         bar.set_length(total as u64);
         bar.set_position(done as u64);
@@ -311,4 +330,34 @@ fn print_result(r: &EvalResult, ema: bool) {
             score.sigma, score.steps, score.images, score.psnr_noisy, score.psnr_denoised
         );
     }
+    if let Some(p) = &r.prompt_following {
+        print_prompt_following(p, &r.sampler);
+    }
+}
+
+fn print_prompt_following(p: &PromptFollowing, sampler: &str) {
+    println!(
+        "prompt following (guidance {}, {sampler}; {} samples, each prompted with a caption of          one evaluated image): {:.1}% in the prompt's class, against {:.1}% for random prompts",
+        p.guidance,
+        p.samples,
+        100.0 * p.rate,
+        100.0 * p.chance
+    );
+    if let Some(rate) = p.unseen_rate {
+        println!(
+            "  prompts in no training caption: {} of them, {:.1}% in the prompt's class",
+            p.unseen_prompts,
+            100.0 * rate
+        );
+    }
+    println!(
+        "  the classifier (FD-oxidiff's, trained on the run's training split) is {:.1}% right on          the real evaluated images",
+        100.0 * p.classifier_accuracy
+    );
+    let classes: Vec<String> = p
+        .per_class
+        .iter()
+        .map(|c| format!("{} {}/{}", c.class, c.right, c.samples))
+        .collect();
+    println!("  per class: {}", classes.join(", "));
 }

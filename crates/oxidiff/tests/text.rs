@@ -139,6 +139,29 @@ fn train_on_captions_and_sample_from_a_prompt() {
     );
     assert!(eval.status.success(), "{}", stderr(&eval));
     assert!(stdout(&eval).contains("bits/dim"), "{}", stdout(&eval));
+    // Samples from the held-out images' captions, classified against their digit.
+    let following = oxidiff(
+        &[
+            "eval",
+            "--checkpoint",
+            "run",
+            "--images",
+            "8",
+            "--no-bpd",
+            "--steps",
+            "2",
+            "--prompt-following",
+            "--guidance",
+            "3",
+        ],
+        tmp.path(),
+    );
+    assert!(following.status.success(), "{}", stderr(&following));
+    let text = stdout(&following);
+    assert!(
+        text.contains("prompt following (guidance 3") && text.contains("for random prompts"),
+        "{text}"
+    );
     // Editing takes a prompt too.
     write_inpaint_inputs(tmp.path());
     for (command, how) in [
@@ -187,5 +210,10 @@ fn a_prompt_for_a_model_without_text_is_refused() {
         ],
         tmp.path(),
         "is not a text-to-image model",
+    );
+    refused(
+        &["eval", "--checkpoint", "run", "--prompt-following"],
+        tmp.path(),
+        "prompt following needs a text-to-image model",
     );
 }

@@ -25,10 +25,13 @@ use crate::trainer::DiffusionState;
 
 mod autoencoder;
 mod options;
+mod prompts;
 pub use autoencoder::{AutoencoderEvalResult, evaluate_autoencoder, is_autoencoder};
 pub use options::{
     DistanceOptions, EditOptions, EvalOptions, EvalSplit, ImageSelection, NllOptions,
+    PromptFollowingOptions,
 };
+pub use prompts::{ClassFollowing, PromptFollowing};
 
 /// The numbers of one evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +49,8 @@ pub struct EvalResult {
     pub inpaint: Vec<InpaintScore>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denoise: Vec<DenoiseScore>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_following: Option<PromptFollowing>,
     /// How the generated samples were drawn (`"ddim (leading spacing), 50 network calls"`).
     pub sampler: String,
 }
@@ -58,10 +63,12 @@ pub enum EvalPhase {
     Sampling,
     Inpainting,
     Denoising,
+    Prompting,
 }
 
 /// Evaluates the checkpoint at `path` (or a run directory's newest): ε-MSE per band of t,
-/// bits/dim, FD-oxidiff, inpainting and denoising as `options` ask, on `device` (no autodiff).
+/// bits/dim, FD-oxidiff, inpainting, denoising and prompt following as `options` ask, on
+/// `device` (no autodiff).
 ///
 /// # Errors
 /// - the checkpoint or its run files cannot be read;
@@ -86,6 +93,9 @@ pub fn evaluate_checkpoint(
     }
     let m = Measuring::new(&loaded, options, device)?;
     let run = RunData::load(&m.c, run_dir)?;
+    if options.prompts.is_some() {
+        prompts::check_possible(&loaded, &run.all)?;
+    }
     let evaluated = select_images(&m.c, &run, &options.images)?;
 
     let in_model_space = in_model_space(&m, &evaluated)?;
@@ -95,8 +105,16 @@ pub fn evaluate_checkpoint(
         .map(|nll| measure_nll(&m, &in_model_space, nll, progress))
         .transpose()?;
     let (real, labels) = evaluated.assemble(device)?;
-    // The feature network, when a distance is asked for (samples or inpainted images).
-    let features = if options.distance.samples.is_some() || !options.editing.inpaint.is_empty() {
+    let training_captions = options
+        .prompts
+        .map(|_| run.training_captions())
+        .unwrap_or_default();
+    // The feature network, when a distance is asked for (samples or inpainted images) or
+    // samples are to be classified.
+    let features = if options.distance.samples.is_some()
+        || !options.editing.inpaint.is_empty()
+        || options.prompts.is_some()
+    {
         Some(feature_network(&m.c, run, &real, &labels, progress)?)
     } else {
         None
@@ -108,6 +126,23 @@ pub fn evaluate_checkpoint(
     };
     let inpaint = measure_inpainting(&m, &real, features.as_ref(), &options.editing, progress)?;
     let denoise = measure_denoising(&m, &real, &options.editing, progress)?;
+    let prompt_following = match (options.prompts, &features) {
+        (Some(prompting), Some(features)) => {
+            let task = prompts::PromptTask {
+                evaluated: &evaluated,
+                training_captions: &training_captions,
+                features,
+                sample,
+                guidance: prompting
+                    .guidance
+                    .unwrap_or(loaded.config.sample.guidance_scale),
+            };
+            Some(prompts::measure(&m, &task, &mut |done, total| {
+                progress(EvalPhase::Prompting, done, total)
+            })?)
+        }
+        _ => None,
+    };
     Ok(EvalResult {
         checkpoint: loaded.checkpoint.clone(),
         step: state.step,
@@ -119,6 +154,7 @@ pub fn evaluate_checkpoint(
         distance,
         inpaint,
         denoise,
+        prompt_following,
         sampler: describe_sampler(sample, &loaded.diffusion),
     })
 }
@@ -215,6 +251,15 @@ impl RunData {
         let all = load_dataset_for_run(&config.data, c.size, c.channels, config.seed)?;
         let split = crate::trainer::saved_split(&dir, &all)?;
         Ok(Self { dir, all, split })
+    }
+
+    /// Every caption of every training image.
+    fn training_captions(&self) -> std::collections::HashSet<String> {
+        self.split
+            .train
+            .iter()
+            .flat_map(|&i| self.all.captions_of(i).into_owned())
+            .collect()
     }
 }
 

@@ -280,22 +280,33 @@ pub fn classifier_accuracy(
     let FeatureTask::Classifier { .. } = task else {
         return None;
     };
+    let predicted = classify(net, images, batch);
+    let right = predicted.iter().zip(labels).filter(|(p, l)| p == l).count();
+    Some(right as f64 / predicted.len().max(1) as f64)
+}
+
+/// The class the classifier `net` predicts for each of `images` (batches of `batch`).
+///
+/// # Shapes
+/// - `images`: `[N, C, S, S]`; returns `[N]`
+pub fn classify(net: &FeatureNet, images: Tensor<4>, batch: usize) -> Vec<usize> {
     let n = images.dims()[0];
-    let mut right = 0usize;
+    let mut out = Vec::with_capacity(n);
     let mut start = 0;
     while start < n {
         let len = batch.max(1).min(n - start);
         let logits = net.forward(images.clone().narrow(0, start, len));
         let predicted = logits.argmax(1).into_data().convert::<i64>();
-        let predicted = predicted.try_to_vec::<i64>().unwrap_or_default();
-        right += predicted
-            .iter()
-            .zip(&labels[start..start + len])
-            .filter(|&(&p, &l)| p as usize == l)
-            .count();
+        out.extend(
+            predicted
+                .try_to_vec::<i64>()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p as usize),
+        );
         start += len;
     }
-    Some(right as f64 / n.max(1) as f64)
+    out
 }
 
 /// Compares feature sets (`[N, FEATURE_DIM]` each, row-major).

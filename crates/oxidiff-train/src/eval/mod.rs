@@ -1,6 +1,6 @@
 //! Evaluation of a trained model on held-out images: negative log-likelihood in bits/dim from
-//! the variational bound, ε-MSE per band of timesteps, and (see [`FeatureNet`]) the sample
-//! distance FD-oxidiff.
+//! the variational bound, ε-MSE per band of timesteps, (see [`FeatureNet`]) the sample
+//! distance FD-oxidiff, and a text-to-image model's prompt following ([`PromptFollowing`]).
 //!
 //! Every number here is a function of the weights and the images alone: noise and timesteps
 //! come from generators seeded per image, so two checkpoints evaluated on the same images see
@@ -15,13 +15,13 @@ mod ssim;
 mod tasks;
 
 pub use checkpoint::{
-    AutoencoderEvalResult, DistanceOptions, EditOptions, EvalOptions, EvalPhase, EvalResult,
-    EvalSplit, ImageSelection, NllOptions, evaluate_autoencoder, evaluate_checkpoint,
-    is_autoencoder,
+    AutoencoderEvalResult, ClassFollowing, DistanceOptions, EditOptions, EvalOptions, EvalPhase,
+    EvalResult, EvalSplit, ImageSelection, NllOptions, PromptFollowing, PromptFollowingOptions,
+    evaluate_autoencoder, evaluate_checkpoint, is_autoencoder,
 };
 pub use features::{
     FEATURE_DIM, FeatureNet, FeatureNetConfig, FeatureTask, PR_NEIGHBOURS, SampleDistance,
-    classifier_accuracy, features_of, sample_distance, train_feature_net,
+    classifier_accuracy, classify, features_of, sample_distance, train_feature_net,
 };
 pub use frechet::{FeatureStats, PrecisionRecall, StatsError, frechet_distance, precision_recall};
 pub(crate) use log::append_eval;

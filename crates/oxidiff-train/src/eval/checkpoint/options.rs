@@ -23,7 +23,7 @@ oxidiff_diffusion::named_enum! {
 
 /// What to measure and how, grouped by the measurement that reads it. The defaults are
 /// `oxidiff eval`'s: the held-out images, ε-MSE and bits/dim (stride 20), batches of 100, seed
-/// 0, EMA weights; no FD-oxidiff, inpainting or denoising.
+/// 0, EMA weights; no FD-oxidiff, inpainting, denoising or prompt following.
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
     /// Which images every measurement runs on.
@@ -42,6 +42,8 @@ pub struct EvalOptions {
     pub distance: DistanceOptions,
     /// Inpainting and denoising of the evaluated images.
     pub editing: EditOptions,
+    /// How well a text-to-image model's samples follow their prompts; `None` skips it.
+    pub prompts: Option<PromptFollowingOptions>,
 }
 
 impl Default for EvalOptions {
@@ -55,6 +57,7 @@ impl Default for EvalOptions {
             nll: Some(NllOptions::default()),
             distance: DistanceOptions::default(),
             editing: EditOptions::default(),
+            prompts: None,
         }
     }
 }
@@ -122,4 +125,13 @@ impl Default for EditOptions {
             steps: 50,
         }
     }
+}
+
+/// Prompt following (see [`PromptFollowing`](super::PromptFollowing)): one sample per
+/// evaluated image, prompted with one of its captions, drawn as
+/// [`DistanceOptions::sample_config`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PromptFollowingOptions {
+    /// The classifier-free guidance scale; `None`: the run's `sample.guidance_scale`.
+    pub guidance: Option<f64>,
 }
