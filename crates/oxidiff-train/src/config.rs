@@ -355,7 +355,7 @@ impl RunConfig {
         }
         let mut unet = model.resolve()?;
         if let Some(source) = self.text_source()? {
-            unet.cross_attention_dim = Some(source.hidden_size);
+            unet.cross_attention_dim = Some(source.hidden_size());
         }
         unet.out_channels *= match self.diffusion.variance_type {
             VarianceType::Fixed => 1,
@@ -374,14 +374,10 @@ impl RunConfig {
             .transpose()
     }
 
-    /// A text-to-image run's text encoder (`text.encoder`), found and its width read; `None`
-    /// for a run without text.
+    /// A text-to-image run's text encoder (`text.encoder`), found (or sized) and its width
+    /// read; `None` for a run without text.
     pub fn text_source(&self) -> Result<Option<TextSource>, TrainError> {
-        self.text
-            .encoder
-            .as_deref()
-            .map(TextSource::resolve)
-            .transpose()
+        TextSource::of_section(&self.text)
     }
 
     /// The image and latent sizes of a latent run; `None` for a pixel-space run.

@@ -22,7 +22,7 @@ use crate::error::TrainError;
 use crate::latent::LatentSpace;
 use crate::memory::sampling_bytes_per_image;
 use crate::run_dir::{EMA_FILE, MODEL_FILE, RunDir, read_json, resolve_checkpoint};
-use crate::text::TextConditioner;
+use crate::text::{TextConditioner, load_joint};
 
 /// What a text-to-image model is asked for.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,9 +186,17 @@ pub fn load_for_sampling(
                 .into(),
         });
     }
-    let unet = config.unet()?;
-    let weights = if use_ema { EMA_FILE } else { MODEL_FILE };
-    let model = checkpoint::load_weights(unet.init(device), &dir.join(weights))?;
+    let weights = dir.join(if use_ema { EMA_FILE } else { MODEL_FILE });
+    // A run that trained its text encoder holds it in the same weight file as the UNet.
+    let (model, trained_encoder) = if config.text.trains_encoder() {
+        let (unet, encoder, source) = load_joint(&config, &weights, device)?;
+        (unet, Some((encoder, source)))
+    } else {
+        (
+            checkpoint::load_weights(config.unet()?.init(device), &weights)?,
+            None,
+        )
+    };
     let diffusion = GaussianDiffusion::new(config.diffusion.clone())?;
     let run_dir = RunDir::of_checkpoint(&dir);
     let standardization = match config.data.standardize {
@@ -203,13 +211,13 @@ pub fn load_for_sampling(
         )?),
         None => None,
     };
-    let text = match config.text_source()? {
-        Some(source) => Some(TextConditioner::load(
-            &source,
-            config.text.max_length,
-            device,
+    let max_length = config.text.max_length;
+    let text = match (trained_encoder, config.text_source()?) {
+        (Some((encoder, source)), _) => Some(TextConditioner::with_encoder(
+            &source, max_length, encoder, device,
         )?),
-        None => None,
+        (None, Some(source)) => Some(TextConditioner::load(&source, max_length, device)?),
+        (None, None) => None,
     };
     Ok(LoadedModel {
         config,

@@ -65,10 +65,11 @@ pub use run_dir::{
 };
 pub use tensorboard::TensorBoardWriter;
 pub use text::{
-    DEFAULT_MAX_LENGTH, MINILM, TextConditioner, TextSection, TextSource, token_lengths,
+    DEFAULT_MAX_LENGTH, JointModel, MINILM, PretrainedText, SCRATCH, SCRATCH_DEFAULTS,
+    TextConditioner, TextSection, TextSource, load_joint, scale_update, token_lengths,
 };
 pub use trainer::{
     AutoencoderState, AutoencoderTask, AutoencoderTraining, Conditioning, DataFeed, DiffusionState,
-    DiffusionTask, EvalDue, LabelDropout, MicroBatch, RunData, RunEnd, RunSetup, TrainEvent,
-    TrainState, TrainTask, Trainer,
+    DiffusionTask, EvalDue, JointTextTask, LabelDropout, MicroBatch, RunData, RunEnd, RunSetup,
+    TrainEvent, TrainState, TrainTask, Trainer,
 };

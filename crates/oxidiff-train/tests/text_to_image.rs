@@ -17,24 +17,7 @@ use oxidiff_models::text::{ClipTextConfig, ClipTextModel, TextTokenizer};
 use oxidiff_train::eval::{EvalOptions, PromptFollowingOptions, evaluate_checkpoint};
 use oxidiff_train::{RunConfig, RunEnd, Trainer, generate, load_for_sampling};
 
-use common::{max_abs_diff, serial, tiny_config, values, write_images};
-
-/// What each of `write_images`' four shapes is, as a caption.
-const SHAPES: [&str; 4] = [
-    "a vertical line",
-    "a horizontal line",
-    "a thin diagonal",
-    "a thick diagonal",
-];
-
-/// `n` images with kohya-style sidecar captions, all but the last one captioned.
-fn captioned_images(dir: &Path, n: usize) {
-    write_images(dir, n);
-    for i in 0..n - 1 {
-        let caption = format!("{}, number {i}", SHAPES[i % 4]);
-        std::fs::write(dir.join(format!("img-{i:02}.txt")), caption).unwrap();
-    }
-}
+use common::{SHAPES, captioned_images, max_abs_diff, serial, tiny_config, values, write_images};
 
 /// A small random CLIP text encoder with CLIP's tokenizer, as a transformers directory.
 fn clip_encoder(dir: &Path) {

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use oxidiff_train::{
-    AutoencoderTask, CONFIG_FILE, DiffusionTask, RunConfig, RunEnd, TaskKind, TrainTask, Trainer,
-    resolve_checkpoint,
+    AutoencoderTask, CONFIG_FILE, DiffusionTask, JointTextTask, RunConfig, RunDir, RunEnd,
+    TaskKind, TrainTask, Trainer, resolve_checkpoint,
 };
 
 use crate::device::DeviceArg;
@@ -48,11 +48,18 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
             let checkpoint = resolve_checkpoint(dir)?;
             let saved = RunConfig::load(&checkpoint.join(CONFIG_FILE), &[])?;
             match saved.task {
+                TaskKind::Diffusion if saved.text.trains_encoder() => {
+                    announce_encoding(&saved);
+                    let trainer =
+                        Trainer::<JointTextTask>::resumed(dir, &args.overrides, &backend)?;
+                    describe_joint(&trainer);
+                    drive(trainer, &args, &interrupt)
+                }
                 TaskKind::Diffusion => {
                     announce_encoding(&saved);
                     let trainer =
                         Trainer::<DiffusionTask>::resumed(dir, &args.overrides, &backend)?;
-                    describe_first_stages(&trainer);
+                    describe_first_stages(&trainer.task, &trainer.run_dir);
                     drive(trainer, &args, &interrupt)
                 }
                 TaskKind::Autoencoder => drive(
@@ -69,10 +76,16 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
             };
             let run_dir = args.out.clone().unwrap_or_else(|| default_run_dir(&config));
             match config.task {
+                TaskKind::Diffusion if config.text.trains_encoder() => {
+                    announce_encoding(&config);
+                    let trainer = Trainer::<JointTextTask>::fresh(config, &run_dir, &backend)?;
+                    describe_joint(&trainer);
+                    drive(trainer, &args, &interrupt)
+                }
                 TaskKind::Diffusion => {
                     announce_encoding(&config);
                     let trainer = Trainer::<DiffusionTask>::fresh(config, &run_dir, &backend)?;
-                    describe_first_stages(&trainer);
+                    describe_first_stages(&trainer.task, &trainer.run_dir);
                     drive(trainer, &args, &interrupt)
                 }
                 TaskKind::Autoencoder => drive(
@@ -97,23 +110,23 @@ fn announce_encoding(config: &RunConfig) {
 
 /// What a text-to-image run conditions on, and what a latent run's encoding made: the
 /// latents' shape, where they came from, the factor.
-fn describe_first_stages(trainer: &Trainer<DiffusionTask>) {
-    if let Some(text) = trainer.task.text() {
+fn describe_first_stages(task: &DiffusionTask, run_dir: &RunDir) {
+    if let Some(text) = task.text() {
         eprintln!(
             "text: the UNet cross-attends to the frozen encoder {} ({}-d states of {} tokens \
              per caption)",
-            text.source().encoder_dir.display(),
+            text.source().describe(),
             text.hidden_size(),
             text.context_length()
         );
     }
-    let Some((_, made)) = trainer.task.latents() else {
+    let Some((_, made)) = task.latents() else {
         return;
     };
     if let Some(why) = &made.stale_cache {
         eprintln!(
             "latent: the cached latents in {} were not used ({why}): encoded again",
-            trainer.run_dir.latent_cache().display()
+            run_dir.latent_cache().display()
         );
     }
     let [c, h, w] = made.record.latent_shape;
@@ -125,6 +138,19 @@ fn describe_first_stages(trainer: &Trainer<DiffusionTask>) {
         "latent: the UNet trains on {c}×{h}×{w} latents ({how}), scaled by {:.5} ({})",
         made.record.scaling_factor, made.record.scaling_from
     );
+}
+
+/// A run that trains its text encoder: which one, at what learning rate; then its latents.
+fn describe_joint(trainer: &Trainer<JointTextTask>) {
+    let task = &trainer.task;
+    eprintln!(
+        "text: the UNet cross-attends to {} ({} tokens per caption), trained with it at {}× \
+         train.lr",
+        task.describe_encoder(),
+        task.context_length(),
+        task.encoder_lr_factor()
+    );
+    describe_first_stages(task.diffusion(), &trainer.run_dir);
 }
 
 /// Runs `trainer` with the progress display, and says how it ended.

@@ -217,3 +217,53 @@ fn a_prompt_for_a_model_without_text_is_refused() {
         "prompt following needs a text-to-image model",
     );
 }
+
+#[test]
+fn train_a_text_encoder_from_scratch_resume_and_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "data.captions=\"templates\"",
+        TEMPLATES,
+        "text.encoder=\"scratch\"",
+        "text.hidden_size=16",
+        "text.num_hidden_layers=1",
+        "text.num_attention_heads=2",
+        "text.max_length=8",
+        "text.lr=5e-4",
+        "train.steps=2",
+        "train.batch_size=8",
+    ];
+    let run = train_tiny("run", &sets, tmp.path());
+    let said = stderr(&run);
+    assert!(
+        said.contains("a new CLIP text transformer (16 wide, 1 layers of 2 heads, 8 tokens)")
+            && said.contains("trained with it at"),
+        "{said}"
+    );
+    // Resumed from its checkpoint, which holds the encoder beside the UNet.
+    let resumed = oxidiff(
+        &["train", "--resume", "run", "--set", "train.steps=3"],
+        tmp.path(),
+    );
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let out = oxidiff(
+        &[
+            "sample",
+            "--checkpoint",
+            "run",
+            "--prompt",
+            "the digit 3",
+            "--guidance",
+            "3",
+            "--num",
+            "2",
+            "--steps",
+            "2",
+            "--out",
+            "three.png",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(tmp.path().join("three.png").is_file());
+}

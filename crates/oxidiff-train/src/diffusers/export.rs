@@ -31,6 +31,7 @@ use crate::config::RunConfig;
 use crate::error::TrainError;
 use crate::latent::LatentSpace;
 use crate::run_dir::{EMA_FILE, MODEL_FILE, RunDir, resolve_checkpoint, sync_dir, write_atomic};
+use crate::text::load_joint;
 use crate::trainer::{AutoencoderTask, TrainTask};
 
 /// What an export writes next to the model files: where it came from. Its presence marks a
@@ -158,11 +159,23 @@ fn write_diffusion(
     let text = config.text_source()?;
     let mut notes = Vec::new();
 
-    let unet = load_weights(unet_config.init(device), weights)?;
+    // A run that trained its text encoder holds it in the same weight file as the UNet.
+    let (unet, encoder) = if config.text.trains_encoder() {
+        let (unet, encoder, _) = load_joint(config, weights, device)?;
+        (unet, Some(encoder))
+    } else {
+        (load_weights(unet_config.init(device), weights)?, None)
+    };
     save_diffusers_unet(&unet, &unet_config, &dir.join(UNET_DIR))?;
     write_json(&dir.join(SCHEDULER_DIR).join(SCHEDULER_CONFIG), &scheduler)?;
     let text_classes = match &text {
-        Some(source) => Some(write_text_parts(config, source, dir, device)?),
+        Some(source) => {
+            let encoder = match encoder {
+                Some(trained) => trained,
+                None => source.load_encoder(device)?,
+            };
+            Some(write_text_parts(config, source, &encoder, dir)?)
+        }
         None => None,
     };
     let kind = if let Some(first) = first_stage {

@@ -20,7 +20,7 @@ use crate::error::TrainError;
 use crate::generate::LoadedModel;
 use crate::latent::LatentSpace;
 use crate::run_dir::{CONFIG_FILE, RunDir, STATE_FILE};
-use crate::text::{TextConditioner, TextSource};
+use crate::text::{PretrainedText, TextConditioner};
 
 /// The pipeline's folders, as diffusers names them.
 pub(crate) const UNET_DIR: &str = "unet";
@@ -252,7 +252,7 @@ fn run_config(
         config.latent.autoencoder = Some(vae.clone());
     }
     if let Some(root) = &found.text {
-        let source = TextSource::resolve(&root.display().to_string())?;
+        let source = PretrainedText::resolve(&root.display().to_string())?;
         if unet.cross_attention_dim != Some(source.hidden_size) {
             return Err(TrainError::diffusers(
                 &unet_json,

@@ -5,7 +5,6 @@
 
 use std::path::Path;
 
-use burn::tensor::Device;
 use oxidiff_models::DIFFUSERS_VERSION;
 use oxidiff_models::text::TextEncoder;
 use serde_json::{Value, json};
@@ -17,15 +16,15 @@ use crate::text::TextSource;
 pub(crate) const TEXT_ENCODER_DIR: &str = "text_encoder";
 pub(crate) const TOKENIZER_DIR: &str = "tokenizer";
 
-/// Writes the run's frozen encoder and its tokenizer under `dir`; returns the transformers
-/// classes of both, as `model_index.json` names them.
+/// Writes the run's text encoder (`encoder`: the frozen one, or the trained weights) and its
+/// tokenizer under `dir`; returns the transformers classes of both, as `model_index.json` names
+/// them.
 pub(crate) fn write_text_parts(
     config: &RunConfig,
     source: &TextSource,
+    encoder: &TextEncoder,
     dir: &Path,
-    device: &Device,
 ) -> Result<[&'static str; 2], TrainError> {
-    let encoder = TextEncoder::load(&source.encoder_dir, device)?;
     encoder.save(&dir.join(TEXT_ENCODER_DIR))?;
     source
         .tokenizer(config.text.max_length)?

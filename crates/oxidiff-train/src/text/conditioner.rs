@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use oxidiff_models::text::{TextEncoder, TextTokenizer};
 
 use super::source::TextSource;
@@ -39,36 +39,22 @@ impl TextConditioner {
         max_length: Option<usize>,
         device: &Device,
     ) -> Result<Self, TrainError> {
-        let encoder = TextEncoder::load(&source.encoder_dir, device)?;
-        let positions = encoder.context_length();
-        let tokenizer = source.tokenizer(max_length)?;
-        if tokenizer.context_length() > positions {
-            return Err(TrainError::Config {
-                origin: "text.max_length".into(),
-                message: format!(
-                    "{} tokens exceed the {positions} positions of the encoder in {}",
-                    tokenizer.context_length(),
-                    source.encoder_dir.display()
-                ),
-            });
-        }
-        let vocab = match &encoder {
-            TextEncoder::Clip(clip) => clip.config().vocab_size,
-            TextEncoder::Bert(bert) => bert.config().vocab_size,
-        };
-        // Ids past the embedding table would be out of bounds at the first caption.
-        if tokenizer.vocab_size() > vocab {
-            return Err(TrainError::Config {
-                origin: "text.encoder".into(),
-                message: format!(
-                    "the tokenizer in {} has {} tokens, more than the {vocab} embeddings of the \
-                     encoder in {}: they do not belong together",
-                    source.tokenizer_dir.display(),
-                    tokenizer.vocab_size(),
-                    source.encoder_dir.display()
-                ),
-            });
-        }
+        let encoder = source.load_encoder(device)?;
+        Self::with_encoder(source, max_length, encoder, device)
+    }
+
+    /// The conditioner of `encoder` (on `device`, without autodiff), which `source` describes:
+    /// a run's trained encoder as its checkpoint holds it.
+    ///
+    /// # Errors
+    /// As [`TextConditioner::load`].
+    pub fn with_encoder(
+        source: &TextSource,
+        max_length: Option<usize>,
+        encoder: TextEncoder,
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        let tokenizer = checked_tokenizer(source, max_length, &encoder)?;
         Ok(Self {
             tokenizer,
             encoder,
@@ -91,9 +77,14 @@ impl TextConditioner {
     /// Bytes a conditioner of `source` holds at most: its weights (the size of their file, in
     /// float32) and its cache of states.
     pub fn bytes_at_most(source: &TextSource) -> f64 {
-        let weights = std::fs::metadata(source.encoder_dir.join(oxidiff_models::text::MODEL_FILE))
-            .map_or(0, |m| m.len());
-        (weights as usize + CACHE_BYTES) as f64
+        let weights = match source {
+            TextSource::Pretrained(p) => {
+                std::fs::metadata(p.encoder_dir.join(oxidiff_models::text::MODEL_FILE))
+                    .map_or(0, |m| m.len()) as f64
+            }
+            TextSource::Scratch(config) => clip_parameters(config) * 4.0,
+        };
+        weights + CACHE_BYTES as f64
     }
 
     /// Where the encoder was read from.
@@ -151,16 +142,11 @@ impl TextConditioner {
 
     /// `[n·L·D]`: the last hidden states of `captions`, in order.
     fn run_encoder(&self, captions: &[&String]) -> Result<Vec<f32>, TrainError> {
-        let tokens = self.tokenizer.encode_batch(captions)?;
-        let shape = [tokens.batch_size(), tokens.context_length];
-        let as_int = |v: &[u32]| {
-            let v: Vec<i64> = v.iter().map(|&x| i64::from(x)).collect();
-            Tensor::<2, Int>::from_data(TensorData::new(v, shape), &self.device)
-        };
+        let ids = super::joint::token_ids(&self.tokenizer, captions, &self.device)?;
         // No padding mask, as diffusers' pipelines call their text encoders (they pass one
         // only where the encoder's config asks for it): the UNet attends to every position,
         // padding included, so these states must be the ones a pipeline makes.
-        let out = self.encoder.forward(as_int(&tokens.ids), None);
+        let out = self.encoder.forward(ids, None);
         out.last_hidden_state
             .into_data()
             .try_to_vec::<f32>()
@@ -168,4 +154,59 @@ impl TextConditioner {
                 message: format!("cannot read the text encoder's states back: {e:?}"),
             })
     }
+}
+
+/// `source`'s tokenizer at `max_length`, checked against `encoder`: no more tokens than its
+/// positions, no ids past its embeddings.
+///
+/// # Errors
+/// Tokenizer files that cannot be read, a context or a vocabulary the encoder cannot take.
+pub(crate) fn checked_tokenizer(
+    source: &TextSource,
+    max_length: Option<usize>,
+    encoder: &TextEncoder,
+) -> Result<TextTokenizer, TrainError> {
+    let positions = encoder.context_length();
+    let tokenizer = source.tokenizer(max_length)?;
+    if tokenizer.context_length() > positions {
+        return Err(TrainError::Config {
+            origin: "text.max_length".into(),
+            message: format!(
+                "{} tokens exceed the {positions} positions of the encoder {}",
+                tokenizer.context_length(),
+                source.describe()
+            ),
+        });
+    }
+    let vocab = match encoder {
+        TextEncoder::Clip(clip) => clip.config().vocab_size,
+        TextEncoder::Bert(bert) => bert.config().vocab_size,
+    };
+    // Ids past the embedding table would be out of bounds at the first caption.
+    if tokenizer.vocab_size() > vocab {
+        let tokenizer_dir = match source {
+            TextSource::Pretrained(p) => p.tokenizer_dir.display().to_string(),
+            TextSource::Scratch(_) => "assets/clip".into(),
+        };
+        return Err(TrainError::Config {
+            origin: "text.encoder".into(),
+            message: format!(
+                "the tokenizer in {tokenizer_dir} has {} tokens, more than the {vocab} \
+                 embeddings of the encoder {}: they do not belong together",
+                tokenizer.vocab_size(),
+                source.describe()
+            ),
+        });
+    }
+    Ok(tokenizer)
+}
+
+/// Parameters of a CLIP text transformer of `config`: embeddings, per layer four attention
+/// projections, the MLP and two LayerNorms, the final LayerNorm.
+pub(crate) fn clip_parameters(config: &oxidiff_models::text::ClipTextConfig) -> f64 {
+    let d = config.hidden_size as f64;
+    let inner = config.intermediate_size as f64;
+    let embeddings = (config.vocab_size + config.max_position_embeddings) as f64 * d;
+    let layer = 4.0 * (d * d + d) + (d * inner + inner) + (inner * d + d) + 4.0 * d;
+    embeddings + config.num_hidden_layers as f64 * layer + 2.0 * d
 }

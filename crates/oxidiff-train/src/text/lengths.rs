@@ -6,6 +6,7 @@ use oxidiff_models::text::TextTokenizer;
 
 use crate::config::RunConfig;
 use crate::error::TrainError;
+use crate::text::TextSource;
 
 /// Truncated captions a report quotes.
 const EXAMPLES: usize = 5;
@@ -23,7 +24,10 @@ pub fn token_lengths(
     }
     let (tokenizer, name) = match config.text_source()? {
         Some(source) => {
-            let name = source.tokenizer_dir.display().to_string();
+            let name = match &source {
+                TextSource::Pretrained(p) => p.tokenizer_dir.display().to_string(),
+                TextSource::Scratch(_) => "CLIP BPE (assets/clip)".to_string(),
+            };
             (source.tokenizer(config.text.max_length)?, name)
         }
         None => (

@@ -4,10 +4,13 @@
 
 mod conditioner;
 mod config;
+mod joint;
 mod lengths;
 mod source;
 
 pub use conditioner::TextConditioner;
-pub use config::{DEFAULT_MAX_LENGTH, TextSection};
+pub(crate) use conditioner::clip_parameters;
+pub use config::{DEFAULT_MAX_LENGTH, SCRATCH, SCRATCH_DEFAULTS, TextSection};
+pub use joint::{JointModel, load_joint, scale_update};
 pub use lengths::token_lengths;
-pub use source::{MINILM, TextSource};
+pub use source::{MINILM, PretrainedText, TextSource};

@@ -122,8 +122,13 @@ impl TrainTask for DiffusionTask {
         run_dir: &RunDir,
         device: &Device,
     ) -> Result<RunData, TrainError> {
-        // The frozen text encoder is a first stage too: loaded once, on the inference device.
-        if let Some(source) = &self.text_source {
+        // The frozen text encoder is a first stage too: loaded once, on the inference device
+        // (a trained one is part of the model instead: `JointTextTask`).
+        if let Some(source) = self
+            .text_source
+            .as_ref()
+            .filter(|_| !self.config.text.trains_encoder())
+        {
             self.text = Some(TextConditioner::load(
                 source,
                 self.config.text.max_length,
@@ -172,13 +177,13 @@ impl TrainTask for DiffusionTask {
                 bytes: (vae.parameters + images * vae.inference_activations_per_image) * F32,
             });
         }
-        if let Some(source) = config.text_source()? {
+        if let Some(source) = config
+            .text_source()?
+            .filter(|_| !config.text.trains_encoder())
+        {
             estimate.add(MemoryPart {
                 what: "the frozen text encoder (weights, and its cache of caption states)",
-                key: format!(
-                    "text.encoder = {:?}",
-                    source.encoder_dir.display().to_string()
-                ),
+                key: format!("text.encoder = {:?}", source.describe()),
                 remedy: "use a smaller text encoder",
                 bytes: TextConditioner::bytes_at_most(&source),
             });
@@ -258,11 +263,73 @@ impl TrainTask for DiffusionTask {
         state: &mut DiffusionState,
         rng: &mut ChaCha8Rng,
     ) -> Result<Tensor<1>, TrainError> {
-        let MicroBatch {
-            images: x_start,
-            labels,
-            captions,
-        } = batch;
+        let context = match &self.text {
+            Some(text) => Some(text.encode(batch.captions, &batch.images.device())?),
+            None => None,
+        };
+        self.loss_with_context(model, batch.images, batch.labels, context, state, rng)
+    }
+
+    /// `sample.num` images with the run's sampler, from noise seeded by the run seed.
+    fn write_samples(
+        &self,
+        model: &UNet,
+        path: &Path,
+        shown: &Dataset,
+        standardization: Option<&ChannelStats>,
+        device: &Device,
+    ) -> Result<(), TrainError> {
+        let encode = self.frozen_encode(device);
+        self.write_samples_with(
+            model,
+            path,
+            shown,
+            standardization,
+            device,
+            encode.as_deref(),
+        )
+    }
+
+    /// Band ε-MSE and bits/dim (stride `train.bpd_stride`) of the first `train.eval_images`
+    /// held-out images.
+    fn evaluate(
+        &self,
+        model: &UNet,
+        validation: &Dataset,
+        due: EvalDue,
+        step: u64,
+        device: &Device,
+    ) -> Result<EvalRecord, TrainError> {
+        let encode = self.frozen_encode(device);
+        self.evaluate_with(model, validation, due, step, device, encode.as_deref())
+    }
+}
+
+/// Captions to the context a text-to-image UNet attends to (`[B]` → `[B, L, D]`).
+pub(super) type Encode<'a> = dyn Fn(&[String]) -> Result<Tensor<3>, TrainError> + 'a;
+
+impl DiffusionTask {
+    /// The frozen encoder's [`Encode`] on `device`; `None` without one.
+    fn frozen_encode<'a>(&'a self, device: &'a Device) -> Option<Box<Encode<'a>>> {
+        self.text.as_ref().map(|text| {
+            Box::new(move |captions: &[String]| text.encode(captions, device)) as Box<Encode<'a>>
+        })
+    }
+
+    /// [`TrainTask::loss`] with the captions' context already made (a trained encoder's, with
+    /// its gradient).
+    ///
+    /// # Shapes
+    /// - `x_start`: `[B, C, H, W]`; `labels`: `[B]`; `context`: `[B, L, D]`
+    pub(super) fn loss_with_context(
+        &self,
+        model: &UNet,
+        x_start: Tensor<4>,
+        labels: &[usize],
+        context: Option<Tensor<3>>,
+        state: &mut DiffusionState,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Tensor<1>, TrainError> {
         let device = x_start.device();
         let [batch, c, h, w] = x_start.dims();
         let draw = draw_timesteps(
@@ -286,10 +353,6 @@ impl TrainTask for DiffusionTask {
             let labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
             Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device)
         });
-        let context = match &self.text {
-            Some(text) => Some(text.encode(captions, &device)?),
-            None => None,
-        };
         let output = model.forward_with_context(x_t, timesteps, labels, context);
         let importance = state.loss_history.is_some().then_some(&draw.weights[..]);
         let losses = self
@@ -307,14 +370,15 @@ impl TrainTask for DiffusionTask {
         Ok(losses.loss)
     }
 
-    /// `sample.num` images with the run's sampler, from noise seeded by the run seed.
-    fn write_samples(
+    /// [`TrainTask::write_samples`] with the prompts encoded by `encode` (none: no text).
+    pub(super) fn write_samples_with(
         &self,
         model: &UNet,
         path: &Path,
         shown: &Dataset,
         standardization: Option<&ChannelStats>,
         device: &Device,
+        encode: Option<&Encode<'_>>,
     ) -> Result<(), TrainError> {
         let (size, channels) = (self.unet.image_size, self.unet.in_channels);
         let num = self.config.sample.num;
@@ -330,16 +394,16 @@ impl TrainTask for DiffusionTask {
                 &mut |_, _| {},
             )
         };
-        let images = match &self.text {
+        let images = match encode {
             None => sample(model)?,
-            Some(text) => {
+            Some(encode) => {
                 let prompts = grid_prompts(shown, num);
                 write_prompts(&path.with_extension("txt"), &prompts)?;
                 let guided = PromptGuidance {
                     model,
                     diffusion: &self.diffusion,
-                    cond: text.encode(&prompts, device)?,
-                    uncond: text.encode(&[String::new()], device)?,
+                    cond: encode(&prompts)?,
+                    uncond: encode(&[String::new()])?,
                     scale: self.config.sample.guidance_scale,
                 };
                 sample(&guided)?
@@ -352,15 +416,15 @@ impl TrainTask for DiffusionTask {
         save_image_grid(path, images, standardization)
     }
 
-    /// Band ε-MSE and bits/dim (stride `train.bpd_stride`) of the first `train.eval_images`
-    /// held-out images.
-    fn evaluate(
+    /// [`TrainTask::evaluate`] with the empty prompt encoded by `encode` (none: no text).
+    pub(super) fn evaluate_with(
         &self,
         model: &UNet,
         validation: &Dataset,
         due: EvalDue,
         step: u64,
         device: &Device,
+        encode: Option<&Encode<'_>>,
     ) -> Result<EvalRecord, TrainError> {
         let train = &self.config.train;
         let seed = self.config.seed;
@@ -369,9 +433,9 @@ impl TrainTask for DiffusionTask {
         // A text-to-image model is measured as its unconditional model (the empty prompt,
         // which caption dropout trains); a model without text is the UNet itself.
         let unconditional;
-        let model: &dyn Denoiser = match &self.text {
-            Some(text) => {
-                let empty = text.encode(&[String::new()], device)?;
+        let model: &dyn Denoiser = match encode {
+            Some(encode) => {
+                let empty = encode(&[String::new()])?;
                 unconditional = PromptGuidance {
                     model,
                     diffusion: &self.diffusion,

@@ -6,6 +6,7 @@
 mod autoencoder;
 mod diffusion;
 mod feed;
+mod joint_text;
 mod outputs;
 mod rollback;
 mod setup;
@@ -25,6 +26,7 @@ use oxidiff_data::{Batch, Dataset, LateSkip, derive_seed};
 pub use autoencoder::{AutoencoderState, AutoencoderTask, AutoencoderTraining};
 pub use diffusion::{DiffusionState, DiffusionTask};
 pub use feed::{Conditioning, DataFeed, LabelDropout};
+pub use joint_text::JointTextTask;
 pub(crate) use setup::saved_split;
 pub use setup::{RunData, RunSetup};
 pub use state::TrainState;
@@ -332,7 +334,9 @@ impl<T: TrainTask> Trainer<T> {
         self.check_finite("gradient norm", grad_norm)?;
         let state = &mut self.state;
         let lr = learning_rate(train, state.step) * state.divergence.lr_scale;
-        state.model = state.optimizer.step(lr, state.model.clone(), grads);
+        state.model = self
+            .task
+            .step(&mut state.optimizer, lr, state.model.clone(), grads);
         state.ema.update(&state.model);
         state.step += 1;
         Ok((lr, grad_norm))

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use oxidiff_data::{ChannelStats, Dataset};
 use rand_chacha::ChaCha8Rng;
@@ -119,6 +119,19 @@ pub trait TrainTask: Sized {
         max_norm: f64,
     ) -> f64 {
         clip_grad_norm(model, grads, max_norm)
+    }
+
+    /// One optimiser step at learning rate `lr`. The same rate for every parameter by default;
+    /// a task whose parts train at rates of their own (a text encoder's `text.lr`) scales their
+    /// updates.
+    fn step(
+        &self,
+        optimizer: &mut ModuleOptimizer,
+        lr: f64,
+        model: Self::Model,
+        grads: GradientsParams,
+    ) -> Self::Model {
+        optimizer.step(lr, model, grads)
     }
 
     /// Writes the sample grid of `model` (without autodiff) to `path`. `shown` are images a

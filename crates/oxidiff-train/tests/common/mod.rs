@@ -36,6 +36,23 @@ pub fn write_images(dir: &Path, n: usize) {
     }
 }
 
+/// What each of `write_images`' four shapes is, as a caption.
+pub const SHAPES: [&str; 4] = [
+    "a vertical line",
+    "a horizontal line",
+    "a thin diagonal",
+    "a thick diagonal",
+];
+
+/// `n` images with kohya-style sidecar captions, all but the last one captioned.
+pub fn captioned_images(dir: &Path, n: usize) {
+    write_images(dir, n);
+    for i in 0..n - 1 {
+        let caption = format!("{}, number {i}", SHAPES[i % 4]);
+        std::fs::write(dir.join(format!("img-{i:02}.txt")), caption).unwrap();
+    }
+}
+
 /// A very small run on the images in `data_dir`, holding no images out unless `extra` says so
 /// (the tests of a few images were written before runs held 5% out by default).
 pub fn tiny_config(data_dir: &Path, extra: &[&str]) -> RunConfig {
