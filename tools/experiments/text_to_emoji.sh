@@ -53,26 +53,30 @@ print(f"unet: steps {rows[-1]['step']}, median {statistics.median(rates):.1f} im
       f"final loss {statistics.mean(r['loss'] for r in rows[-50:]):.4f} (mean of the last 50)")
 PY
 
-echo "== prompts → images (8 samples each, DDIM 50, guidance 5)"
+echo "== prompts → images (9 samples each, DDIM 50, guidance 5)"
 slug() { echo "$1" | tr -c 'a-z0-9\n' '-' | tr -s '-' | sed 's/^-//; s/-$//'; }
 for prompt in "grinning face" "red apple" "japan flag" "cat face" "rocket" \
               "thumbs up sign, dark skin tone" \
               "a happy yellow face" "a smiling cat" "a red fruit" "flag of a country" \
               "a waving hand, dark skin tone" "a rainy cloud"; do
-  "$BIN" sample --checkpoint "$OUT/unet" --prompt "$prompt" --guidance 5 --num 8 --seed 1 \
+  "$BIN" sample --checkpoint "$OUT/unet" --prompt "$prompt" --guidance 5 --num 9 --seed 1 \
     --out "$DOC/$(slug "$prompt").png" >/dev/null
 done
 
-echo "== guidance side by side (the same 8 starting latents)"
+echo "== guidance side by side (the same 9 starting latents)"
 for prompt in "grinning face" "a red fruit"; do
   for w in 1 3 5 9; do
-    "$BIN" sample --checkpoint "$OUT/unet" --prompt "$prompt" --guidance "$w" --num 8 --seed 2 \
+    "$BIN" sample --checkpoint "$OUT/unet" --prompt "$prompt" --guidance "$w" --num 9 --seed 2 \
       --out "$DOC/guidance-$(slug "$prompt")-$w.png" >/dev/null
   done
 done
 
 echo "== prompt following: 100 held-out images (10 per class where there are), one sample each"
-for w in 1 3 5; do
+for w in 1 3 5 7.5; do
   "$BIN" eval --checkpoint "$OUT/unet" --images 100 --no-bpd --prompt-following --guidance "$w" \
     | grep -A4 "^prompt following" | tee "$OUT/prompt-following-$w.txt"
 done
+
+echo "== prompt following on 200 training images' captions (prompts the model was trained on)"
+"$BIN" eval --checkpoint "$OUT/unet" --split train --images 200 --no-bpd --prompt-following \
+  --guidance 5 | grep -A4 "^prompt following" | tee "$OUT/prompt-following-train-5.txt"

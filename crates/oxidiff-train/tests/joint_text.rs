@@ -264,7 +264,11 @@ fn text_train_fine_tunes_a_pretrained_clip_encoder_from_its_weights() {
     let mut trainer = Trainer::<JointTextTask>::fresh(config, &tmp.path().join("run"), &device)
         .expect("fine-tuning a CLIP text encoder");
     let start = parameters(&trainer.state.model.text_encoder);
-    assert_eq!(start, parameters(&TextEncoder::Clip(pretrained)), "its weights");
+    assert_eq!(
+        start,
+        parameters(&TextEncoder::Clip(pretrained)),
+        "its weights"
+    );
     trainer.run(None, &mut |_| {}).unwrap();
     assert!(max_abs_diff(&parameters(&trainer.state.model.text_encoder), &start) > 1e-6);
 }

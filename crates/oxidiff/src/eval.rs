@@ -337,7 +337,8 @@ fn print_result(r: &EvalResult, ema: bool) {
 
 fn print_prompt_following(p: &PromptFollowing, sampler: &str) {
     println!(
-        "prompt following (guidance {}, {sampler}; {} samples, each prompted with a caption of          one evaluated image): {:.1}% in the prompt's class, against {:.1}% for random prompts",
+        "prompt following (guidance {}, {sampler}; {} samples, each prompted with a caption of \
+         one evaluated image): {:.1}% in the prompt's class, against {:.1}% for random prompts",
         p.guidance,
         p.samples,
         100.0 * p.rate,
@@ -351,7 +352,8 @@ fn print_prompt_following(p: &PromptFollowing, sampler: &str) {
         );
     }
     println!(
-        "  the classifier (FD-oxidiff's, trained on the run's training split) is {:.1}% right on          the real evaluated images",
+        "  the classifier (FD-oxidiff's, trained on the run's training split) is {:.1}% right on \
+         the real evaluated images",
         100.0 * p.classifier_accuracy
     );
     let classes: Vec<String> = p
