@@ -13,7 +13,9 @@ pub const DEFAULT_MAX_LENGTH: usize = 77;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TextSection {
-    /// The frozen, pretrained text encoder whose last hidden states the UNet cross-attends to:
+    /// The text encoder whose last hidden states the UNet cross-attends to: `"scratch"` (a new
+    /// CLIP text transformer trained with the UNet), or a pretrained one, frozen unless
+    /// `train`:
     /// `"minilm"` (all-MiniLM-L6-v2, where `tools/fetch_minilm.sh` put it), a transformers
     /// directory (`config.json` + `model.safetensors` of a `CLIPTextModel` or `BertModel`,
     /// with its tokenizer files beside them or in a sibling `tokenizer/`), or a diffusers

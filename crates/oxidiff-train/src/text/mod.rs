@@ -1,6 +1,7 @@
-//! Text-to-image conditioning: the `[text]` section naming a frozen, pretrained text encoder,
-//! where its files are, and the conditioner that turns a step's captions into the context the
-//! cross-attention UNet attends to.
+//! Text-to-image conditioning: the `[text]` section naming the text encoder (a frozen,
+//! pretrained one, or one trained with the UNet), where it comes from, the conditioner that
+//! turns a step's captions into the context the cross-attention UNet attends to, and the joint
+//! model of a UNet with its trained encoder.
 
 mod conditioner;
 mod config;
