@@ -15,15 +15,17 @@ use super::features::{
     FEATURE_DIM, FeatureNet, FeatureNetConfig, SampleDistance, classifier_accuracy, features_of,
     load_or_train, sample_distance,
 };
-use super::tasks::{DenoiseScore, InpaintScore, denoise_score, inpaint_score};
+use super::tasks::{DenoiseScore, InpaintScore};
 use super::{BandMse, NllReport, band_mse, nll};
 use crate::TrainError;
 use crate::config::{RunConfig, SampleConfig};
 use crate::generate::{LoadedModel, generate, load_for_sampling};
 use crate::run_dir::RunDir;
 use crate::trainer::DiffusionState;
+use editing::{measure_denoising, measure_inpainting};
 
 mod autoencoder;
+mod editing;
 mod options;
 mod prompts;
 pub use autoencoder::{AutoencoderEvalResult, evaluate_autoencoder, is_autoencoder};
@@ -540,71 +542,6 @@ fn measure_distance(
         feature_accuracy: features.accuracy,
         ..sample_distance(&features.real, &generated)?
     })
-}
-
-/// The centre square of `real_images` inpainted with each of `editing.inpaint` and scored
-/// (see [`inpaint_score`]), with FD-oxidiff of the filled images when `features` is given;
-/// progress as [`EvalPhase::Inpainting`].
-///
-/// # Shapes
-/// - `real_images`: `[N, C, S, S]`
-///
-/// # Errors
-/// Bad steps or RePaint options; non-finite features.
-fn measure_inpainting(
-    m: &Measuring,
-    real_images: &Tensor<4>,
-    features: Option<&Features>,
-    editing: &EditOptions,
-    progress: &mut dyn FnMut(EvalPhase, usize, usize),
-) -> Result<Vec<InpaintScore>, TrainError> {
-    let mut scores = Vec::with_capacity(editing.inpaint.len());
-    for (k, &method) in editing.inpaint.iter().enumerate() {
-        let (mut score, filled) = inpaint_score(
-            m.loaded,
-            real_images.clone(),
-            method,
-            editing.steps,
-            m.c.seed,
-        )?;
-        if let Some(features) = features {
-            let filled_features = features_of(&features.net, filled, m.c.batch);
-            score.fd_oxidiff = Some(sample_distance(&features.real, &filled_features)?.fd_oxidiff);
-        }
-        scores.push(score);
-        progress(EvalPhase::Inpainting, k + 1, editing.inpaint.len());
-    }
-    Ok(scores)
-}
-
-/// `real_images` with noise of each of `editing.denoise_sigmas` added, denoised and scored
-/// (see [`denoise_score`]); progress as [`EvalPhase::Denoising`].
-///
-/// # Shapes
-/// - `real_images`: `[N, C, S, S]`
-///
-/// # Errors
-/// σ not positive or beyond the schedule, bad steps.
-fn measure_denoising(
-    m: &Measuring,
-    real_images: &Tensor<4>,
-    editing: &EditOptions,
-    progress: &mut dyn FnMut(EvalPhase, usize, usize),
-) -> Result<Vec<DenoiseScore>, TrainError> {
-    let sigmas = &editing.denoise_sigmas;
-    let mut scores = Vec::with_capacity(sigmas.len());
-    for (k, &sigma) in sigmas.iter().enumerate() {
-        let score = denoise_score(
-            m.loaded,
-            real_images.clone(),
-            sigma,
-            editing.steps,
-            m.c.seed,
-        )?;
-        scores.push(score);
-        progress(EvalPhase::Denoising, k + 1, sigmas.len());
-    }
-    Ok(scores)
 }
 
 /// How the samples are drawn, in words: `"ddim (leading spacing), 50 network calls"`, or

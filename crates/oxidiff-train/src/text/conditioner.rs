@@ -54,7 +54,11 @@ impl TextConditioner {
         encoder: TextEncoder,
         device: &Device,
     ) -> Result<Self, TrainError> {
-        let tokenizer = checked_tokenizer(source, max_length, &encoder)?;
+        let vocab = match &encoder {
+            TextEncoder::Clip(clip) => clip.config().vocab_size,
+            TextEncoder::Bert(bert) => bert.config().vocab_size,
+        };
+        let tokenizer = checked_tokenizer(source, max_length, encoder.context_length(), vocab)?;
         Ok(Self {
             tokenizer,
             encoder,
@@ -156,17 +160,17 @@ impl TextConditioner {
     }
 }
 
-/// `source`'s tokenizer at `max_length`, checked against `encoder`: no more tokens than its
-/// positions, no ids past its embeddings.
+/// `source`'s tokenizer at `max_length`, checked against its encoder's `positions` and `vocab`
+/// (embeddings): no more tokens than positions, no ids past the embeddings.
 ///
 /// # Errors
 /// Tokenizer files that cannot be read, a context or a vocabulary the encoder cannot take.
 pub(crate) fn checked_tokenizer(
     source: &TextSource,
     max_length: Option<usize>,
-    encoder: &TextEncoder,
+    positions: usize,
+    vocab: usize,
 ) -> Result<TextTokenizer, TrainError> {
-    let positions = encoder.context_length();
     let tokenizer = source.tokenizer(max_length)?;
     if tokenizer.context_length() > positions {
         return Err(TrainError::Config {
@@ -178,10 +182,6 @@ pub(crate) fn checked_tokenizer(
             ),
         });
     }
-    let vocab = match encoder {
-        TextEncoder::Clip(clip) => clip.config().vocab_size,
-        TextEncoder::Bert(bert) => bert.config().vocab_size,
-    };
     // Ids past the embedding table would be out of bounds at the first caption.
     if tokenizer.vocab_size() > vocab {
         let tokenizer_dir = match source {

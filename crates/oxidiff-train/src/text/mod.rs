@@ -10,7 +10,7 @@ mod lengths;
 mod source;
 
 pub use conditioner::TextConditioner;
-pub(crate) use conditioner::clip_parameters;
+pub(crate) use conditioner::{checked_tokenizer, clip_parameters};
 pub use config::{DEFAULT_MAX_LENGTH, SCRATCH, SCRATCH_DEFAULTS, TextSection};
 pub use joint::{JointModel, load_joint, scale_update};
 pub use lengths::token_lengths;

@@ -20,7 +20,7 @@ use crate::error::TrainError;
 use crate::eval::EvalRecord;
 use crate::memory::{F32, MemoryEstimate, MemoryPart};
 use crate::run_dir::RunDir;
-use crate::text::{JointModel, TextSource, scale_update};
+use crate::text::{JointModel, TextSource, checked_tokenizer, scale_update};
 
 /// Floats of activations a CLIP text layer keeps per token per unit of width for backward
 /// (attention inputs and outputs, the MLP's 4× inner states, two LayerNorms): an upper bound.
@@ -97,23 +97,12 @@ impl TrainTask for JointTextTask {
                 ClipTextConfig::from_config_json(&json, &path)?
             }
         };
-        let tokenizer = source.tokenizer(config.text.max_length)?;
-        if tokenizer.context_length() > encoder_config.max_position_embeddings
-            || tokenizer.vocab_size() > encoder_config.vocab_size
-        {
-            return Err(TrainError::Config {
-                origin: "text.max_length".into(),
-                message: format!(
-                    "the tokenizer ({} tokens of a {}-token vocabulary) does not fit the encoder \
-                     {} ({} positions, {} embeddings)",
-                    tokenizer.context_length(),
-                    tokenizer.vocab_size(),
-                    source.describe(),
-                    encoder_config.max_position_embeddings,
-                    encoder_config.vocab_size
-                ),
-            });
-        }
+        let tokenizer = checked_tokenizer(
+            &source,
+            config.text.max_length,
+            encoder_config.max_position_embeddings,
+            encoder_config.vocab_size,
+        )?;
         let lr = config.train.lr;
         // With train.lr = 0 no update exists to scale; the encoder then stands still too.
         let encoder_lr_factor = match config.text.lr {
