@@ -15,6 +15,7 @@
 
 use rayon::prelude::*;
 
+use super::buffer::{par_chunks_zeroed, zeroed};
 use super::math::{dot, exp_approx, lane_max, lane_sum};
 use super::matmul::{Mat, matmul, matmul_strided};
 use super::vectorised;
@@ -141,56 +142,52 @@ pub fn attention_forward(
     check("q", q, g.q_len());
     check("k", k, g.kv_len());
     check("v", v, g.kv_len());
-    let mut output = vec![0.0f32; g.q_len()];
-    let mut probs = vec![0.0f32; g.blocks() * g.score_block()];
+    let mut output = zeroed(g.q_len());
     let scale = g.scale();
     let out = BlockWriter(output.as_mut_ptr());
-    probs
-        .par_chunks_mut(g.score_block())
-        .enumerate()
-        .for_each(|(b, p)| {
-            let q_b = &q[lq.offset(g, b)..];
-            let (k_b, v_b) = (&k[lkv.offset(g, b)..], &v[lkv.offset(g, b)..]);
-            // SAFETY: q_b is [N, d] under row stride lq.row, k_b [M, d] under lkv.row (the
-            // layouts fit the buffers, checked above); p is [N, M].
-            unsafe {
-                matmul(
-                    n,
-                    m,
-                    d,
-                    p,
-                    false,
-                    Mat::rows(q_b, lq.row),
-                    Mat::transposed(k_b, lkv.row),
-                )
-            };
-            // One pass each for the max, the exponentials and the sum, in vector lanes (a
-            // running f32 sum beside the exponentials keeps the loop scalar).
-            vectorised(|| {
-                for row in p.chunks_mut(m) {
-                    let max = lane_max(row);
-                    for s in row.iter_mut() {
-                        *s = exp_approx((*s - max) * scale);
-                    }
-                    let inv = (1.0 / lane_sum(row, |s| s)) as f32;
-                    row.iter_mut().for_each(|s| *s *= inv);
+    let probs = par_chunks_zeroed(g.blocks() * g.score_block(), g.score_block(), |b, p| {
+        let q_b = &q[lq.offset(g, b)..];
+        let (k_b, v_b) = (&k[lkv.offset(g, b)..], &v[lkv.offset(g, b)..]);
+        // SAFETY: q_b is [N, d] under row stride lq.row, k_b [M, d] under lkv.row (the
+        // layouts fit the buffers, checked above); p is [N, M].
+        unsafe {
+            matmul(
+                n,
+                m,
+                d,
+                p,
+                false,
+                Mat::rows(q_b, lq.row),
+                Mat::transposed(k_b, lkv.row),
+            )
+        };
+        // One pass each for the max, the exponentials and the sum, in vector lanes (a
+        // running f32 sum beside the exponentials keeps the loop scalar).
+        vectorised(|| {
+            for row in p.chunks_mut(m) {
+                let max = lane_max(row);
+                for s in row.iter_mut() {
+                    *s = exp_approx((*s - max) * scale);
                 }
-            });
-            // SAFETY: p is [N, M], v_b [M, d]; the output block b ([N, d] under row stride
-            // lq.row) is this task's alone.
-            unsafe {
-                matmul_strided(
-                    n,
-                    d,
-                    m,
-                    out.at(g, &lq, b),
-                    lq.row,
-                    false,
-                    Mat::rows(p, m),
-                    Mat::rows(v_b, lkv.row),
-                )
-            };
+                let inv = (1.0 / lane_sum(row, |s| s)) as f32;
+                row.iter_mut().for_each(|s| *s *= inv);
+            }
         });
+        // SAFETY: p is [N, M], v_b [M, d]; the output block b ([N, d] under row stride
+        // lq.row) is this task's alone.
+        unsafe {
+            matmul_strided(
+                n,
+                d,
+                m,
+                out.at(g, &lq, b),
+                lq.row,
+                false,
+                Mat::rows(p, m),
+                Mat::rows(v_b, lkv.row),
+            )
+        };
+    });
     AttentionForward { output, probs }
 }
 
@@ -213,9 +210,9 @@ pub fn attention_backward(
     check("k", k, g.kv_len());
     check("v", v, g.kv_len());
     check("probs", probs, g.blocks() * g.score_block());
-    let mut dq = vec![0.0f32; g.q_len()];
-    let mut dk = vec![0.0f32; g.kv_len()];
-    let mut dv = vec![0.0f32; g.kv_len()];
+    let mut dq = zeroed(g.q_len());
+    let mut dk = zeroed(g.kv_len());
+    let mut dv = zeroed(g.kv_len());
     let scale = g.scale();
     let (dq_w, dk_w, dv_w) = (
         BlockWriter(dq.as_mut_ptr()),

@@ -15,6 +15,8 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
+use super::buffer::{sum_in_order, zeroed};
+use super::math::lane_sum;
 use super::matmul::{Mat, matmul};
 use super::vectorised;
 use super::winograd_kernels;
@@ -241,7 +243,7 @@ pub(crate) fn im2col_forward(
         check_len("bias", bias, g.c_out);
     }
     let (plane, rows) = (g.out_plane(), g.col_rows());
-    let mut out = vec![0.0f32; g.batch * g.out_image()];
+    let mut out = zeroed(g.batch * g.out_image());
     let col_len = if g.is_pointwise() { 0 } else { rows * plane };
     for_each_image(
         &mut out,
@@ -292,7 +294,7 @@ pub(crate) fn im2col_x_backward(g: &ConvGeometry, weight: &[f32], grad: &[f32]) 
     check_len("weight", weight, g.c_out * g.col_rows());
     check_len("grad", grad, g.batch * g.out_image());
     let (plane, rows) = (g.out_plane(), g.col_rows());
-    let mut dx = vec![0.0f32; g.batch * g.in_image()];
+    let mut dx = zeroed(g.batch * g.in_image());
     let col_len = if g.is_pointwise() { 0 } else { rows * plane };
     for_each_image(
         &mut dx,
@@ -425,13 +427,7 @@ pub(crate) fn im2col_weight_backward(g: &ConvGeometry, x: &[f32], grad: &[f32]) 
             dw_t
         })
         .collect();
-    let mut partials = partials.into_iter();
-    let mut dw_t = partials.next().unwrap_or_else(|| vec![0.0; g.c_out * rows]);
-    for part in partials {
-        for (a, b) in dw_t.iter_mut().zip(&part) {
-            *a += b;
-        }
-    }
+    let dw_t = sum_in_order(partials, g.c_out * rows);
     let mut dw = vec![0.0f32; g.c_out * rows];
     transpose_into(&dw_t, rows, g.c_out, &mut dw);
     dw
@@ -441,13 +437,14 @@ pub(crate) fn im2col_weight_backward(g: &ConvGeometry, x: &[f32], grad: &[f32]) 
 pub fn conv2d_bias_backward(g: &ConvGeometry, grad: &[f32]) -> Vec<f32> {
     check_len("grad", grad, g.batch * g.out_image());
     let plane = g.out_plane();
-    let mut db = vec![0.0f64; g.c_out];
-    for grad_b in grad.chunks(g.out_image()) {
-        for (acc, row) in db.iter_mut().zip(grad_b.chunks(plane)) {
-            *acc += row.iter().map(|&v| f64::from(v)).sum::<f64>();
-        }
-    }
-    db.into_iter().map(|v| v as f32).collect()
+    // One output channel per task, its planes summed in vector lanes and combined in f64.
+    (0..g.c_out)
+        .into_par_iter()
+        .map(|c| {
+            let planes = grad.chunks(g.out_image()).map(|b| &b[c * plane..][..plane]);
+            vectorised(|| planes.map(|p| lane_sum(p, |v| v)).sum::<f64>()) as f32
+        })
+        .collect()
 }
 
 #[cfg(test)]

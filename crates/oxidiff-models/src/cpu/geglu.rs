@@ -22,6 +22,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::gelu;
 use rayon::prelude::*;
 
+use super::buffer::zeroed;
 use super::math::{erf_approx, exp_approx};
 use super::{BackendKind, backend_kind, f32_storage, flex_tensor, vectorised};
 
@@ -76,7 +77,7 @@ pub fn geglu_forward(inner: usize, x: &[f32]) -> Vec<f32> {
         inner > 0 && x.len().is_multiple_of(2 * inner),
         "x: wrong buffer length"
     );
-    let mut out = vec![0.0f32; x.len() / 2];
+    let mut out = zeroed(x.len() / 2);
     out.par_chunks_mut(inner * ROWS_PER_TASK)
         .zip(x.par_chunks(2 * inner * ROWS_PER_TASK))
         .for_each(|(out, x)| {
@@ -96,7 +97,7 @@ pub fn geglu_forward(inner: usize, x: &[f32]) -> Vec<f32> {
 /// dg = grad · h · (Φ(g) + g φ(g)).
 pub fn geglu_backward(inner: usize, x: &[f32], grad: &[f32]) -> Vec<f32> {
     assert_eq!(grad.len() * 2, x.len(), "grad: wrong buffer length");
-    let mut dx = vec![0.0f32; x.len()];
+    let mut dx = zeroed(x.len());
     dx.par_chunks_mut(2 * inner * ROWS_PER_TASK)
         .zip(x.par_chunks(2 * inner * ROWS_PER_TASK))
         .zip(grad.par_chunks(inner * ROWS_PER_TASK))

@@ -12,6 +12,7 @@
 
 use rayon::prelude::*;
 
+use super::buffer::zeroed;
 use super::math::{dot, exp_approx, lane_sum};
 
 /// Sizes of one GroupNorm.
@@ -67,7 +68,7 @@ pub fn group_norm_forward(
     assert_eq!(gamma.len(), g.channels, "gamma: wrong length");
     assert_eq!(beta.len(), g.channels, "beta: wrong length");
     let (cpg, plane) = (g.channels_per_group(), g.plane);
-    let mut output = vec![0.0f32; x.len()];
+    let mut output = zeroed(x.len());
     let stats: Vec<(f32, f32)> = output
         .par_chunks_mut(g.group_len())
         .zip(x.par_chunks(g.group_len()))
@@ -125,7 +126,7 @@ pub fn group_norm_backward(
     );
     assert_eq!(grad.len(), x.len(), "grad: wrong buffer length");
     let (cpg, plane) = (g.channels_per_group(), g.plane);
-    let mut dx = vec![0.0f32; x.len()];
+    let mut dx = zeroed(x.len());
     // Per (image, channel): Σ dL/dy·x̂ and Σ dL/dy, reduced over images afterwards.
     let per_channel: Vec<Vec<(f64, f64)>> = dx
         .par_chunks_mut(g.group_len())

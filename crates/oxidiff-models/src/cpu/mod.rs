@@ -10,6 +10,7 @@
 
 mod attention;
 mod attention_kernels;
+mod buffer;
 mod conv;
 mod conv_kernels;
 mod geglu;

@@ -27,6 +27,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
+use super::buffer::{sum_in_order, zeroed};
 use super::conv_kernels::{ConvGeometry, transpose_into};
 use super::matmul::{Mat, matmul};
 use super::vectorised;
@@ -188,28 +189,26 @@ impl Grid {
 fn transform_weights(tile: &Tile, weight: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
     let alpha = tile.alpha();
     let pair = c_out * c_in;
-    // taps[k][ci][co] = weight[co][ci][k].
-    let mut taps = vec![0.0f32; 9 * pair];
-    transpose_into(weight, pair, 9, &mut taps);
-    let mut by_ci = vec![0.0f32; 9 * pair];
-    for k in 0..9 {
-        transpose_into(
-            &taps[k * pair..][..pair],
-            c_out,
-            c_in,
-            &mut by_ci[k * pair..][..pair],
-        );
-    }
-    let mut u_t = vec![0.0f32; tile.positions() * pair];
-    for a in 0..alpha {
-        for b in 0..alpha {
-            let terms = (0..9).map(|k| {
-                let coef = tile.g[3 * a + k / 3] * tile.g[3 * b + k % 3];
-                (coef, &by_ci[k * pair..][..pair])
-            });
-            combine(&mut u_t[(alpha * a + b) * pair..][..pair], terms);
-        }
-    }
+    // by_ci[k][ci][co] = weight[co][ci][k], one tap per task (these transforms run every step,
+    // so on the pool rather than the calling thread).
+    let mut by_ci = zeroed(9 * pair);
+    by_ci
+        .par_chunks_mut(pair)
+        .enumerate()
+        .for_each(|(k, by_ci_k)| {
+            // tap[co][ci] = weight[co][ci][k]
+            let tap: Vec<f32> = weight.iter().skip(k).step_by(9).copied().collect();
+            transpose_into(&tap, c_out, c_in, by_ci_k);
+        });
+    let mut u_t = zeroed(tile.positions() * pair);
+    u_t.par_chunks_mut(pair).enumerate().for_each(|(xi, u_xi)| {
+        let (a, b) = (xi / alpha, xi % alpha);
+        let terms = (0..9).map(|k| {
+            let coef = tile.g[3 * a + k / 3] * tile.g[3 * b + k % 3];
+            (coef, &by_ci[k * pair..][..pair])
+        });
+        combine(u_xi, terms);
+    });
     u_t
 }
 
@@ -218,27 +217,35 @@ fn transform_weights(tile: &Tile, weight: &[f32], c_out: usize, c_in: usize) -> 
 fn transform_weight_gradient(tile: &Tile, du_t: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
     let alpha = tile.alpha();
     let pair = c_out * c_in;
-    // taps[k][ci][co] = Σ_ξ G[a][k/3]·G[b][k%3]·dUᵀ[ξ][ci][co].
-    let mut taps = vec![0.0f32; 9 * pair];
-    for k in 0..9 {
-        let terms = (0..alpha * alpha).map(|xi| {
-            let (a, b) = (xi / alpha, xi % alpha);
-            let coef = tile.g[3 * a + k / 3] * tile.g[3 * b + k % 3];
-            (coef, &du_t[xi * pair..][..pair])
+    // by_co[k][co][ci] = taps[k][ci][co] = Σ_ξ G[a][k/3]·G[b][k%3]·dUᵀ[ξ][ci][co], one tap per
+    // task.
+    let mut by_co = zeroed(9 * pair);
+    by_co
+        .par_chunks_mut(pair)
+        .enumerate()
+        .for_each(|(k, by_co_k)| {
+            let terms = (0..alpha * alpha).map(|xi| {
+                let (a, b) = (xi / alpha, xi % alpha);
+                let coef = tile.g[3 * a + k / 3] * tile.g[3 * b + k % 3];
+                (coef, &du_t[xi * pair..][..pair])
+            });
+            let mut taps_k = vec![0.0f32; pair];
+            combine(&mut taps_k, terms);
+            transpose_into(&taps_k, c_in, c_out, by_co_k);
         });
-        combine(&mut taps[k * pair..][..pair], terms);
-    }
-    let mut by_co = vec![0.0f32; 9 * pair];
-    for k in 0..9 {
-        transpose_into(
-            &taps[k * pair..][..pair],
-            c_in,
-            c_out,
-            &mut by_co[k * pair..][..pair],
-        );
-    }
-    let mut dw = vec![0.0f32; 9 * pair];
-    transpose_into(&by_co, 9, pair, &mut dw);
+    // dw[co][ci][k] = by_co[k][co][ci], blocks of filters per task.
+    const FILTERS_PER_TASK: usize = 1024;
+    let mut dw = zeroed(9 * pair);
+    dw.par_chunks_mut(9 * FILTERS_PER_TASK)
+        .enumerate()
+        .for_each(|(block, dw_block)| {
+            let first = block * FILTERS_PER_TASK;
+            for (f, filter) in dw_block.chunks_exact_mut(9).enumerate() {
+                for (k, value) in filter.iter_mut().enumerate() {
+                    *value = by_co[k * pair + first + f];
+                }
+            }
+        });
     dw
 }
 
@@ -440,7 +447,7 @@ pub(crate) fn forward(
     let tiles_per_image = Grid::new(g, tile).tiles();
     let group = TARGET_TILES.div_ceil(tiles_per_image).max(1);
     let per_share = g.batch.div_ceil(rayon::current_num_threads().max(1)).max(1);
-    let mut out = vec![0.0f32; g.batch * g.out_image()];
+    let mut out = zeroed(g.batch * g.out_image());
     out.par_chunks_mut(per_share * g.out_image())
         .zip(x.par_chunks(per_share * g.in_image()))
         .for_each(|(out_s, x_s)| {
@@ -624,15 +631,7 @@ pub(crate) fn weight_backward(tile: &Tile, g: &ConvGeometry, x: &[f32], grad: &[
             du_t
         })
         .collect();
-    let mut partials = partials.into_iter();
-    let mut du_t = partials
-        .next()
-        .unwrap_or_else(|| vec![0.0; positions * pair]);
-    for part in partials {
-        for (a, b) in du_t.iter_mut().zip(&part) {
-            *a += b;
-        }
-    }
+    let du_t = sum_in_order(partials, positions * pair);
     transform_weight_gradient(tile, &du_t, g.c_out, g.c_in)
 }
 
@@ -644,16 +643,18 @@ pub(crate) fn x_backward(tile: &Tile, g: &ConvGeometry, weight: &[f32], grad: &[
         applies(g),
         "winograd: not a 3×3, stride 1, padding 1 convolution"
     );
-    let mut flipped = vec![0.0f32; weight.len()];
-    for co in 0..g.c_out {
-        for ci in 0..g.c_in {
-            let src = &weight[(co * g.c_in + ci) * 9..][..9];
-            let dst = &mut flipped[(ci * g.c_out + co) * 9..][..9];
-            for (k, value) in src.iter().enumerate() {
-                dst[8 - k] = *value;
+    let mut flipped = zeroed(weight.len());
+    flipped
+        .par_chunks_mut(g.c_out * 9)
+        .enumerate()
+        .for_each(|(ci, flipped_ci)| {
+            for (co, dst) in flipped_ci.chunks_exact_mut(9).enumerate() {
+                let src = &weight[(co * g.c_in + ci) * 9..][..9];
+                for (k, value) in src.iter().enumerate() {
+                    dst[8 - k] = *value;
+                }
             }
-        }
-    }
+        });
     let transposed = ConvGeometry::new(
         [g.batch, g.c_out, g.height, g.width],
         [g.c_in, g.c_out, 3, 3],
