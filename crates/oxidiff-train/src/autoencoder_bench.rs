@@ -93,7 +93,7 @@ pub fn run_autoencoder_bench(
     let parameters = vae.num_params();
 
     let (train_step_ms, train_images_per_s) = if config.train {
-        let mut optimizer = peer_adamw().init();
+        let mut optimizer = peer_adamw();
         let reps = config.warmup + config.iters;
         let mut inputs = (0..reps)
             .map(|_| {

@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use oxidiff_diffusion::sample::ddim_step;
 use oxidiff_diffusion::{DiffusionConfig, GaussianDiffusion};
@@ -21,6 +21,7 @@ use oxidiff_models::{CONTEXT_TOKENS, FlopCount, Preset, UNet, UNetConfig};
 use serde::Serialize;
 
 use crate::TrainError;
+use crate::optim::FusedAdamW;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -97,13 +98,9 @@ pub struct BenchReport {
 }
 
 /// The optimiser both peers step with: AdamW, lr given per step, β = (0.9, 0.999), ε = 1e-8,
-/// no weight decay.
-pub(crate) fn peer_adamw() -> AdamWConfig {
-    AdamWConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.999)
-        .with_epsilon(1e-8)
-        .with_weight_decay(0.0)
+/// no weight decay; oxidiff's side is the one training uses ([`FusedAdamW`]).
+pub(crate) fn peer_adamw() -> ModuleOptimizer {
+    FusedAdamW::new(0.9, 0.999, 1e-8, 0.0).into()
 }
 
 /// The median of `samples` (sorted in place).
@@ -227,7 +224,7 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
     let train_context = context(&ad_device);
 
     // The training step, as the peer does it: x_t and ε are fresh N(0, I) draws.
-    let mut optimizer = peer_adamw().init();
+    let mut optimizer = peer_adamw();
     let reps = config.warmup + config.iters;
     let inputs: Vec<_> = (0..reps)
         .map(|i| {

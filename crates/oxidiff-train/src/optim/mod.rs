@@ -3,10 +3,11 @@
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{
-    AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, RmsPropConfig, SgdConfig,
-};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, RmsPropConfig, SgdConfig};
 use burn::tensor::Tensor;
+
+mod fused_adamw;
+pub use fused_adamw::FusedAdamW;
 
 use crate::config::{LrSchedule, OptimizerKind, TrainConfig};
 
@@ -22,12 +23,13 @@ pub fn build_optimizer(config: &TrainConfig) -> ModuleOptimizer {
             .with_epsilon(config.eps as f32)
             .with_weight_decay(decay)
             .init(),
-        OptimizerKind::AdamW => AdamWConfig::new()
-            .with_beta_1(config.beta1 as f32)
-            .with_beta_2(config.beta2 as f32)
-            .with_epsilon(config.eps as f32)
-            .with_weight_decay(config.weight_decay as f32)
-            .init(),
+        OptimizerKind::AdamW => FusedAdamW::new(
+            config.beta1 as f32,
+            config.beta2 as f32,
+            config.eps as f32,
+            config.weight_decay as f32,
+        )
+        .into(),
         OptimizerKind::RmsProp => RmsPropConfig::new()
             .with_epsilon(config.eps as f32)
             .with_momentum(config.momentum as f32)
