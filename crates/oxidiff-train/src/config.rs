@@ -348,13 +348,27 @@ impl RunConfig {
     /// In a latent run, the UNet's `image_size` and `in_channels` are the latents' (see
     /// [`FirstStage::sizes`]).
     pub fn unet(&self) -> Result<UNetConfig, TrainError> {
+        let first_stage = self.first_stage()?;
+        let text_source = self.text_source()?;
+        self.unet_for(first_stage.as_ref(), text_source.as_ref())
+    }
+
+    /// [`unet`](Self::unet) from this run's first stage and text encoder already resolved
+    /// ([`first_stage`](Self::first_stage), [`text_source`](Self::text_source)), for a caller
+    /// that needs them too and so reads their files once.
+    pub fn unet_for(
+        &self,
+        first_stage: Option<&FirstStage>,
+        text_source: Option<&TextSource>,
+    ) -> Result<UNetConfig, TrainError> {
         let mut model = self.model.clone();
-        if let Some(sizes) = self.latent_sizes()? {
+        if let Some(first) = first_stage {
+            let sizes = first.sizes(self)?;
             model.image_size = Some(sizes.latent_size);
             model.in_channels = Some(sizes.latent_channels);
         }
         let mut unet = model.resolve()?;
-        if let Some(source) = self.text_source()? {
+        if let Some(source) = text_source {
             unet.cross_attention_dim = Some(source.hidden_size());
         }
         unet.out_channels *= match self.diffusion.variance_type {

@@ -81,8 +81,9 @@ impl TrainTask for DiffusionTask {
                 origin: "the run config".into(),
                 message,
             })?;
-        let unet = config.unet()?;
+        let first_stage = config.first_stage()?;
         let text_source = config.text_source()?;
+        let unet = config.unet_for(first_stage.as_ref(), text_source.as_ref())?;
         if let (Some(width), None) = (unet.cross_attention_dim, &text_source) {
             // Without states to attend to, the cross-attention layers would never train.
             return Err(TrainError::Config {
@@ -97,7 +98,7 @@ impl TrainTask for DiffusionTask {
         Ok(Self {
             unet,
             diffusion: GaussianDiffusion::new(config.diffusion.clone())?,
-            first_stage: config.first_stage()?,
+            first_stage,
             latent: None,
             text_source,
             text: None,
