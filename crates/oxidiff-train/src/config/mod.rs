@@ -5,14 +5,16 @@ use std::path::Path;
 
 use oxidiff_data::DataConfig;
 use oxidiff_diffusion::sample::{KarrasOptions, check_eta};
-use oxidiff_diffusion::{DiffusionConfig, LossKind, TimestepSampling, VarianceType};
-use oxidiff_models::{ModelConfig, UNetConfig};
+use oxidiff_diffusion::{DiffusionConfig, LossKind, TimestepSampling};
+use oxidiff_models::ModelConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::autoencoder_config::{AutoencoderSection, TaskKind};
 use crate::error::TrainError;
-use crate::latent::{FirstStage, LatentSection, LatentSizes};
-use crate::text::{TextSection, TextSource};
+use crate::latent::LatentSection;
+use crate::text::TextSection;
+
+mod resolve;
 
 oxidiff_diffusion::named_enum! {
     /// Which optimiser updates the weights.
@@ -236,7 +238,7 @@ pub struct RunConfig {
 /// The documented default configuration printed by `oxidiff config default`.
 ///
 /// A test checks that it parses to exactly [`RunConfig::default`].
-pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../default_config.toml");
 
 /// Steps between the held-out evaluations of a run while it trains (0 = never).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -341,64 +343,6 @@ impl RunConfig {
     /// Serialises the config as TOML (what is saved with every run).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a RunConfig always serialises")
-    }
-
-    /// The network this run trains: the model section resolved, with twice the output channels
-    /// when the diffusion learns its variance.
-    /// In a latent run, the UNet's `image_size` and `in_channels` are the latents' (see
-    /// [`FirstStage::sizes`]).
-    pub fn unet(&self) -> Result<UNetConfig, TrainError> {
-        let first_stage = self.first_stage()?;
-        let text_source = self.text_source()?;
-        self.unet_for(first_stage.as_ref(), text_source.as_ref())
-    }
-
-    /// [`unet`](Self::unet) from this run's first stage and text encoder already resolved
-    /// ([`first_stage`](Self::first_stage), [`text_source`](Self::text_source)), for a caller
-    /// that needs them too and so reads their files once.
-    pub fn unet_for(
-        &self,
-        first_stage: Option<&FirstStage>,
-        text_source: Option<&TextSource>,
-    ) -> Result<UNetConfig, TrainError> {
-        let mut model = self.model.clone();
-        if let Some(first) = first_stage {
-            let sizes = first.sizes(self)?;
-            model.image_size = Some(sizes.latent_size);
-            model.in_channels = Some(sizes.latent_channels);
-        }
-        let mut unet = model.resolve()?;
-        if let Some(source) = text_source {
-            unet.cross_attention_dim = Some(source.hidden_size());
-        }
-        unet.out_channels *= match self.diffusion.variance_type {
-            VarianceType::Fixed => 1,
-            VarianceType::Learned => 2,
-        };
-        Ok(unet)
-    }
-
-    /// The autoencoder of a latent run (`latent.autoencoder`), read from its config files;
-    /// `None` for a pixel-space run.
-    pub fn first_stage(&self) -> Result<Option<FirstStage>, TrainError> {
-        self.latent
-            .autoencoder
-            .as_deref()
-            .map(FirstStage::resolve)
-            .transpose()
-    }
-
-    /// A text-to-image run's text encoder (`text.encoder`), found (or sized) and its width
-    /// read; `None` for a run without text.
-    pub fn text_source(&self) -> Result<Option<TextSource>, TrainError> {
-        TextSource::of_section(&self.text)
-    }
-
-    /// The image and latent sizes of a latent run; `None` for a pixel-space run.
-    pub fn latent_sizes(&self) -> Result<Option<LatentSizes>, TrainError> {
-        self.first_stage()?
-            .map(|first| first.sizes(self))
-            .transpose()
     }
 
     /// Checks values that parse but cannot work; the message starts with the key.
@@ -523,8 +467,6 @@ impl RunConfig {
         Ok(())
     }
 }
-
-impl RunConfig {}
 
 /// Applies one `section.key=value` assignment to the TOML tree. The value is read as TOML
 /// (`1e-4`, `true`, `"cosine"`, `[1, 2]`), and as a plain string when it is not valid TOML, so
