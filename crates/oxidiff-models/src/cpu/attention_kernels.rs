@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use super::buffer::{par_chunks_zeroed, zeroed};
 use super::math::{dot, exp_approx, lane_max, lane_sum};
 use super::matmul::{Mat, matmul, matmul_strided};
-use super::vectorised;
+use super::simd::multiversion;
 
 /// Sizes of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +129,34 @@ impl BlockWriter {
     }
 }
 
+multiversion! {
+    /// softmax(scale · s) of each row of `p` (rows of `m` scores), in place: one pass each for
+    /// the max, the exponentials and the sum, in vector lanes (a running f32 sum beside the
+    /// exponentials would keep the loop scalar).
+    fn softmax_rows(p: &mut [f32], m: usize, scale: f32) {
+        for row in p.chunks_mut(m) {
+            let max = lane_max(row);
+            for s in row.iter_mut() {
+                *s = exp_approx((*s - max) * scale);
+            }
+            let inv = (1.0 / lane_sum(row, |s| s)) as f32;
+            row.iter_mut().for_each(|s| *s *= inv);
+        }
+    }
+}
+
+multiversion! {
+    /// dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale, in place of dP (`ds`), rows of `m`.
+    fn softmax_grad_rows(ds: &mut [f32], p: &[f32], m: usize, scale: f32) {
+        for (ds_row, p_row) in ds.chunks_mut(m).zip(p.chunks(m)) {
+            let dot = dot(ds_row, p_row) as f32;
+            for (s, &pv) in ds_row.iter_mut().zip(p_row) {
+                *s = pv * (*s - dot) * scale;
+            }
+        }
+    }
+}
+
 /// Forward pass over every (image, head) block.
 pub fn attention_forward(
     g: &AttentionGeometry,
@@ -161,18 +189,7 @@ pub fn attention_forward(
                 Mat::transposed(k_b, lkv.row),
             )
         };
-        // One pass each for the max, the exponentials and the sum, in vector lanes (a
-        // running f32 sum beside the exponentials keeps the loop scalar).
-        vectorised(|| {
-            for row in p.chunks_mut(m) {
-                let max = lane_max(row);
-                for s in row.iter_mut() {
-                    *s = exp_approx((*s - max) * scale);
-                }
-                let inv = (1.0 / lane_sum(row, |s| s)) as f32;
-                row.iter_mut().for_each(|s| *s *= inv);
-            }
-        });
+        softmax_rows(p, m, scale);
         // SAFETY: p is [N, M], v_b [M, d]; the output block b ([N, d] under row stride
         // lq.row) is this task's alone.
         unsafe {
@@ -249,14 +266,7 @@ pub fn attention_backward(
                 Mat::transposed(v_b, lkv.row),
             );
         }
-        vectorised(|| {
-            for (ds_row, p_row) in ds.chunks_mut(m).zip(p.chunks(m)) {
-                let dot = dot(ds_row, p_row) as f32;
-                for (s, &pv) in ds_row.iter_mut().zip(p_row) {
-                    *s = pv * (*s - dot) * scale;
-                }
-            }
-        });
+        softmax_grad_rows(&mut ds, p, m, scale);
         // SAFETY: as above.
         unsafe {
             // dQ [N, d] = dS [N, M] · K [M, d]

@@ -24,7 +24,8 @@ use rayon::prelude::*;
 
 use super::buffer::zeroed;
 use super::math::{erf_approx, exp_approx};
-use super::{BackendKind, backend_kind, f32_storage, flex_tensor, vectorised};
+use super::simd::multiversion;
+use super::{BackendKind, backend_kind, f32_storage, flex_tensor};
 
 /// Rows per parallel task: one row of the feed-forward is a few hundred values.
 const ROWS_PER_TASK: usize = 16;
@@ -71,6 +72,38 @@ fn cdf(g: f32) -> f32 {
     0.5 * (1.0 + erf_approx(g * FRAC_1_SQRT_2))
 }
 
+multiversion! {
+    /// `out` = h · gelu(g) for each row [h | g] of `x` (rows of 2·`inner`).
+    fn geglu_rows(inner: usize, x: &[f32], out: &mut [f32]) {
+        for (o, row) in out.chunks_exact_mut(inner).zip(x.chunks_exact(2 * inner)) {
+            let (h, g) = row.split_at(inner);
+            for ((o, &h), &g) in o.iter_mut().zip(h).zip(g) {
+                *o = h * g * cdf(g);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `dx` = [dh | dg] for each row of `x` and of `grad` (see [`geglu_backward`]).
+    fn geglu_grad_rows(inner: usize, x: &[f32], grad: &[f32], dx: &mut [f32]) {
+        let rows = dx
+            .chunks_exact_mut(2 * inner)
+            .zip(x.chunks_exact(2 * inner))
+            .zip(grad.chunks_exact(inner));
+        for ((dx, x), grad) in rows {
+            let (dh, dg) = dx.split_at_mut(inner);
+            let (h, g) = x.split_at(inner);
+            for i in 0..inner {
+                let (gi, cdf) = (g[i], cdf(g[i]));
+                let pdf = FRAC_1_SQRT_2PI * exp_approx(-0.5 * gi * gi);
+                dh[i] = grad[i] * gi * cdf;
+                dg[i] = grad[i] * h[i] * (cdf + gi * pdf);
+            }
+        }
+    }
+}
+
 /// `[R, I]` = h · gelu(g) for `x` = `[R, 2·I]`.
 pub fn geglu_forward(inner: usize, x: &[f32]) -> Vec<f32> {
     assert!(
@@ -80,16 +113,7 @@ pub fn geglu_forward(inner: usize, x: &[f32]) -> Vec<f32> {
     let mut out = zeroed(x.len() / 2);
     out.par_chunks_mut(inner * ROWS_PER_TASK)
         .zip(x.par_chunks(2 * inner * ROWS_PER_TASK))
-        .for_each(|(out, x)| {
-            vectorised(|| {
-                for (o, row) in out.chunks_exact_mut(inner).zip(x.chunks_exact(2 * inner)) {
-                    let (h, g) = row.split_at(inner);
-                    for ((o, &h), &g) in o.iter_mut().zip(h).zip(g) {
-                        *o = h * g * cdf(g);
-                    }
-                }
-            });
-        });
+        .for_each(|(out, x)| geglu_rows(inner, x, out));
     out
 }
 
@@ -101,24 +125,7 @@ pub fn geglu_backward(inner: usize, x: &[f32], grad: &[f32]) -> Vec<f32> {
     dx.par_chunks_mut(2 * inner * ROWS_PER_TASK)
         .zip(x.par_chunks(2 * inner * ROWS_PER_TASK))
         .zip(grad.par_chunks(inner * ROWS_PER_TASK))
-        .for_each(|((dx, x), grad)| {
-            vectorised(|| {
-                let rows = dx
-                    .chunks_exact_mut(2 * inner)
-                    .zip(x.chunks_exact(2 * inner))
-                    .zip(grad.chunks_exact(inner));
-                for ((dx, x), grad) in rows {
-                    let (dh, dg) = dx.split_at_mut(inner);
-                    let (h, g) = x.split_at(inner);
-                    for i in 0..inner {
-                        let (gi, cdf) = (g[i], cdf(g[i]));
-                        let pdf = FRAC_1_SQRT_2PI * exp_approx(-0.5 * gi * gi);
-                        dh[i] = grad[i] * gi * cdf;
-                        dg[i] = grad[i] * h[i] * (cdf + gi * pdf);
-                    }
-                }
-            });
-        });
+        .for_each(|((dx, x), grad)| geglu_grad_rows(inner, x, grad, dx));
     dx
 }
 

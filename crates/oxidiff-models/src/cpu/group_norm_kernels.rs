@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use super::buffer::zeroed;
 use super::math::{dot, exp_approx, lane_sum};
+use super::simd::multiversion;
 
 /// Sizes of one GroupNorm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,43 @@ pub struct GroupNormForward {
     pub rstd: Vec<f32>,
 }
 
+multiversion! {
+    /// One (image, group) slice of [`group_norm_forward`]: `xs` and `out` hold its channels
+    /// (`plane` values each), `gamma` and `beta` theirs. Returns (mean, rstd).
+    fn normalise_group(
+        xs: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        plane: usize,
+        epsilon: f64,
+        silu: bool,
+        out: &mut [f32],
+    ) -> (f32, f32) {
+        let n = xs.len() as f64;
+        let mean = lane_sum(xs, |v| v) / n;
+        let mean_f32 = mean as f32;
+        let var = lane_sum(xs, |v| (v - mean_f32) * (v - mean_f32)) / n;
+        let rstd = 1.0 / (var + epsilon).sqrt();
+        let (mean, rstd) = (mean as f32, rstd as f32);
+        for (i, (out_c, x_c)) in out.chunks_mut(plane).zip(xs.chunks(plane)).enumerate() {
+            // y = a·x + b with a = γ·rstd, b = β − μ·a: one multiply-add per element.
+            let a = gamma[i] * rstd;
+            let b = beta[i] - mean * a;
+            if silu {
+                for (o, &v) in out_c.iter_mut().zip(x_c) {
+                    let y = a * v + b;
+                    *o = y * sigmoid(y);
+                }
+            } else {
+                for (o, &v) in out_c.iter_mut().zip(x_c) {
+                    *o = a * v + b;
+                }
+            }
+        }
+        (mean, rstd)
+    }
+}
+
 /// y = γ_c (x − μ_g) / √(σ²_g + ε) + β_c, then z = y·sigmoid(y) when `silu`.
 pub fn group_norm_forward(
     g: &GroupNormGeometry,
@@ -74,33 +112,69 @@ pub fn group_norm_forward(
         .zip(x.par_chunks(g.group_len()))
         .enumerate()
         .map(|(bg, (out, xs))| {
-            let n = xs.len() as f64;
-            let mean = lane_sum(xs, |v| v) / n;
-            let mean_f32 = mean as f32;
-            let var = lane_sum(xs, |v| (v - mean_f32) * (v - mean_f32)) / n;
-            let rstd = 1.0 / (var + epsilon).sqrt();
-            let (mean, rstd) = (mean as f32, rstd as f32);
-            let first_channel = (bg % g.groups) * cpg;
-            for (i, (out_c, x_c)) in out.chunks_mut(plane).zip(xs.chunks(plane)).enumerate() {
-                // y = a·x + b with a = γ·rstd, b = β − μ·a: one multiply-add per element.
-                let a = gamma[first_channel + i] * rstd;
-                let b = beta[first_channel + i] - mean * a;
-                if silu {
-                    for (o, &v) in out_c.iter_mut().zip(x_c) {
-                        let y = a * v + b;
-                        *o = y * sigmoid(y);
-                    }
-                } else {
-                    for (o, &v) in out_c.iter_mut().zip(x_c) {
-                        *o = a * v + b;
-                    }
-                }
-            }
-            (mean, rstd)
+            let channels = (bg % g.groups) * cpg..(bg % g.groups + 1) * cpg;
+            let (gamma, beta) = (&gamma[channels.clone()], &beta[channels]);
+            normalise_group(xs, gamma, beta, plane, epsilon, silu, out)
         })
         .collect();
     let (mean, rstd) = stats.into_iter().unzip();
     GroupNormForward { output, mean, rstd }
+}
+
+multiversion! {
+    /// One (image, group) slice of [`group_norm_backward`], laid out as in [`normalise_group`]
+    /// with `gs` its incoming gradient: writes dx into `dx_g` and returns each channel's
+    /// (Σ dL/dy·x̂, Σ dL/dy).
+    fn group_backward(
+        xs: &[f32],
+        gs: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        mu: f32,
+        rs: f32,
+        plane: usize,
+        silu: bool,
+        dx_g: &mut [f32],
+    ) -> Vec<(f64, f64)> {
+        let mut sums = Vec::with_capacity(gamma.len());
+        // dL/dy is written into dx_g first, then turned into dx in place.
+        let (mut sum_dxhat, mut sum_dxhat_xhat) = (0.0f64, 0.0f64);
+        for (i, ((dy_c, x_c), g_c)) in dx_g
+            .chunks_mut(plane)
+            .zip(xs.chunks(plane))
+            .zip(gs.chunks(plane))
+            .enumerate()
+        {
+            let (gam, bet) = (gamma[i], beta[i]);
+            if silu {
+                for ((dy, &v), &gr) in dy_c.iter_mut().zip(x_c).zip(g_c) {
+                    let y = gam * ((v - mu) * rs) + bet;
+                    let s = sigmoid(y);
+                    *dy = gr * (s + y * s * (1.0 - s));
+                }
+            } else {
+                dy_c.copy_from_slice(g_c);
+            }
+            let dy_c = &*dy_c;
+            let s_dy = lane_sum(dy_c, |d| d);
+            // Σ dy·x̂ = rstd·(Σ dy·x − μ·Σ dy)
+            let s_dy_x = dot(dy_c, x_c);
+            let s_dy_xhat = f64::from(rs) * (s_dy_x - f64::from(mu) * s_dy);
+            sum_dxhat += f64::from(gam) * s_dy;
+            sum_dxhat_xhat += f64::from(gam) * s_dy_xhat;
+            sums.push((s_dy_xhat, s_dy));
+        }
+        let n = xs.len() as f64;
+        let (m1, m2) = ((sum_dxhat / n) as f32, (sum_dxhat_xhat / n) as f32);
+        for (i, (dx_c, x_c)) in dx_g.chunks_mut(plane).zip(xs.chunks(plane)).enumerate() {
+            let gam = gamma[i];
+            for (d, &v) in dx_c.iter_mut().zip(x_c) {
+                let xhat = (v - mu) * rs;
+                *d = rs * (gam * *d - m1 - xhat * m2);
+            }
+        }
+        sums
+    }
 }
 
 /// Gradients of [`group_norm_forward`]: `(dx, dγ, dβ)` from `grad` = dL/d(output).
@@ -136,47 +210,9 @@ pub fn group_norm_backward(
         )
         .enumerate()
         .map(|(bg, (dx_g, (xs, gs)))| {
-            let (mu, rs) = (mean[bg], rstd[bg]);
-            let first_channel = (bg % g.groups) * cpg;
-            let mut sums = Vec::with_capacity(cpg);
-            // dL/dy is written into dx_g first, then turned into dx in place.
-            let (mut sum_dxhat, mut sum_dxhat_xhat) = (0.0f64, 0.0f64);
-            for (i, ((dy_c, x_c), g_c)) in dx_g
-                .chunks_mut(plane)
-                .zip(xs.chunks(plane))
-                .zip(gs.chunks(plane))
-                .enumerate()
-            {
-                let c = first_channel + i;
-                let (gam, bet) = (gamma[c], beta[c]);
-                if silu {
-                    for ((dy, &v), &gr) in dy_c.iter_mut().zip(x_c).zip(g_c) {
-                        let y = gam * ((v - mu) * rs) + bet;
-                        let s = sigmoid(y);
-                        *dy = gr * (s + y * s * (1.0 - s));
-                    }
-                } else {
-                    dy_c.copy_from_slice(g_c);
-                }
-                let dy_c = &*dy_c;
-                let s_dy = lane_sum(dy_c, |d| d);
-                // Σ dy·x̂ = rstd·(Σ dy·x − μ·Σ dy)
-                let s_dy_x = dot(dy_c, x_c);
-                let s_dy_xhat = f64::from(rs) * (s_dy_x - f64::from(mu) * s_dy);
-                sum_dxhat += f64::from(gam) * s_dy;
-                sum_dxhat_xhat += f64::from(gam) * s_dy_xhat;
-                sums.push((s_dy_xhat, s_dy));
-            }
-            let n = (cpg * plane) as f64;
-            let (m1, m2) = ((sum_dxhat / n) as f32, (sum_dxhat_xhat / n) as f32);
-            for (i, (dx_c, x_c)) in dx_g.chunks_mut(plane).zip(xs.chunks(plane)).enumerate() {
-                let gam = gamma[first_channel + i];
-                for (d, &v) in dx_c.iter_mut().zip(x_c) {
-                    let xhat = (v - mu) * rs;
-                    *d = rs * (gam * *d - m1 - xhat * m2);
-                }
-            }
-            sums
+            let channels = (bg % g.groups) * cpg..(bg % g.groups + 1) * cpg;
+            let (gamma, beta) = (&gamma[channels.clone()], &beta[channels]);
+            group_backward(xs, gs, gamma, beta, mean[bg], rstd[bg], plane, silu, dx_g)
         })
         .collect();
     let mut dgamma = vec![0.0f64; g.channels];

@@ -19,6 +19,7 @@ mod group_norm_kernels;
 mod linear;
 mod math;
 mod matmul;
+mod simd;
 mod winograd_kernels;
 
 use std::sync::OnceLock;
@@ -42,28 +43,7 @@ pub use group_norm_kernels::{
     GroupNormForward, GroupNormGeometry, group_norm_backward, group_norm_forward,
 };
 pub use linear::{LinearGeometry, linear, linear_backward, linear_forward, linear_route};
-
-/// Runs `f` compiled for AVX2 and FMA where the CPU has them (checked once, at run time).
-///
-/// Why: the crate is built for baseline x86-64 (SSE2, 4 lanes) so that the binary runs on any
-/// x86-64 machine; the elementwise loops of the kernels (Winograd transforms, transposes) run
-/// about twice as fast with 8 lanes. `f` and the `#[inline(always)]` functions it calls are
-/// inlined into a function with those features enabled, so they are compiled for them.
-#[inline(always)]
-pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        fn run<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has the features `run` is compiled for, checked just above.
-            return unsafe { run(f) };
-        }
-    }
-    f()
-}
+pub(crate) use simd::vectorised;
 
 /// Whether the fast paths are on (the default) or `OXIDIFF_CPU_KERNELS=0` turned them off.
 pub fn kernels_enabled() -> bool {
