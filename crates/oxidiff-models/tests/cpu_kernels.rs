@@ -350,8 +350,9 @@ fn geglu_forward_and_gradients_match_burn() {
     }
 }
 
-/// (batch, tokens, channels): a 64-channel transformer's tokens, an odd width.
-const LAYER_NORM_CASES: [(usize, usize, usize); 2] = [(2, 16, 64), (3, 5, 13)];
+/// (batch, tokens, channels): a 64-channel transformer's tokens, an odd width, and rows over
+/// several of the kernel's blocks with a partial last one.
+const LAYER_NORM_CASES: [(usize, usize, usize); 3] = [(2, 16, 64), (3, 5, 13), (2, 50, 24)];
 
 #[test]
 fn layer_norm_forward_and_gradients_match_burn() {

@@ -1,6 +1,6 @@
-//! Routes a [`GroupNorm`] (and the SiLU that usually follows it), and a [`LayerNorm`] over
-//! tokens, to the fused kernels of [`super::group_norm_kernels`] on burn's `flex` backend, with a
-//! hand-written backward pass for burn's autodiff; burn's modules everywhere else.
+//! Routes a [`GroupNorm`] (and the SiLU that usually follows it) to the fused kernels of
+//! [`super::group_norm_kernels`] on burn's `flex` backend, with a hand-written backward pass for
+//! burn's autodiff; burn's modules everywhere else.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -9,7 +9,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
-use burn::nn::{GroupNorm, LayerNorm};
+use burn::nn::GroupNorm;
 use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 
@@ -72,42 +72,6 @@ fn fused(norm: &GroupNorm, x: Tensor<4>, silu: bool, route: BackendKind) -> Tens
         shape: x.dims(),
     };
     fused_with(spec, x, gamma.val(), beta.val(), route)
-}
-
-/// `norm.forward(x)` for a LayerNorm over the last axis whose epsilon is `epsilon` (burn does
-/// not expose it): under autodiff on flex, GroupNorm's kernel with every token an image of one
-/// group and one pixel; burn's LayerNorm elsewhere.
-///
-/// # Shapes
-/// - `x`, output: `[B, N, C]`
-pub fn layer_norm(norm: &LayerNorm, epsilon: f64, x: Tensor<3>) -> Tensor<3> {
-    let [batch, tokens, channels] = x.dims();
-    let gamma = norm.gamma.val();
-    // Only under autodiff: flex has a fused LayerNorm forward of its own, but burn's autodiff
-    // composes it (and its backward) from a dozen tensor operations.
-    let on_kernel = |t: &Tensor<1>| backend_kind(&x, t) == BackendKind::AutodiffFlex;
-    let beta = norm
-        .beta
-        .as_ref()
-        .map(|beta| beta.val())
-        .filter(|beta| gamma.dims() == [channels] && on_kernel(&gamma) && on_kernel(beta));
-    let Some(beta) = beta else {
-        return norm.forward(x);
-    };
-    let rows = batch * tokens;
-    let spec = Spec {
-        geometry: GroupNormGeometry {
-            batch: rows,
-            channels,
-            groups: 1,
-            plane: 1,
-        },
-        epsilon,
-        silu: false,
-        shape: [rows, channels, 1, 1],
-    };
-    let x = x.reshape([rows, channels, 1, 1]);
-    fused_with(spec, x, gamma, beta, BackendKind::AutodiffFlex).reshape([batch, tokens, channels])
 }
 
 /// The fused GroupNorm of `spec` with these affine parameters, on `route`'s backend.

@@ -16,6 +16,8 @@ mod conv_kernels;
 mod geglu;
 mod group_norm;
 mod group_norm_kernels;
+mod layer_norm;
+mod layer_norm_kernels;
 mod linear;
 mod math;
 mod matmul;
@@ -38,9 +40,13 @@ pub use conv_kernels::{
     ConvGeometry, conv2d_bias_backward, conv2d_forward, conv2d_weight_backward, conv2d_x_backward,
 };
 pub use geglu::{geglu, geglu_backward, geglu_forward, geglu_route};
-pub use group_norm::{group_norm, group_norm_route, group_norm_silu, layer_norm};
+pub use group_norm::{group_norm, group_norm_route, group_norm_silu};
 pub use group_norm_kernels::{
     GroupNormForward, GroupNormGeometry, group_norm_backward, group_norm_forward,
+};
+pub use layer_norm::layer_norm;
+pub use layer_norm_kernels::{
+    LayerNormForward, LayerNormGeometry, layer_norm_backward, layer_norm_forward,
 };
 pub use linear::{LinearGeometry, linear, linear_backward, linear_forward, linear_route};
 pub(crate) use simd::vectorised;
