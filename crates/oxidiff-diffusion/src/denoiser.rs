@@ -4,7 +4,11 @@ use burn::tensor::Tensor;
 
 /// What every sampler calls: a network (or anything else) that maps a noisy batch to its raw
 /// output in the config's [`crate::Prediction`] parameterisation (ε, x₀ or v).
-pub trait Denoiser {
+///
+/// `Sync` because samplers run on the CPU kernels' thread pool, not on the caller's thread (see
+/// `oxidiff_models::cpu::on_pool`); a denoiser that records its calls needs a `Mutex`, not a
+/// `RefCell`.
+pub trait Denoiser: Sync {
     /// Raw model output for `x_t` at timesteps `t`. `t` holds the original, un-respaced
     /// training timestep index per batch item, as f32 (a DDIM sampler with 50 steps still passes
     /// e.g. 980, not 49).

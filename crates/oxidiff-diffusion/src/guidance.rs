@@ -8,7 +8,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::{Denoiser, GaussianDiffusion};
 
 /// A network that can be told the class of what it denoises.
-pub trait ConditionalDenoiser {
+pub trait ConditionalDenoiser: Sync {
     /// Raw output for `x_t` at timesteps `t` given `labels` (one per batch item; the network's
     /// "no class" label for the unconditional answer).
     ///
@@ -63,7 +63,7 @@ impl<M: ConditionalDenoiser> Denoiser for ClassifierFreeGuidance<'_, M> {
 }
 
 /// A network that attends to a context: the text encoder's hidden states of a prompt.
-pub trait ContextDenoiser {
+pub trait ContextDenoiser: Sync {
     /// Raw output for `x_t` at timesteps `t` given each item's `context`.
     ///
     /// # Shapes

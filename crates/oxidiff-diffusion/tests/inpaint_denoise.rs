@@ -680,7 +680,7 @@ fn bad_arguments_are_errors_naming_the_argument() {
 struct Recorder<'a> {
     inner: PointDenoiser<'a>,
     known_value: f32,
-    seen: std::cell::RefCell<Vec<(usize, f64, f64)>>,
+    seen: std::sync::Mutex<Vec<(usize, f64, f64)>>,
 }
 
 impl Denoiser for Recorder<'_> {
@@ -698,7 +698,7 @@ impl Denoiser for Recorder<'_> {
         let n = r.len() as f64;
         let mean = r.iter().sum::<f64>() / n;
         let var = r.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-        self.seen.borrow_mut().push((step, mean, var));
+        self.seen.lock().unwrap().push((step, mean, var));
         self.inner.denoise(x_t, t)
     }
 }
@@ -744,7 +744,7 @@ fn the_model_always_sees_the_known_region_at_its_timestep() {
         .filter(|(from, to)| to < from)
         .map(|&(from, _)| ascending[from - 1])
         .collect();
-    let repaint_seen = recorder.seen.take();
+    let repaint_seen = std::mem::take(&mut *recorder.seen.lock().unwrap());
     let visited: Vec<usize> = repaint_seen.iter().map(|s| s.0).collect();
     assert_eq!(visited, expected, "repaint's model calls");
 
@@ -759,7 +759,7 @@ fn the_model_always_sees_the_known_region_at_its_timestep() {
         &mut |_, _| {},
     )
     .unwrap();
-    let ddim_seen = recorder.seen.take();
+    let ddim_seen = std::mem::take(&mut *recorder.seen.lock().unwrap());
     assert_eq!(ddim_seen.len(), 10);
     // 4096 pixels: standard errors 0.016 (mean) and 0.022 (variance); bounds of about 5.
     for (what, seen) in [("repaint", repaint_seen), ("ddim", ddim_seen)] {

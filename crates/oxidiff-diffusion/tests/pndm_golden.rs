@@ -14,7 +14,7 @@
 
 mod common;
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 use burn::tensor::Tensor;
 use common::{assert_close_scaled, device, tensor4, to_vec};
@@ -81,14 +81,14 @@ impl Run {
 /// samples it sees (the sample after call k is what call k + 1 receives).
 struct Replay {
     outputs: Vec<Tensor<4>>,
-    calls: RefCell<Vec<(usize, Vec<f32>)>>,
+    calls: Mutex<Vec<(usize, Vec<f32>)>>,
 }
 
 impl Denoiser for Replay {
     fn denoise(&self, x_t: Tensor<4>, t: Tensor<1>) -> Tensor<4> {
         let t = to_vec(t);
         assert!(t.iter().all(|&v| v == t[0]), "one timestep per call: {t:?}");
-        let mut calls = self.calls.borrow_mut();
+        let mut calls = self.calls.lock().unwrap();
         let output = self
             .outputs
             .get(calls.len())
@@ -108,7 +108,7 @@ fn sampling_runs_match_diffusers() {
         let what = &run.name;
         let replay = Replay {
             outputs: run.outputs.iter().map(|o| tensor4(o, g.shape)).collect(),
-            calls: RefCell::new(Vec::new()),
+            calls: Mutex::new(Vec::new()),
         };
         let diffusion = run.diffusion();
         let x_t = tensor4(&run.x_t, g.shape).to_device(&dev);
@@ -134,7 +134,7 @@ fn sampling_runs_match_diffusers() {
             other => panic!("{what}: unexpected scheduler {other}"),
         }
         .unwrap();
-        let calls = replay.calls.into_inner();
+        let calls = replay.calls.into_inner().unwrap();
         let visited: Vec<usize> = calls.iter().map(|(t, _)| *t).collect();
         assert_eq!(visited, run.timesteps, "{what}: timesteps of the calls");
         // Call k + 1 sees the sample after scheduler call k; PLMS's second call sees its Euler
@@ -174,7 +174,7 @@ fn pndm_refuses_sample_prediction() {
     .unwrap();
     let replay = Replay {
         outputs: vec![],
-        calls: RefCell::new(Vec::new()),
+        calls: Mutex::new(Vec::new()),
     };
     let x = Tensor::<4>::zeros([1, 1, 2, 2], &device());
     let err = sample_pndm(&replay, &diffusion, x, 5, &mut |_, _| {}).unwrap_err();

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 use burn::tensor::Tensor;
 use common::{device, to_vec};
@@ -53,13 +53,13 @@ fn schedule_config() -> impl Strategy<Value = DiffusionConfig> {
 }
 
 /// Records every timestep a sampler asks about and answers 0 (any output will do here).
-struct Recorder(RefCell<Vec<usize>>);
+struct Recorder(Mutex<Vec<usize>>);
 
 impl oxidiff_diffusion::Denoiser for Recorder {
     fn denoise(&self, x_t: Tensor<4>, t: Tensor<1>) -> Tensor<4> {
         let t = to_vec(t);
         assert!(t.iter().all(|&v| v == t[0]), "one timestep per call");
-        self.0.borrow_mut().push(t[0] as usize);
+        self.0.lock().unwrap().push(t[0] as usize);
         x_t.zeros_like()
     }
 }
@@ -130,25 +130,25 @@ proptest! {
         let x = Tensor::<4>::zeros([1, 1, 1, 1], &device());
         let mut rng = ChaCha8Rng::seed_from_u64(0);
 
-        let recorder = Recorder(RefCell::new(Vec::new()));
+        let recorder = Recorder(Mutex::new(Vec::new()));
         let mut calls = Vec::new();
         sample_ddpm(&recorder, &diffusion, x.clone(), t, &mut rng, &mut |i, total| calls.push((i, total))).unwrap();
-        let visited = recorder.0.into_inner();
+        let visited = recorder.0.into_inner().unwrap();
         prop_assert_eq!(visited, (0..t).rev().collect::<Vec<_>>());
         prop_assert_eq!(calls, (1..=t).map(|i| (i, t)).collect::<Vec<_>>());
 
         let n = 1 + ((t - 1) as f64 * frac) as usize;
-        let recorder = Recorder(RefCell::new(Vec::new()));
+        let recorder = Recorder(Mutex::new(Vec::new()));
         let mut calls = Vec::new();
         sample_ddpm(&recorder, &diffusion, x.clone(), n, &mut rng, &mut |i, total| calls.push((i, total))).unwrap();
-        let visited = recorder.0.into_inner();
+        let visited = recorder.0.into_inner().unwrap();
         prop_assert_eq!(&visited, &respace_timesteps(t, n, spacing).unwrap());
         prop_assert_eq!(calls, (1..=n).map(|i| (i, n)).collect::<Vec<_>>());
 
-        let recorder = Recorder(RefCell::new(Vec::new()));
+        let recorder = Recorder(Mutex::new(Vec::new()));
         let mut calls = Vec::new();
         sample_ddim(&recorder, &diffusion, x, n, eta, &mut rng, &mut |i, total| calls.push((i, total))).unwrap();
-        let visited = recorder.0.into_inner();
+        let visited = recorder.0.into_inner().unwrap();
         prop_assert_eq!(&visited, &respace_timesteps(t, n, spacing).unwrap());
         for w in visited.windows(2) {
             prop_assert!(w[1] < w[0]);

@@ -206,6 +206,10 @@ fn timesteps(batch: usize, step: usize, device: &Device) -> Tensor<1> {
 
 /// Runs the benchmark on `device` (a non-autodiff device; autodiff is added for training).
 pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, TrainError> {
+    oxidiff_models::cpu::on_pool(|| run_bench_on(config, device))
+}
+
+fn run_bench_on(config: &BenchConfig, device: &Device) -> Result<BenchReport, TrainError> {
     let unet: UNetConfig = config.preset.config();
     let batch = config.batch;
     let shape = [batch, unet.in_channels, unet.image_size, unet.image_size];

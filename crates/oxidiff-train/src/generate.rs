@@ -1,6 +1,7 @@
 //! Drawing images from a trained model: the code behind `oxidiff sample` and the sample grids
 //! written while training.
 
+use oxidiff_models::cpu::on_pool;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor};
@@ -236,7 +237,21 @@ pub fn load_for_sampling(
 /// - `shape`: `[N, C, S, S]`
 /// - output: `[N, C, S, S]` in the model's space ([-1, 1] for the default scaling; see
 ///   [`save_image_grid`] for the way back to pixels)
+///
+/// The sampler runs on the kernels' thread pool ([`on_pool`]), as a training step does.
 pub fn generate(
+    model: &impl Denoiser,
+    diffusion: &GaussianDiffusion,
+    sample: &SampleConfig,
+    shape: [usize; 4],
+    seed: u64,
+    device: &Device,
+    progress: &mut (dyn FnMut(usize, usize) + Send),
+) -> Result<Tensor<4>, TrainError> {
+    on_pool(|| generate_here(model, diffusion, sample, shape, seed, device, progress))
+}
+
+fn generate_here(
     model: &impl Denoiser,
     diffusion: &GaussianDiffusion,
     sample: &SampleConfig,

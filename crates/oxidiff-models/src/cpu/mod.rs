@@ -115,3 +115,14 @@ pub(crate) fn f32_storage(tensor: &FlexTensor) -> Option<std::borrow::Cow<'_, [f
 pub(crate) fn flex_tensor(values: Vec<f32>, shape: impl Into<Vec<usize>>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape.into()))
 }
+
+/// Runs `f` on one of rayon's worker threads and waits for it.
+///
+/// Why: every parallel kernel called from a thread outside the pool is injected into it, wakes
+/// the workers and puts the caller to sleep until they finish; on a training step's hundreds of
+/// kernels those wake-ups and the caller's own serial stretches (with both workers idle) were a
+/// sixth of the wall time on two cores (bench/NOTES.md, 2026-12-04). Run from a worker, a kernel
+/// splits its work onto that worker's own queue and the other workers steal from it.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}

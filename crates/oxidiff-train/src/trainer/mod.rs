@@ -13,6 +13,7 @@ mod setup;
 mod state;
 mod task;
 
+use oxidiff_models::cpu::on_pool;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -271,9 +272,11 @@ impl<T: TrainTask> Trainer<T> {
         self.device
             .seed(derive_seed(self.config.seed, self.state.step));
         let batch = self.data.step_batch(self.state.step)?;
-        let (loss, grads) = self.forward_backward(&batch)?;
+        // The model's work runs on the kernels' thread pool (see `on_pool`); loading the batch
+        // stays off it, so a loader waiting on pool work cannot hold a worker.
+        let (loss, grads) = on_pool(|| self.forward_backward(&batch))?;
         self.check_finite("loss", loss)?;
-        let (lr, grad_norm) = self.optimize(grads)?;
+        let (lr, grad_norm) = on_pool(|| self.optimize(grads))?;
         let divergence = &mut self.state.divergence;
         if divergence.diverged_at.is_some_and(|d| self.state.step >= d) {
             // Past the step that diverged: the next divergence starts a new count.

@@ -42,12 +42,12 @@ pub struct MicroBatch<'a> {
 }
 
 /// A model the training loop can train.
-pub trait TrainTask: Sized {
+pub trait TrainTask: Sized + Send {
     /// The trained network; `Module::valid` gives the copy samples and evaluations use.
     type Model: Module;
     /// What the task carries from step to step and through checkpoints besides the weights,
     /// saved inside `state.json`.
-    type State: Clone + Serialize + DeserializeOwned;
+    type State: Clone + Send + Serialize + DeserializeOwned;
 
     /// The task a config describes.
     fn new(config: &RunConfig) -> Result<Self, TrainError>;
