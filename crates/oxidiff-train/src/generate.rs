@@ -1,7 +1,6 @@
 //! Drawing images from a trained model: the code behind `oxidiff sample` and the sample grids
 //! written while training.
 
-use oxidiff_models::cpu::on_pool;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor};
@@ -11,6 +10,7 @@ use oxidiff_diffusion::sample::{
 };
 use oxidiff_diffusion::{Denoiser, GaussianDiffusion, PromptGuidance, TimestepSpacing, randn};
 use oxidiff_models::UNet;
+use oxidiff_models::cpu::on_pool;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 

@@ -13,7 +13,6 @@ mod setup;
 mod state;
 mod task;
 
-use oxidiff_models::cpu::on_pool;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +22,7 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
 use oxidiff_data::{Batch, Dataset, LateSkip, derive_seed};
+use oxidiff_models::cpu::on_pool;
 
 pub use autoencoder::{AutoencoderState, AutoencoderTask, AutoencoderTraining};
 pub use diffusion::{DiffusionState, DiffusionTask};
