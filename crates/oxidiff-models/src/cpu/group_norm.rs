@@ -71,17 +71,7 @@ fn fused(norm: &GroupNorm, x: Tensor<4>, silu: bool, route: BackendKind) -> Tens
         silu,
         shape: x.dims(),
     };
-    fused_with(spec, x, gamma.val(), beta.val(), route)
-}
-
-/// The fused GroupNorm of `spec` with these affine parameters, on `route`'s backend.
-fn fused_with(
-    spec: Spec,
-    x: Tensor<4>,
-    gamma: Tensor<1>,
-    beta: Tensor<1>,
-    route: BackendKind,
-) -> Tensor<4> {
+    let (gamma, beta) = (gamma.val(), beta.val());
     match route {
         BackendKind::Flex => {
             let (Ok(x), Ok(gm), Ok(bt)) = (
