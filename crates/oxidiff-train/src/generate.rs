@@ -248,70 +248,62 @@ pub fn generate(
     device: &Device,
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<Tensor<4>, TrainError> {
-    on_pool(|| generate_here(model, diffusion, sample, shape, seed, device, progress))
-}
-
-fn generate_here(
-    model: &impl Denoiser,
-    diffusion: &GaussianDiffusion,
-    sample: &SampleConfig,
-    shape: [usize; 4],
-    seed: u64,
-    device: &Device,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<Tensor<4>, TrainError> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let x_t = randn(&mut rng, shape, device);
-    let images = match sample.sampler {
-        SamplerKind::Ddpm => sample_ddpm(model, diffusion, x_t, sample.steps, &mut rng, progress)?,
-        SamplerKind::Ddim => sample_ddim(
-            model,
-            diffusion,
-            x_t,
-            sample.steps,
-            sample.eta,
-            &mut rng,
-            progress,
-        )?,
-        SamplerKind::Pndm => sample_pndm(model, diffusion, x_t, sample.steps, progress)?,
-        SamplerKind::Euler | SamplerKind::Heun => {
-            let options = sample.karras_options();
-            let run = if sample.sampler == SamplerKind::Euler {
-                sample_euler
-            } else {
-                sample_heun
-            };
-            run(
+    on_pool(|| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let x_t = randn(&mut rng, shape, device);
+        let images = match sample.sampler {
+            SamplerKind::Ddpm => {
+                sample_ddpm(model, diffusion, x_t, sample.steps, &mut rng, progress)?
+            }
+            SamplerKind::Ddim => sample_ddim(
                 model,
                 diffusion,
                 x_t,
                 sample.steps,
-                &options,
+                sample.eta,
                 &mut rng,
                 progress,
-            )?
-        }
-        SamplerKind::DpmPp2m | SamplerKind::DpmPp2mSde => {
-            let options = DpmSolverOptions {
-                algorithm: if sample.sampler == SamplerKind::DpmPp2m {
-                    DpmSolverAlgorithm::DpmSolverPlusPlus
+            )?,
+            SamplerKind::Pndm => sample_pndm(model, diffusion, x_t, sample.steps, progress)?,
+            SamplerKind::Euler | SamplerKind::Heun => {
+                let options = sample.karras_options();
+                let run = if sample.sampler == SamplerKind::Euler {
+                    sample_euler
                 } else {
-                    DpmSolverAlgorithm::SdeDpmSolverPlusPlus
-                },
-                karras_sigmas: sample.karras_sigmas,
-            };
-            sample_dpm_solver(
-                model,
-                diffusion,
-                x_t,
-                sample.steps,
-                &options,
-                &mut rng,
-                progress,
-            )?
-        }
-    };
-    Ok(images)
+                    sample_heun
+                };
+                run(
+                    model,
+                    diffusion,
+                    x_t,
+                    sample.steps,
+                    &options,
+                    &mut rng,
+                    progress,
+                )?
+            }
+            SamplerKind::DpmPp2m | SamplerKind::DpmPp2mSde => {
+                let options = DpmSolverOptions {
+                    algorithm: if sample.sampler == SamplerKind::DpmPp2m {
+                        DpmSolverAlgorithm::DpmSolverPlusPlus
+                    } else {
+                        DpmSolverAlgorithm::SdeDpmSolverPlusPlus
+                    },
+                    karras_sigmas: sample.karras_sigmas,
+                };
+                sample_dpm_solver(
+                    model,
+                    diffusion,
+                    x_t,
+                    sample.steps,
+                    &options,
+                    &mut rng,
+                    progress,
+                )?
+            }
+        };
+        Ok(images)
+    })
 }
 
 /// The images as pixel values in [-1, 1]: mapped back from the run's standardisation when it
