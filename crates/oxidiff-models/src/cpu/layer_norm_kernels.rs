@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use super::buffer::zeroed;
-use super::math::lane_sum;
+use super::math::{dot, lane_sum};
 use super::simd::multiversion;
 
 /// Rows per parallel task.
@@ -38,26 +38,27 @@ pub struct LayerNormForward {
 }
 
 multiversion! {
-    /// One block of rows: writes y = γ (x − μ) rstd + β into `out` and each row's (μ, rstd)
-    /// into `stats`.
+    /// One block of rows: writes y = γ (x − μ) rstd + β into `out` and each row's μ and rstd
+    /// into `mean` and `rstd`.
     fn normalise_rows(
         xs: &[f32],
         gamma: &[f32],
         beta: &[f32],
         epsilon: f64,
         out: &mut [f32],
-        stats: &mut [(f32, f32)],
+        mean: &mut [f32],
+        rstd: &mut [f32],
     ) {
         let c = gamma.len();
         let n = c as f64;
-        for ((x, y), stat) in xs.chunks_exact(c).zip(out.chunks_exact_mut(c)).zip(stats) {
-            let mean = (lane_sum(x, |v| v) / n) as f32;
-            let var = lane_sum(x, |v| (v - mean) * (v - mean)) / n;
-            let rstd = (1.0 / (var + epsilon).sqrt()) as f32;
+        let rows = xs.chunks_exact(c).zip(out.chunks_exact_mut(c));
+        for ((x, y), (mu, rs)) in rows.zip(mean.iter_mut().zip(rstd.iter_mut())) {
+            *mu = (lane_sum(x, |v| v) / n) as f32;
+            let var = lane_sum(x, |v| (v - *mu) * (v - *mu)) / n;
+            *rs = (1.0 / (var + epsilon).sqrt()) as f32;
             for (((o, &v), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
-                *o = g * ((v - mean) * rstd) + b;
+                *o = g * ((v - *mu) * *rs) + b;
             }
-            *stat = (mean, rstd);
         }
     }
 }
@@ -75,15 +76,17 @@ pub fn layer_norm_forward(
     assert_eq!(gamma.len(), c, "gamma: wrong length");
     assert_eq!(beta.len(), c, "beta: wrong length");
     let mut output = zeroed(x.len());
-    let mut stats = vec![(0.0f32, 0.0f32); g.rows];
+    let (mut mean, mut rstd) = (vec![0.0f32; g.rows], vec![0.0f32; g.rows]);
     if c > 0 {
         output
             .par_chunks_mut(ROWS_PER_TASK * c)
             .zip(x.par_chunks(ROWS_PER_TASK * c))
-            .zip(stats.par_chunks_mut(ROWS_PER_TASK))
-            .for_each(|((out, xs), stats)| normalise_rows(xs, gamma, beta, epsilon, out, stats));
+            .zip(mean.par_chunks_mut(ROWS_PER_TASK))
+            .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
+            .for_each(|(((out, xs), mean), rstd)| {
+                normalise_rows(xs, gamma, beta, epsilon, out, mean, rstd);
+            });
     }
-    let (mean, rstd) = stats.into_iter().unzip();
     LayerNormForward { output, mean, rstd }
 }
 
@@ -94,7 +97,8 @@ multiversion! {
         xs: &[f32],
         grad: &[f32],
         gamma: &[f32],
-        stats: &[(f32, f32)],
+        mean: &[f32],
+        rstd: &[f32],
         dx: &mut [f32],
         dgamma: &mut [f32],
         dbeta: &mut [f32],
@@ -102,24 +106,16 @@ multiversion! {
     ) {
         let c = gamma.len();
         let n = c as f64;
-        for (((x, dy), d), &(mean, rstd)) in xs
-            .chunks_exact(c)
-            .zip(grad.chunks_exact(c))
-            .zip(dx.chunks_exact_mut(c))
-            .zip(stats)
-        {
+        let rows = xs.chunks_exact(c).zip(grad.chunks_exact(c)).zip(dx.chunks_exact_mut(c));
+        for (((x, dy), d), (&mean, &rstd)) in rows.zip(mean.iter().zip(rstd)) {
             // dŷ = γ·dL/dy; x̂ is recomputed from x, μ and rstd rather than stored.
             for ((h, &g), &dyv) in dhat.iter_mut().zip(gamma).zip(dy) {
                 *h = g * dyv;
             }
-            let m1 = (lane_sum(dhat, |h| h) / n) as f32;
-            let mut lanes = [0.0f32; 8];
-            for (hs, vs) in dhat.chunks(8).zip(x.chunks(8)) {
-                for ((lane, &h), &v) in lanes.iter_mut().zip(hs).zip(vs) {
-                    *lane += h * ((v - mean) * rstd);
-                }
-            }
-            let m2 = (lanes.iter().map(|&l| f64::from(l)).sum::<f64>() / n) as f32;
+            let s_dhat = lane_sum(dhat, |h| h);
+            // Σ dŷ·x̂ = rstd·(Σ dŷ·x − μ·Σ dŷ), as GroupNorm's backward sums it.
+            let s_dhat_xhat = f64::from(rstd) * (dot(dhat, x) - f64::from(mean) * s_dhat);
+            let (m1, m2) = ((s_dhat / n) as f32, (s_dhat_xhat / n) as f32);
             for ((((o, &h), &v), &dyv), (dg, db)) in d
                 .iter_mut()
                 .zip(&*dhat)
@@ -161,16 +157,26 @@ pub fn layer_norm_backward(
     if c == 0 {
         return (dx, Vec::new(), Vec::new());
     }
-    let stats: Vec<(f32, f32)> = mean.iter().copied().zip(rstd.iter().copied()).collect();
     // Per block: (Σ dL/dy·x̂, Σ dL/dy) over its rows, then summed over blocks in order.
     let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
         .par_chunks_mut(ROWS_PER_TASK * c)
         .zip(x.par_chunks(ROWS_PER_TASK * c))
         .zip(grad.par_chunks(ROWS_PER_TASK * c))
-        .zip(stats.par_chunks(ROWS_PER_TASK))
-        .map(|(((dx, xs), gs), stats)| {
+        .zip(mean.par_chunks(ROWS_PER_TASK))
+        .zip(rstd.par_chunks(ROWS_PER_TASK))
+        .map(|((((dx, xs), gs), mean), rstd)| {
             let (mut dgamma, mut dbeta, mut dhat) = (vec![0.0; c], vec![0.0; c], vec![0.0; c]);
-            backward_rows(xs, gs, gamma, stats, dx, &mut dgamma, &mut dbeta, &mut dhat);
+            backward_rows(
+                xs,
+                gs,
+                gamma,
+                mean,
+                rstd,
+                dx,
+                &mut dgamma,
+                &mut dbeta,
+                &mut dhat,
+            );
             (dgamma, dbeta)
         })
         .collect();
