@@ -97,6 +97,43 @@ pub struct BenchReport {
     pub device: String,
 }
 
+impl BenchReport {
+    /// One report from several runs of the same benchmark (`oxidiff bench --rounds`): the
+    /// median of each timing, the rates recomputed from those medians, the largest peak RSS.
+    /// `None` for no runs.
+    pub fn median_of(rounds: &[BenchReport]) -> Option<BenchReport> {
+        let first = rounds.first()?;
+        let med = |field: fn(&BenchReport) -> f64| {
+            median(&mut rounds.iter().map(field).collect::<Vec<_>>())
+        };
+        let med_opt = |field: fn(&BenchReport) -> Option<f64>| {
+            let mut values: Vec<f64> = rounds.iter().filter_map(field).collect();
+            (!values.is_empty()).then(|| median(&mut values))
+        };
+        let batch = first.batch as f64;
+        let train_step_ms = med(|r| r.train_step_ms);
+        let forward_ms = med(|r| r.forward_ms);
+        let gflops = |flops_per_image: u64, ms: f64| flops_per_image as f64 * batch / ms / 1e6;
+        Some(BenchReport {
+            train_step_ms,
+            train_forward_ms: med(|r| r.train_forward_ms),
+            train_backward_ms: med(|r| r.train_backward_ms),
+            optimizer_ms: med(|r| r.optimizer_ms),
+            train_images_per_s: batch / (train_step_ms * 1e-3),
+            forward_ms,
+            forward_images_per_s: batch / (forward_ms * 1e-3),
+            ddim_step_ms: med(|r| r.ddim_step_ms),
+            data_images_per_s: med_opt(|r| r.data_images_per_s),
+            data_load_images_per_s: med_opt(|r| r.data_load_images_per_s),
+            data_stream_images_per_s: med_opt(|r| r.data_stream_images_per_s),
+            peak_rss_bytes: rounds.iter().map(|r| r.peak_rss_bytes).max().unwrap_or(0),
+            train_gflops_per_s: gflops(first.train_flops_per_image, train_step_ms),
+            forward_gflops_per_s: gflops(first.forward_flops_per_image, forward_ms),
+            ..first.clone()
+        })
+    }
+}
+
 /// The optimiser both peers step with: AdamW, lr given per step, β = (0.9, 0.999), ε = 1e-8,
 /// no weight decay; oxidiff's side is the one training uses ([`FusedAdamW`]).
 pub(crate) fn peer_adamw() -> ModuleOptimizer {

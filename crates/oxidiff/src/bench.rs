@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use oxidiff_models::Preset;
-use oxidiff_train::{BenchConfig, BenchReport, run_bench};
+use oxidiff_train::{BenchConfig, BenchReport, median, run_bench};
 use serde_json::{Value, json};
 
 use crate::device::DeviceArg;
@@ -17,6 +17,8 @@ pub struct BenchArgs<'a> {
     pub peer_python: Option<&'a Path>,
     pub peer_script: &'a Path,
     pub peak_gflops: Option<f64>,
+    /// Runs of oxidiff and the peer, alternating; the medians are reported.
+    pub rounds: usize,
     pub device: DeviceArg,
 }
 
@@ -26,38 +28,94 @@ pub fn bench(args: BenchArgs<'_>) -> Result<()> {
     if args.peer_python.is_some() {
         check_peer(args.peer_script, &args.config)?;
     }
-    if !args.json {
-        eprintln!(
-            "timing oxidiff: preset {}, batch {}, {} warm-up + {} timed repetitions each...",
-            args.config.preset, args.config.batch, args.config.warmup, args.config.iters
-        );
+    let rounds = args.rounds.max(1);
+    let mut reports = Vec::with_capacity(rounds);
+    let mut peers = Vec::with_capacity(rounds);
+    for round in 1..=rounds {
+        if !args.json {
+            let of = if rounds > 1 {
+                format!(" (round {round} of {rounds})")
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "timing oxidiff{of}: preset {}, batch {}, {} warm-up + {} timed repetitions each...",
+                args.config.preset, args.config.batch, args.config.warmup, args.config.iters
+            );
+        }
+        let mut report = run_bench(&args.config, &device)?;
+        if args.peak_gflops.is_some() {
+            report.peak_gflops_per_s = args.peak_gflops;
+        }
+        if let Some(python) = args.peer_python {
+            peers.push(run_peer(
+                python,
+                args.peer_script,
+                &args.config,
+                &report,
+                args.json,
+            )?);
+        }
+        reports.push(report);
     }
-    let mut report = run_bench(&args.config, &device)?;
-    if args.peak_gflops.is_some() {
-        report.peak_gflops_per_s = args.peak_gflops;
-    }
-    let peer = match args.peer_python {
-        Some(python) => Some(run_peer(
-            python,
-            args.peer_script,
-            &args.config,
-            &report,
-            args.json,
-        )?),
-        None => None,
-    };
+    let report = BenchReport::median_of(&reports).context("no benchmark round ran")?;
+    // Each round's ratio pairs runs made minutes apart, so a machine whose speed drifts over a
+    // call moves both sides of it; the median of those ratios is the figure reported.
+    let round_ratios: Vec<Value> = reports
+        .iter()
+        .zip(&peers)
+        .map(|(ours, theirs)| ratios(ours, theirs))
+        .collect();
+    let peer = (!peers.is_empty()).then(|| median_peer(&peers));
 
     if args.json {
         let mut value = serde_json::to_value(&report)?;
+        value["rounds"] = json!(rounds);
         if let Some(peer) = &peer {
             value["peer"] = peer.clone();
-            value["ratios"] = ratios(&report, peer);
+            value["ratios"] = median_ratios(&round_ratios);
+            value["round_ratios"] = json!(round_ratios);
         }
         println!("{value}");
     } else {
-        print_table(&report, peer.as_ref());
+        print_table(&report, peer.as_ref(), rounds, &round_ratios);
     }
     Ok(())
+}
+
+/// The peers' timing keys, whose medians over rounds are reported.
+const PEER_TIMINGS: [&str; 5] = [
+    "train_step_ms",
+    "train_images_per_s",
+    "forward_ms",
+    "ddim_step_ms",
+    "peak_memory_bytes",
+];
+
+/// One peer result from several rounds: the median of each timing, the rest from the first.
+fn median_peer(peers: &[Value]) -> Value {
+    let mut combined = peers[0].clone();
+    for key in PEER_TIMINGS {
+        let mut values: Vec<f64> = peers.iter().filter_map(|p| p[key].as_f64()).collect();
+        if !values.is_empty() {
+            combined[key] = json!(median(&mut values));
+        }
+    }
+    combined
+}
+
+/// The median over rounds of each ratio.
+fn median_ratios(rounds: &[Value]) -> Value {
+    let mut combined = json!({});
+    for key in RATIO_KEYS {
+        let mut values: Vec<f64> = rounds.iter().filter_map(|r| r[key].as_f64()).collect();
+        combined[key] = if values.is_empty() {
+            Value::Null
+        } else {
+            json!(median(&mut values))
+        };
+    }
+    combined
 }
 
 /// The peer script of a preset: `small` has its own PyTorch re-implementation, a
@@ -165,7 +223,15 @@ pub(crate) fn peer_result(
     Ok(peer)
 }
 
-/// oxidiff over PyTorch for speeds (above 1 is faster) and for memory (below 1 is leaner).
+const RATIO_KEYS: [&str; 4] = [
+    "train_images_per_s",
+    "forward_speed",
+    "ddim_step_speed",
+    "peak_memory",
+];
+
+/// oxidiff over PyTorch for speeds (above 1 is faster) and for memory (below 1 is leaner), keyed
+/// by [`RATIO_KEYS`].
 fn ratios(report: &BenchReport, peer: &Value) -> Value {
     let ratio = |ours: f64, key: &str| peer[key].as_f64().map(|theirs| ours / theirs);
     json!({
@@ -180,12 +246,12 @@ fn mib(bytes: f64) -> String {
     format!("{:.0} MiB", bytes / f64::from(1 << 20))
 }
 
-fn print_table(report: &BenchReport, peer: Option<&Value>) {
+fn print_table(report: &BenchReport, peer: Option<&Value>, rounds: usize, round_ratios: &[Value]) {
     let context = report.context.map_or(String::new(), |[l, d]| {
         format!(", attending to {l}x{d} text states")
     });
     println!(
-        "model: {} ({} parameters), batch {}, {}x{}x{}{context}, fp32; median of {} after {} warm-up",
+        "model: {} ({} parameters), batch {}, {}x{}x{}{context}, fp32; median of {} after {} warm-up{}",
         report.preset,
         report.parameters,
         report.batch,
@@ -193,7 +259,12 @@ fn print_table(report: &BenchReport, peer: Option<&Value>) {
         report.image_size,
         report.image_size,
         report.iters,
-        report.warmup
+        report.warmup,
+        if rounds > 1 {
+            format!(", then the median of {rounds} rounds")
+        } else {
+            String::new()
+        }
     );
     println!(
         "FLOPs per image (analytic, multiply-add = 2): forward {:.3} G, training step {:.3} G (3x forward)",
@@ -295,7 +366,11 @@ fn print_table(report: &BenchReport, peer: Option<&Value>) {
         format!("{:.1} ms", f("ddim_step_ms")),
         mib(f("peak_memory_bytes")),
     ];
-    let r = ratios(report, peer);
+    let r = if round_ratios.len() > 1 {
+        median_ratios(round_ratios)
+    } else {
+        ratios(report, peer)
+    };
     let x = |v: &Value| v.as_f64().map_or("-".into(), |v| format!("{v:.2}x"));
     let ratio_col = [
         format!("{} throughput", x(&r["train_images_per_s"])),
@@ -317,6 +392,16 @@ fn print_table(report: &BenchReport, peer: Option<&Value>) {
     // Rows the peer does not measure.
     for (name, ours) in &ours[theirs.len()..] {
         println!("{name:<16} {ours}");
+    }
+    if round_ratios.len() > 1 {
+        let per_round: Vec<String> = round_ratios
+            .iter()
+            .map(|r| x(&r["train_images_per_s"]))
+            .collect();
+        println!(
+            "training throughput ratio per round (oxidiff, then the peer): {}; ratios above are medians over rounds",
+            per_round.join(", ")
+        );
     }
     if let Some(peer_flops) = peer["forward_flops_per_image"].as_u64()
         && peer_flops != report.forward_flops_per_image

@@ -126,6 +126,11 @@ enum Command {
         /// --autoencoder).
         #[arg(long)]
         peer_script: Option<PathBuf>,
+        /// Run the whole benchmark this many times, oxidiff and the peer alternating, and report
+        /// the median of each figure and of the per-round ratios: steadier on a machine whose
+        /// speed drifts.
+        #[arg(long, default_value_t = 1, conflicts_with = "autoencoder")]
+        rounds: usize,
         /// Benchmark an autoencoder preset instead of a UNet: its training step, encoding and
         /// decoding (peer: diffusers' AutoencoderKL of the same config).
         #[arg(long, value_enum, value_name = "PRESET")]
@@ -264,6 +269,7 @@ fn run(cli: Cli) -> Result<()> {
             json,
             peer,
             peer_script,
+            rounds,
             autoencoder,
             image_size,
             channels,
@@ -271,8 +277,8 @@ fn run(cli: Cli) -> Result<()> {
             peak_gflops,
             device,
         } => {
-            if batch == 0 || iters == 0 {
-                bail!("--batch and --iters must be at least 1");
+            if batch == 0 || iters == 0 || rounds == 0 {
+                bail!("--batch, --iters and --rounds must be at least 1");
             }
             if let Some(preset) = autoencoder {
                 let preset: AutoencoderPreset = preset.into();
@@ -311,6 +317,7 @@ fn run(cli: Cli) -> Result<()> {
                 peer_python: peer.as_deref(),
                 peer_script: &peer_script,
                 peak_gflops,
+                rounds,
                 device,
             })
         }

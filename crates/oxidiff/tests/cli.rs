@@ -306,6 +306,65 @@ fn bench_prints_json_and_rejects_a_missing_peer() {
     );
 }
 
+/// `--rounds` alternates oxidiff and the peer and reports the median of the per-round ratios.
+/// The peer here is a stand-in script with fixed figures, so each ratio is known from
+/// oxidiff's own numbers.
+#[test]
+fn bench_rounds_report_the_median_of_per_round_ratios() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("fixed_peer.py");
+    std::fs::write(
+        &script,
+        r#"import json
+print(json.dumps({"parameters": 6472195, "torch_version": "stand-in", "train_step_ms": 1000.0,
+    "train_images_per_s": 1.0, "forward_ms": 500.0, "ddim_step_ms": 600.0,
+    "peak_memory_bytes": 1e12}))
+"#,
+    )
+    .unwrap();
+    let args = [
+        "bench",
+        "--batch",
+        "1",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--rounds",
+        "3",
+        "--json",
+        "--peer",
+        "python3",
+        "--peer-script",
+    ];
+    let out = oxidiff(
+        &[&args[..], &[script.to_str().unwrap()]].concat(),
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(report["rounds"], 3);
+    let rounds = report["round_ratios"]
+        .as_array()
+        .expect("one ratio object per round");
+    assert_eq!(rounds.len(), 3);
+    let mut train: Vec<f64> = rounds
+        .iter()
+        .map(|r| r["train_images_per_s"].as_f64().unwrap())
+        .collect();
+    train.sort_by(f64::total_cmp);
+    assert_eq!(
+        report["ratios"]["train_images_per_s"].as_f64(),
+        Some(train[1])
+    );
+    // The peer trains at 1 image/s, so each round's ratio is oxidiff's own rate; the reported
+    // rate is the median of the three, from the median step time.
+    let rate = report["train_images_per_s"].as_f64().unwrap();
+    assert!((rate - train[1]).abs() < 1e-9 * rate, "{rate} vs {train:?}");
+    assert!(report["ratios"]["peak_memory"].as_f64().unwrap() < 1.0);
+    assert_eq!(report["peer"]["forward_ms"], 500.0);
+}
+
 #[test]
 fn eval_prints_bits_per_dim_bands_and_fd_oxidiff_and_writes_json() {
     let tmp = tempfile::tempdir().unwrap();
