@@ -98,9 +98,12 @@ pub struct BenchReport {
 }
 
 impl BenchReport {
-    /// One report from several runs of the same benchmark (`oxidiff bench --rounds`): the
-    /// median of each timing, the rates recomputed from those medians, the largest peak RSS.
-    /// `None` for no runs.
+    /// One report from several runs of the same benchmark in one process (`oxidiff bench
+    /// --rounds`): the median of each timing, the rates recomputed from those medians, and the
+    /// first run's peak RSS. Why the first: VmHWM only grows, and later runs allocate on top of
+    /// what the allocator kept from earlier ones (glibc's per-thread arenas: the latent-text
+    /// bench's peak went 545 → 920 MiB from the first run to the second, then stayed), so only
+    /// the first measures a fresh process, as each peer run is. `None` for no runs.
     pub fn median_of(rounds: &[BenchReport]) -> Option<BenchReport> {
         let first = rounds.first()?;
         let med = |field: fn(&BenchReport) -> f64| {
@@ -126,7 +129,6 @@ impl BenchReport {
             data_images_per_s: med_opt(|r| r.data_images_per_s),
             data_load_images_per_s: med_opt(|r| r.data_load_images_per_s),
             data_stream_images_per_s: med_opt(|r| r.data_stream_images_per_s),
-            peak_rss_bytes: rounds.iter().map(|r| r.peak_rss_bytes).max().unwrap_or(0),
             train_gflops_per_s: gflops(first.train_flops_per_image, train_step_ms),
             forward_gflops_per_s: gflops(first.forward_flops_per_image, forward_ms),
             ..first.clone()

@@ -362,6 +362,9 @@ print(json.dumps({"parameters": 6472195, "torch_version": "stand-in", "train_ste
     let rate = report["train_images_per_s"].as_f64().unwrap();
     assert!((rate - train[1]).abs() < 1e-9 * rate, "{rate} vs {train:?}");
     assert!(report["ratios"]["peak_memory"].as_f64().unwrap() < 1.0);
+    // Peak memory is the first round's, measured in a fresh process as each peer run is.
+    let peak = report["peak_rss_bytes"].as_f64().unwrap();
+    assert_eq!(Some(peak / 1e12), rounds[0]["peak_memory"].as_f64());
     assert_eq!(report["peer"]["forward_ms"], 500.0);
 }
 
