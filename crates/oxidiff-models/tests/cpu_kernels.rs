@@ -10,7 +10,7 @@ use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, LayerNormConfig, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{gelu, silu, softmax};
-use burn::tensor::{Device, Distribution, Gradients, Tensor};
+use burn::tensor::{Device, Distribution, Gradients, Tensor, TensorData};
 use oxidiff_models::cpu::{self, BackendKind};
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -457,7 +457,7 @@ fn attention_on_tokens_matches_burn() {
                 input([b, m, c], 2.0, autodiff, &device),
             );
             assert_eq!(
-                cpu::attention_tokens_route(&q, &k, &v, h),
+                cpu::attention_tokens_route(&q, &k, &v, h, None),
                 kernel_route(autodiff)
             );
             let split = |t: Tensor<3>, n| t.reshape([b, n, h, d]).swap_dims(1, 2);
@@ -468,7 +468,7 @@ fn attention_on_tokens_matches_burn() {
                 &probe,
                 |fast| {
                     if fast {
-                        cpu::attention_tokens(q.clone(), k.clone(), v.clone(), h)
+                        cpu::attention_tokens(q.clone(), k.clone(), v.clone(), h, None)
                     } else {
                         reference_attention(
                             split(q.clone(), n),
@@ -488,5 +488,129 @@ fn attention_on_tokens_matches_burn() {
                 },
             );
         }
+    }
+}
+
+/// The additive masks the text encoders put on their attention scores: each image's last `b`
+/// keys hidden (padding, `[B, 1, 1, M]`), plus a causal mask (`[1, 1, N, N]`) where queries
+/// and keys are the same tokens. -1e9 as `text::layers::MASKED`.
+fn masks(b: usize, n: usize, m: usize, device: &Device) -> Vec<(&'static str, Tensor<4>)> {
+    let padding: Vec<f32> = (0..b * m)
+        .map(|i| if i % m >= m - i / m { -1e9 } else { 0.0 })
+        .collect();
+    let padding = Tensor::<4>::from_data(TensorData::new(padding, [b, 1, 1, m]), device);
+    let mut all = vec![("padding", padding.clone())];
+    if n == m {
+        let causal: Vec<f32> = (0..n * n)
+            .map(|i| if i % n > i / n { -1e9 } else { 0.0 })
+            .collect();
+        let causal = Tensor::<4>::from_data(TensorData::new(causal, [1, 1, n, n]), device);
+        all.push(("causal", causal.clone()));
+        all.push(("causal + padding", causal + padding));
+    }
+    all
+}
+
+/// [`cpu::attention_tokens`] with an additive mask against burn's masked attention: forward
+/// and gradients, for every mask shape the encoders build; a per-head bias takes burn's path.
+#[test]
+fn masked_attention_on_tokens_matches_burn() {
+    for (autodiff, device) in both_devices(12) {
+        for (b, h, n, m, d) in ATTENTION_CASES {
+            let c = h * d;
+            let (q, k, v) = (
+                input([b, n, c], 2.0, autodiff, &device),
+                input([b, m, c], 2.0, autodiff, &device),
+                input([b, m, c], 2.0, autodiff, &device),
+            );
+            let per_head = Tensor::<4>::zeros([b, h, n, m], &device);
+            assert_eq!(
+                cpu::attention_tokens_route(&q, &k, &v, h, Some(&per_head)),
+                if h == 1 {
+                    kernel_route(autodiff)
+                } else {
+                    BackendKind::Other
+                }
+            );
+            for (mask, bias) in masks(b, n, m, &device) {
+                assert_eq!(
+                    cpu::attention_tokens_route(&q, &k, &v, h, Some(&bias)),
+                    kernel_route(autodiff)
+                );
+                let split = |t: Tensor<3>, n| t.reshape([b, n, h, d]).swap_dims(1, 2);
+                let probe = input([b, n, c], 1.0, false, &device);
+                check_case(
+                    &format!("{mask} attention B{b} H{h} N{n} M{m} d{d} autodiff {autodiff}"),
+                    autodiff,
+                    &probe,
+                    |fast| {
+                        if fast {
+                            cpu::attention_tokens(
+                                q.clone(),
+                                k.clone(),
+                                v.clone(),
+                                h,
+                                Some(bias.clone()),
+                            )
+                        } else {
+                            let (q, k, v) = (
+                                split(q.clone(), n),
+                                split(k.clone(), m),
+                                split(v.clone(), m),
+                            );
+                            let scores = q.matmul(k.transpose()) / (d as f64).sqrt();
+                            softmax(scores + bias.clone(), 3)
+                                .matmul(v)
+                                .swap_dims(1, 2)
+                                .reshape([b, n, c])
+                        }
+                    },
+                    |grads| {
+                        vec![
+                            ("q", to_vec(q.grad(grads).unwrap())),
+                            ("k", to_vec(k.grad(grads).unwrap())),
+                            ("v", to_vec(v.grad(grads).unwrap())),
+                        ]
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// A masked key's probability is exactly 0, and no probability is subnormal: the kernel's exp
+/// would give a masked score e^−87, subnormal once normalised, and GEMMs over subnormals run
+/// many times slower.
+#[test]
+fn masked_probabilities_are_zero_not_subnormal() {
+    let g = cpu::AttentionGeometry {
+        images: 2,
+        heads: 2,
+        tokens: 9,
+        key_tokens: 9,
+        head_dim: 4,
+    };
+    let layouts = cpu::AttentionLayouts {
+        q: cpu::AttentionLayout::tokens_major(&g, 9),
+        kv: cpu::AttentionLayout::tokens_major(&g, 9),
+    };
+    let len = 2 * 9 * 8;
+    let q: Vec<f32> = (0..len)
+        .map(|i| ((i * 37 % 17) as f32 - 8.0) / 4.0)
+        .collect();
+    let k: Vec<f32> = (0..len)
+        .map(|i| ((i * 11 % 13) as f32 - 6.0) / 3.0)
+        .collect();
+    // Causal: key j is hidden from query i where j > i.
+    let bias: Vec<f32> = (0..2 * 81)
+        .map(|i| if i % 9 > (i / 9) % 9 { -1e9 } else { 0.0 })
+        .collect();
+    let out = cpu::attention_forward(&g, &layouts, &q, &k, &k, Some(&bias));
+    for (i, p) in out.probs.iter().enumerate() {
+        let (query, key) = ((i / 9) % 9, i % 9);
+        if key > query {
+            assert_eq!(*p, 0.0, "masked probability {i}");
+        }
+        assert!(!p.is_subnormal(), "probability {i} is subnormal: {p:e}");
     }
 }

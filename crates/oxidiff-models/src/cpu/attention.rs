@@ -1,5 +1,6 @@
-//! Routes scaled dot-product attention to [`super::attention_kernels`] on burn's `flex` backend,
-//! with a hand-written backward pass for burn's autodiff; burn's operations everywhere else.
+//! Routes scaled dot-product attention (with an optional additive mask on the tokens' path) to
+//! [`super::attention_kernels`] on burn's `flex` backend, with a hand-written backward pass for
+//! burn's autodiff; burn's operations everywhere else.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -35,12 +36,25 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
         kv: AttentionLayout::heads_major(&g, g.key_tokens),
     };
     match attention_route(&q, &k, &v) {
-        BackendKind::Other => {
-            let scores = q.matmul(k.transpose()) / (head_dim as f64).sqrt();
-            softmax(scores, 3).matmul(v)
-        }
-        route => routed(route, g, layouts, q, k, v),
+        BackendKind::Other => burn_attention(q, k, v, None),
+        route => routed(route, g, layouts, q, k, v, None),
     }
+}
+
+/// softmax(q kᵀ / √d + bias) v through burn's operations.
+///
+/// # Shapes
+/// - `q`: `[B, heads, N, d]`; `k`, `v`: `[B, heads, M, d]`
+/// - `bias`: broadcastable to `[B, heads, N, M]`
+/// - output: `[B, heads, N, d]`
+fn burn_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Option<Tensor<4>>) -> Tensor<4> {
+    let head_dim = q.dims()[3];
+    let scores = q.matmul(k.transpose()) / (head_dim as f64).sqrt();
+    let scores = match bias {
+        Some(bias) => scores + bias,
+        None => scores,
+    };
+    softmax(scores, 3).matmul(v)
 }
 
 /// Which path [`attention`] takes: [`BackendKind::Other`] is burn's.
@@ -55,23 +69,34 @@ pub fn attention_route(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> BackendKi
 }
 
 /// Multi-head attention on tokens as the projections make them: `heads` heads side by side in
-/// each token's C channels, attended without transposing them out and back.
+/// each token's C channels, attended without transposing them out and back, with an optional
+/// additive `bias` on the scores (a causal or padding mask: a constant, given no gradient).
 ///
 /// # Shapes
 /// - `q`: `[B, N, C]`; `k`, `v`: `[B, M, C]`
+/// - `bias`: broadcastable to `[B, heads, N, M]`; the kernels take one shared by the heads
+///   (`[B or 1, 1, N or 1, M or 1]`), burn's operations any other
 /// - output: `[B, N, C]`
-pub fn attention_tokens(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tensor<3> {
+pub fn attention_tokens(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    heads: usize,
+    bias: Option<Tensor<4>>,
+) -> Tensor<3> {
     let [images, tokens, channels] = q.dims();
     let key_tokens = k.dims()[1];
-    let route = attention_tokens_route(&q, &k, &v, heads);
+    let route = attention_tokens_route(&q, &k, &v, heads, bias.as_ref());
     if route == BackendKind::Other {
         let head_dim = channels / heads.max(1);
         let split =
             |t: Tensor<3>, n: usize| t.reshape([images, n, heads, head_dim]).swap_dims(1, 2);
         let (q, k, v) = (split(q, tokens), split(k, key_tokens), split(v, key_tokens));
-        return attention(q, k, v)
-            .swap_dims(1, 2)
-            .reshape([images, tokens, channels]);
+        let out = match bias {
+            Some(bias) => burn_attention(q, k, v, Some(bias)),
+            None => attention(q, k, v),
+        };
+        return out.swap_dims(1, 2).reshape([images, tokens, channels]);
     }
     let g = AttentionGeometry {
         images,
@@ -84,7 +109,15 @@ pub fn attention_tokens(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) 
         q: AttentionLayout::tokens_major(&g, tokens),
         kv: AttentionLayout::tokens_major(&g, key_tokens),
     };
-    routed(route, g, layouts, q, k, v)
+    // [B, N, M], one block per image, as the kernel reads it.
+    let bias = bias.map(|bias| {
+        bias.expand([images, 1, tokens, key_tokens])
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 after convert")
+    });
+    routed(route, g, layouts, q, k, v, bias)
 }
 
 /// Which path [`attention_tokens`] takes: [`BackendKind::Other`] is burn's.
@@ -93,11 +126,20 @@ pub fn attention_tokens_route(
     k: &Tensor<3>,
     v: &Tensor<3>,
     heads: usize,
+    bias: Option<&Tensor<4>>,
 ) -> BackendKind {
-    let [b, _, c] = q.dims();
-    let [kb, _, kc] = k.dims();
-    let shapes_fit =
-        heads > 0 && c.is_multiple_of(heads) && (b, c) == (kb, kc) && k.dims() == v.dims();
+    let [b, n, c] = q.dims();
+    let [kb, m, kc] = k.dims();
+    let bias_fits = bias.is_none_or(|bias| {
+        let [bb, bh, bn, bm] = bias.dims();
+        let fits = |dim: usize, full: usize| dim == full || dim == 1;
+        bh == 1 && fits(bb, b) && fits(bn, n) && fits(bm, m) && !bias.is_require_grad()
+    });
+    let shapes_fit = heads > 0
+        && c.is_multiple_of(heads)
+        && (b, c) == (kb, kc)
+        && k.dims() == v.dims()
+        && bias_fits;
     match backend_kind(q, k) {
         kind if shapes_fit && backend_kind(q, v) == kind => kind,
         _ => BackendKind::Other,
@@ -112,6 +154,7 @@ fn routed<const D: usize>(
     q: Tensor<D>,
     k: Tensor<D>,
     v: Tensor<D>,
+    bias: Option<Vec<f32>>,
 ) -> Tensor<D> {
     match route {
         BackendKind::Flex => {
@@ -123,10 +166,10 @@ fn routed<const D: usize>(
             ) else {
                 unreachable!("the route said every tensor is on flex");
             };
-            let (out, _) = run_forward(&g, &layouts, &q, &k, &v);
+            let (out, _) = run_forward(&g, &layouts, &q, &k, &v, bias.as_deref());
             Tensor::from_primitive::<Flex>(flex_tensor(out, shape))
         }
-        BackendKind::AutodiffFlex => forward_autodiff(g, layouts, q, k, v),
+        BackendKind::AutodiffFlex => forward_autodiff(g, layouts, q, k, v, bias.as_deref()),
         BackendKind::Other => unreachable!("the callers take burn's path for Other"),
     }
 }
@@ -137,13 +180,14 @@ fn run_forward(
     q: &FlexTensor,
     k: &FlexTensor,
     v: &FlexTensor,
+    bias: Option<&[f32]>,
 ) -> (Vec<f32>, Vec<f32>) {
     let (q, k, v) = (
         f32_storage(q).expect("f32 q"),
         f32_storage(k).expect("f32 k"),
         f32_storage(v).expect("f32 v"),
     );
-    let out = attention_forward(g, layouts, &q, &k, &v);
+    let out = attention_forward(g, layouts, &q, &k, &v, bias);
     (out.output, out.probs)
 }
 
@@ -204,6 +248,7 @@ fn forward_autodiff<const D: usize>(
     q: Tensor<D>,
     k: Tensor<D>,
     v: Tensor<D>,
+    bias: Option<&[f32]>,
 ) -> Tensor<D> {
     let (shape, kv_shape) = (q.dims().to_vec(), k.dims().to_vec());
     let (Ok(q), Ok(k), Ok(v)) = (
@@ -213,7 +258,14 @@ fn forward_autodiff<const D: usize>(
     ) else {
         unreachable!("the route said every tensor is on autodiff(flex)");
     };
-    let (out, probs) = run_forward(&g, &layouts, q.primitive(), k.primitive(), v.primitive());
+    let (out, probs) = run_forward(
+        &g,
+        &layouts,
+        q.primitive(),
+        k.primitive(),
+        v.primitive(),
+        bias,
+    );
     let out = flex_tensor(out, shape.clone());
     let out = match AttentionBackward
         .prepare::<NoCheckpointing>([q.node(), k.node(), v.node()])

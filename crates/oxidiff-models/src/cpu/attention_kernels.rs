@@ -99,9 +99,9 @@ pub struct AttentionLayouts {
 
 /// Output of [`attention_forward`].
 pub struct AttentionForward {
-    /// softmax(Q Kᵀ / √d) V, in `q`'s layout.
+    /// softmax(Q Kᵀ / √d + bias) V, in `q`'s layout.
     pub output: Vec<f32>,
-    /// softmax(Q Kᵀ / √d), `[B·H, N, M]`, kept for the backward pass.
+    /// softmax(Q Kᵀ / √d + bias), `[B·H, N, M]`, kept for the backward pass.
     pub probs: Vec<f32>,
 }
 
@@ -129,6 +129,13 @@ impl BlockWriter {
     }
 }
 
+/// Scores this far below their row's maximum get probability exactly 0. Why: a masked score
+/// (−1e9) would otherwise come out of [`exp_approx`]'s clamp as e^−87 ≈ 1.6e-38, which the
+/// normalisation makes subnormal, and every GEMM that reads a subnormal probability runs many
+/// times slower (a causal mask made CLIP's attention 15× slower than unmasked). e^−80 ≈ 1.8e-35
+/// stays normal after dividing by any row sum up to 10³ and is negligible beside the maximum's 1.
+const NEGLIGIBLE: f32 = -80.0;
+
 multiversion! {
     /// softmax(scale · s) of each row of `p` (rows of `m` scores), in place: one pass each for
     /// the max, the exponentials and the sum, in vector lanes (a running f32 sum beside the
@@ -137,10 +144,21 @@ multiversion! {
         for row in p.chunks_mut(m) {
             let max = lane_max(row);
             for s in row.iter_mut() {
-                *s = exp_approx((*s - max) * scale);
+                let x = (*s - max) * scale;
+                *s = if x < NEGLIGIBLE { 0.0 } else { exp_approx(x) };
             }
             let inv = (1.0 / lane_sum(row, |s| s)) as f32;
             row.iter_mut().for_each(|s| *s *= inv);
+        }
+    }
+}
+
+multiversion! {
+    /// s ← scale · s + bias over `p` and `bias` of the same shape: the scaled scores with an
+    /// additive mask, ready for [`softmax_rows`] with scale 1.
+    fn add_scaled(p: &mut [f32], bias: &[f32], scale: f32) {
+        for (s, &b) in p.iter_mut().zip(bias) {
+            *s = *s * scale + b;
         }
     }
 }
@@ -157,19 +175,25 @@ multiversion! {
     }
 }
 
-/// Forward pass over every (image, head) block.
+/// Forward pass over every (image, head) block: softmax(Q Kᵀ / √d + bias) V, where `bias`
+/// (an additive mask: causal, padding) is `[B, N, M]`, one block per image shared by its heads.
+/// The bias is a constant: the backward pass gives it no gradient.
 pub fn attention_forward(
     g: &AttentionGeometry,
     layouts: &AttentionLayouts,
     q: &[f32],
     k: &[f32],
     v: &[f32],
+    bias: Option<&[f32]>,
 ) -> AttentionForward {
     let (n, m, d) = (g.tokens, g.key_tokens, g.head_dim);
     let AttentionLayouts { q: lq, kv: lkv } = *layouts;
     check("q", q, g.q_len());
     check("k", k, g.kv_len());
     check("v", v, g.kv_len());
+    if let Some(bias) = bias {
+        check("bias", bias, g.images * g.score_block());
+    }
     let mut output = zeroed(g.q_len());
     let scale = g.scale();
     let out = BlockWriter(output.as_mut_ptr());
@@ -189,7 +213,18 @@ pub fn attention_forward(
                 Mat::transposed(k_b, lkv.row),
             )
         };
-        softmax_rows(p, m, scale);
+        match bias {
+            Some(bias) => {
+                let image = b / g.heads;
+                add_scaled(
+                    p,
+                    &bias[image * g.score_block()..][..g.score_block()],
+                    scale,
+                );
+                softmax_rows(p, m, 1.0);
+            }
+            None => softmax_rows(p, m, scale),
+        }
         // SAFETY: p is [N, M], v_b [M, d]; the output block b ([N, d] under row stride
         // lq.row) is this task's alone.
         unsafe {
@@ -208,7 +243,8 @@ pub fn attention_forward(
     AttentionForward { output, probs }
 }
 
-/// Gradients `(dQ, dK, dV)` from `grad` = dL/d(output), with P the forward probabilities:
+/// Gradients `(dQ, dK, dV)` from `grad` = dL/d(output), with P the forward probabilities (with
+/// or without a bias, which only entered through P):
 /// dV = Pᵀ dO; dP = dO Vᵀ; dS = P ⊙ (dP − rowsum(dP ⊙ P)) / √d; dQ = dS K; dK = dSᵀ Q. `grad` and
 /// dQ are in `q`'s layout, dK and dV in `k`'s.
 pub fn attention_backward(

@@ -80,6 +80,18 @@ pub fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
     }
 }
 
+/// `layer.forward(x)` over the last axis of tokens, as one GEMM on `[B·N, I]` rows.
+///
+/// # Shapes
+/// - `x`: `[B, N, I]`
+/// - output: `[B, N, O]`
+pub fn linear_tokens(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [batch, tokens, width] = x.dims();
+    let out = linear(layer, x.reshape([batch * tokens, width]));
+    let [_, out_width] = out.dims();
+    out.reshape([batch, tokens, out_width])
+}
+
 /// Which path [`linear`] takes: [`BackendKind::Other`] is burn's.
 pub fn linear_route(layer: &Linear, x: &Tensor<2>) -> BackendKind {
     let weight = layer.weight.val();

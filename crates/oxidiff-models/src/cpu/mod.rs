@@ -48,7 +48,9 @@ pub use layer_norm::layer_norm;
 pub use layer_norm_kernels::{
     LayerNormForward, LayerNormGeometry, layer_norm_backward, layer_norm_forward,
 };
-pub use linear::{LinearGeometry, linear, linear_backward, linear_forward, linear_route};
+pub use linear::{
+    LinearGeometry, linear, linear_backward, linear_forward, linear_route, linear_tokens,
+};
 pub(crate) use simd::vectorised;
 
 /// Whether the fast paths are on (the default) or `OXIDIFF_CPU_KERNELS=0` turned them off.

@@ -18,6 +18,7 @@ use super::transformers_io::{
     MODEL_FILE, load_transformers_weights, read_config_json, save_transformers_model, tensor_names,
 };
 use crate::ModelError;
+use crate::cpu::{layer_norm, linear_tokens};
 
 /// The prefix a BERT task model (`BertForMaskedLM`, …) puts before its encoder's tensors.
 pub const BERT_PREFIX: &str = "bert.";
@@ -48,6 +49,10 @@ pub struct BertSelfOutput {
     pub dense: Linear,
     pub layer_norm: LayerNorm,
     pub dropout: Dropout,
+    /// The LayerNorm's epsilon (the config's `layer_norm_eps`), which burn's module keeps
+    /// private and the CPU kernel needs.
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 impl BertSelfOutput {
@@ -56,8 +61,8 @@ impl BertSelfOutput {
     /// # Shapes
     /// - `h`: `[B, L, in]`; `x`, output: `[B, L, D]`
     pub fn forward(&self, h: Tensor<3>, x: Tensor<3>) -> Tensor<3> {
-        self.layer_norm
-            .forward(self.dropout.forward(self.dense.forward(h)) + x)
+        let sum = self.dropout.forward(linear_tokens(&self.dense, h)) + x;
+        layer_norm(&self.layer_norm, self.layer_norm_eps, sum)
     }
 }
 
@@ -89,9 +94,9 @@ impl BertLayer {
     pub fn forward(&self, x: Tensor<3>, bias: Option<Tensor<4>>) -> Tensor<3> {
         let attn = &self.attention.self_attention;
         let attended = multi_head_attention(
-            attn.query.forward(x.clone()),
-            attn.key.forward(x.clone()),
-            attn.value.forward(x.clone()),
+            linear_tokens(&attn.query, x.clone()),
+            linear_tokens(&attn.key, x.clone()),
+            linear_tokens(&attn.value, x.clone()),
             attn.num_heads,
             bias,
             &attn.dropout,
@@ -100,7 +105,7 @@ impl BertLayer {
         let inner = self
             .intermediate
             .activation
-            .forward(self.intermediate.dense.forward(h.clone()));
+            .forward(linear_tokens(&self.intermediate.dense, h.clone()));
         self.output.forward(inner, h)
     }
 }
@@ -171,6 +176,7 @@ impl BertModel {
             dense: linear(d_in, d, std, device),
             layer_norm: norm(),
             dropout: hidden_dropout(),
+            layer_norm_eps: config.layer_norm_eps,
         };
         let layer = (0..config.num_hidden_layers)
             .map(|_| BertLayer {
@@ -249,7 +255,8 @@ impl BertModel {
         let embedded = e.word_embeddings.forward(ids)
             + e.token_type_embeddings.forward(token_type_ids)
             + e.position_embeddings.forward(positions(tokens, &device));
-        let mut h = e.dropout.forward(e.layer_norm.forward(embedded));
+        let normed = layer_norm(&e.layer_norm, self.config.layer_norm_eps, embedded);
+        let mut h = e.dropout.forward(normed);
         let bias = mask.map(padding_bias);
         for layer in &self.encoder.layer {
             h = layer.forward(h, bias.clone());

@@ -22,6 +22,7 @@ use super::transformers_io::{
     MODEL_FILE, load_transformers_weights, save_transformers_model, tensor_names,
 };
 use crate::ModelError;
+use crate::cpu::{layer_norm, linear_tokens};
 
 /// The prefix of every tensor name in a `CLIPTextModel` file before transformers 5, and in
 /// the files oxidiff writes.
@@ -51,14 +52,14 @@ impl ClipAttention {
     /// - output: `[B, L, D]`
     pub fn forward(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
         let attended = multi_head_attention(
-            self.q_proj.forward(x.clone()),
-            self.k_proj.forward(x.clone()),
-            self.v_proj.forward(x),
+            linear_tokens(&self.q_proj, x.clone()),
+            linear_tokens(&self.k_proj, x.clone()),
+            linear_tokens(&self.v_proj, x),
             self.num_heads,
             Some(bias),
             &self.dropout,
         );
-        self.out_proj.forward(attended)
+        linear_tokens(&self.out_proj, attended)
     }
 }
 
@@ -75,8 +76,8 @@ impl ClipMlp {
     /// # Shapes
     /// - `x`, output: `[B, L, D]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2
-            .forward(self.activation.forward(self.fc1.forward(x)))
+        let hidden = self.activation.forward(linear_tokens(&self.fc1, x));
+        linear_tokens(&self.fc2, hidden)
     }
 }
 
@@ -87,6 +88,10 @@ pub struct ClipEncoderLayer {
     pub layer_norm1: LayerNorm,
     pub mlp: ClipMlp,
     pub layer_norm2: LayerNorm,
+    /// The LayerNorms' epsilon (the config's `layer_norm_eps`), which burn's module keeps
+    /// private and the CPU kernel needs.
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 impl ClipEncoderLayer {
@@ -94,8 +99,12 @@ impl ClipEncoderLayer {
     /// - `x`: `[B, L, D]`; `bias`: broadcastable to `[B, heads, L, L]`
     /// - output: `[B, L, D]`
     pub fn forward(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
-        let h = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x), bias);
-        h.clone() + self.mlp.forward(self.layer_norm2.forward(h))
+        let eps = self.layer_norm_eps;
+        let h = x.clone()
+            + self
+                .self_attn
+                .forward(layer_norm(&self.layer_norm1, eps, x), bias);
+        h.clone() + self.mlp.forward(layer_norm(&self.layer_norm2, eps, h))
     }
 }
 
@@ -173,6 +182,7 @@ impl ClipTextModel {
                         activation: config.hidden_act,
                     },
                     layer_norm2: norm(),
+                    layer_norm_eps: config.layer_norm_eps,
                 }
             })
             .collect();
@@ -223,7 +233,7 @@ impl ClipTextModel {
         for layer in &self.encoder.layers {
             h = layer.forward(h, bias.clone());
         }
-        let last_hidden_state = self.final_layer_norm.forward(h);
+        let last_hidden_state = layer_norm(&self.final_layer_norm, self.config.layer_norm_eps, h);
         let end = if self.config.eos_token_id == 2 {
             let [batch, _] = ids.dims();
             let largest = ids.clone().max_dim(1).repeat_dim(1, tokens);

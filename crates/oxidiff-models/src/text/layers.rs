@@ -6,6 +6,8 @@ use burn::tensor::activation::{gelu, gelu_approximate, sigmoid, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::cpu::attention_tokens;
+
 /// What a masked attention score gets before the softmax. Finite, so that a row with every key
 /// masked gives a (meaningless) average rather than NaN; exp of it is 0 in f32 next to any
 /// unmasked score.
@@ -79,7 +81,8 @@ pub(crate) fn linear(d_in: usize, d_out: usize, std: f64, device: &Device) -> Li
 
 /// Multi-head scaled dot-product attention over already projected queries, keys and values:
 /// softmax(q kᵀ/√d + bias) v per head (Vaswani et al. 2017, eq. 1), heads split from the
-/// channels in order, `dropout` on the probabilities (active only while training).
+/// channels in order, `dropout` on the probabilities (active only while training). On the CPU
+/// it runs on [`attention_tokens`]'s kernel wherever the dropout does not act.
 ///
 /// # Shapes
 /// - `q`, `k`, `v`: `[B, L, D]`, D = heads · d
@@ -94,6 +97,13 @@ pub(crate) fn multi_head_attention(
     bias: Option<Tensor<4>>,
     dropout: &Dropout,
 ) -> Tensor<3> {
+    // The kernels have no dropout on the probabilities; where it acts (training, p > 0) the
+    // attention runs on burn's operations.
+    let dropout_acts =
+        dropout.prob > 0.0 && dropout.training.is_enabled() && q.device().is_autodiff();
+    if !dropout_acts {
+        return attention_tokens(q, k, v, heads, bias);
+    }
     let [batch, tokens, channels] = q.dims();
     let head_dim = channels / heads;
     let split = |t: Tensor<3>| t.reshape([batch, tokens, heads, head_dim]).swap_dims(1, 2);

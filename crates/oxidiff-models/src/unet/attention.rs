@@ -51,7 +51,7 @@ impl AttentionBlock {
         let v = tokens_of(linear(&self.value, h));
         // Scaled dot-product attention (Vaswani et al. 2017, eq. 1): softmax(QKᵀ/√d)V, the
         // heads side by side in each token's channels.
-        let attended = attention_tokens(q, k, v, heads).reshape([batch * tokens, channels]);
+        let attended = attention_tokens(q, k, v, heads, None).reshape([batch * tokens, channels]);
         let out = linear(&self.proj_out, attended)
             .reshape([batch, tokens, channels])
             .swap_dims(1, 2)

@@ -16,7 +16,7 @@ use burn::nn::{
 };
 use burn::tensor::{Device, Tensor};
 
-use crate::cpu::{attention_tokens, conv2d, geglu, group_norm, layer_norm, linear};
+use crate::cpu::{attention_tokens, conv2d, geglu, group_norm, layer_norm, linear_tokens};
 
 /// diffusers' `Transformer2DModel` GroupNorm epsilon.
 const NORM_EPS: f64 = 1e-6;
@@ -69,14 +69,6 @@ fn from_tokens(x: Tensor<3>, height: usize, width: usize) -> Tensor<4> {
     x.swap_dims(1, 2).reshape([batch, channels, height, width])
 }
 
-/// A linear layer over the last axis of `[B, N, C_in]`, as one GEMM on `[B·N, C_in]` rows.
-fn linear_tokens(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
-    let [batch, tokens, width] = x.dims();
-    let out = linear(layer, x.reshape([batch * tokens, width]));
-    let [_, out_width] = out.dims();
-    out.reshape([batch, tokens, out_width])
-}
-
 /// Multi-head attention of image tokens over a sequence (diffusers' `Attention`): itself for
 /// self-attention, a text encoder's states for cross-attention.
 #[derive(Module, Debug)]
@@ -113,7 +105,7 @@ impl CrossAttention {
         let q = linear_tokens(&self.to_q, x);
         let k = linear_tokens(&self.to_k, source.clone());
         let v = linear_tokens(&self.to_v, source);
-        linear_tokens(&self.to_out, attention_tokens(q, k, v, self.heads))
+        linear_tokens(&self.to_out, attention_tokens(q, k, v, self.heads, None))
     }
 }
 
