@@ -3,24 +3,12 @@
 //!
 //! `cargo run --release -p oxidiff-models --example conv_kernels`
 
-use std::time::Instant;
+mod common;
 
+use common::median_ms;
 use oxidiff_models::cpu::{
     ConvGeometry, conv2d_forward, conv2d_weight_backward, conv2d_x_backward,
 };
-
-fn median_ms(mut f: impl FnMut()) -> f64 {
-    f();
-    let mut t: Vec<f64> = (0..7)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[3]
-}
 
 fn main() {
     // (C_in, C_out, kernel, stride, H) of small's convolutions, with how often each occurs.

@@ -7,24 +7,12 @@
 //! `cargo run --release -p oxidiff-models --example text_encoders`
 //! `OXIDIFF_CPU_KERNELS=0 cargo run --release -p oxidiff-models --example text_encoders`
 
-use std::time::Instant;
+mod common;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use common::median_ms;
 use oxidiff_models::cpu::on_pool;
 use oxidiff_models::text::{BertConfig, BertModel, ClipTextConfig, SentencePooling};
-
-fn median_ms(mut f: impl FnMut()) -> f64 {
-    f();
-    let mut t: Vec<f64> = (0..7)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[3]
-}
 
 /// Token ids in `1..vocab` and a mask keeping the first 3/4 of each row (the rest padding).
 fn tokens(batch: usize, length: usize, vocab: usize, device: &Device) -> [Tensor<2, Int>; 2] {

@@ -444,77 +444,31 @@ fn linear_forward_and_gradients_match_burn() {
     }
 }
 
-/// [`cpu::attention_tokens`] against burn's attention on the heads split out of the tokens:
-/// the same (batch, heads, queries, keys, head_dim) cases, forward and gradients.
-#[test]
-fn attention_on_tokens_matches_burn() {
-    for (autodiff, device) in both_devices(11) {
-        for (b, h, n, m, d) in ATTENTION_CASES {
-            let c = h * d;
-            let (q, k, v) = (
-                input([b, n, c], 2.0, autodiff, &device),
-                input([b, m, c], 2.0, autodiff, &device),
-                input([b, m, c], 2.0, autodiff, &device),
-            );
-            assert_eq!(
-                cpu::attention_tokens_route(&q, &k, &v, h, None),
-                kernel_route(autodiff)
-            );
-            let split = |t: Tensor<3>, n| t.reshape([b, n, h, d]).swap_dims(1, 2);
-            let probe = input([b, n, c], 1.0, false, &device);
-            check_case(
-                &format!("attention on tokens B{b} H{h} N{n} M{m} d{d} autodiff {autodiff}"),
-                autodiff,
-                &probe,
-                |fast| {
-                    if fast {
-                        cpu::attention_tokens(q.clone(), k.clone(), v.clone(), h, None)
-                    } else {
-                        reference_attention(
-                            split(q.clone(), n),
-                            split(k.clone(), m),
-                            split(v.clone(), m),
-                        )
-                        .swap_dims(1, 2)
-                        .reshape([b, n, c])
-                    }
-                },
-                |grads| {
-                    vec![
-                        ("q", to_vec(q.grad(grads).unwrap())),
-                        ("k", to_vec(k.grad(grads).unwrap())),
-                        ("v", to_vec(v.grad(grads).unwrap())),
-                    ]
-                },
-            );
-        }
-    }
-}
-
-/// The additive masks the text encoders put on their attention scores: each image's last `b`
-/// keys hidden (padding, `[B, 1, 1, M]`), plus a causal mask (`[1, 1, N, N]`) where queries
-/// and keys are the same tokens. -1e9 as `text::layers::MASKED`.
-fn masks(b: usize, n: usize, m: usize, device: &Device) -> Vec<(&'static str, Tensor<4>)> {
+/// No mask, and the additive masks the text encoders put on their attention scores: each
+/// image's last `b` keys hidden (padding, `[B, 1, 1, M]`), plus a causal mask (`[1, 1, N, N]`)
+/// where queries and keys are the same tokens. -1e9 as `text::layers::MASKED`.
+fn masks(b: usize, n: usize, m: usize, device: &Device) -> Vec<(&'static str, Option<Tensor<4>>)> {
     let padding: Vec<f32> = (0..b * m)
         .map(|i| if i % m >= m - i / m { -1e9 } else { 0.0 })
         .collect();
     let padding = Tensor::<4>::from_data(TensorData::new(padding, [b, 1, 1, m]), device);
-    let mut all = vec![("padding", padding.clone())];
+    let mut all = vec![("unmasked", None), ("padding", Some(padding.clone()))];
     if n == m {
         let causal: Vec<f32> = (0..n * n)
             .map(|i| if i % n > i / n { -1e9 } else { 0.0 })
             .collect();
         let causal = Tensor::<4>::from_data(TensorData::new(causal, [1, 1, n, n]), device);
-        all.push(("causal", causal.clone()));
-        all.push(("causal + padding", causal + padding));
+        all.push(("causal", Some(causal.clone())));
+        all.push(("causal + padding", Some(causal + padding)));
     }
     all
 }
 
-/// [`cpu::attention_tokens`] with an additive mask against burn's masked attention: forward
-/// and gradients, for every mask shape the encoders build; a per-head bias takes burn's path.
+/// [`cpu::attention_tokens`] against burn's attention on the heads split out of the tokens,
+/// without a mask and with every mask shape the encoders build: forward and gradients. A
+/// per-head bias takes burn's path.
 #[test]
-fn masked_attention_on_tokens_matches_burn() {
+fn attention_on_tokens_matches_burn() {
     for (autodiff, device) in both_devices(12) {
         for (b, h, n, m, d) in ATTENTION_CASES {
             let c = h * d;
@@ -534,7 +488,7 @@ fn masked_attention_on_tokens_matches_burn() {
             );
             for (mask, bias) in masks(b, n, m, &device) {
                 assert_eq!(
-                    cpu::attention_tokens_route(&q, &k, &v, h, Some(&bias)),
+                    cpu::attention_tokens_route(&q, &k, &v, h, bias.as_ref()),
                     kernel_route(autodiff)
                 );
                 let split = |t: Tensor<3>, n| t.reshape([b, n, h, d]).swap_dims(1, 2);
@@ -545,13 +499,7 @@ fn masked_attention_on_tokens_matches_burn() {
                     &probe,
                     |fast| {
                         if fast {
-                            cpu::attention_tokens(
-                                q.clone(),
-                                k.clone(),
-                                v.clone(),
-                                h,
-                                Some(bias.clone()),
-                            )
+                            cpu::attention_tokens(q.clone(), k.clone(), v.clone(), h, bias.clone())
                         } else {
                             let (q, k, v) = (
                                 split(q.clone(), n),
@@ -559,7 +507,11 @@ fn masked_attention_on_tokens_matches_burn() {
                                 split(v.clone(), m),
                             );
                             let scores = q.matmul(k.transpose()) / (d as f64).sqrt();
-                            softmax(scores + bias.clone(), 3)
+                            let scores = match &bias {
+                                Some(bias) => scores + bias.clone(),
+                                None => scores,
+                            };
+                            softmax(scores, 3)
                                 .matmul(v)
                                 .swap_dims(1, 2)
                                 .reshape([b, n, c])
