@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""PyTorch peer of `oxidiff bench` for a text-conditioned preset (`latent-text`): diffusers'
-UNet2DConditionModel built from the config.json oxidiff writes for the same preset, attending to
-random text states of the same shape, timed as torch_unet.py times the `small` peer.
+"""PyTorch peer of `oxidiff bench` for any UNet: diffusers' UNet2DModel, or UNet2DConditionModel
+for a text-conditioned one (`latent-text`), built from the config.json oxidiff writes for the same
+network (`_class_name` says which), a conditioned one attending to random text states of the same
+shape, timed as torch_unet.py times the `small` peer.
 
     python3 bench/peer/diffusers_unet.py --config unet_config.json [--context-tokens 77]
         [--batch 16] [--steps 10] [--warmup 3] [--device cpu|cuda] [--threads N] [--json]
@@ -33,7 +34,9 @@ NUM_TIMESTEPS = 1000
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", required=True, help="the UNet2DConditionModel's config.json")
+    p.add_argument(
+        "--config", required=True, help="the UNet2DModel's or UNet2DConditionModel's config.json"
+    )
     p.add_argument("--context-tokens", type=int, default=77)
     add_timing_args(p)
     args = p.parse_args(argv)
@@ -41,7 +44,7 @@ def main(argv=None):
         p.error("--steps, --batch and --context-tokens must be >= 1, --warmup >= 0")
 
     import diffusers
-    from diffusers import UNet2DConditionModel
+    from diffusers import UNet2DConditionModel, UNet2DModel
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -57,12 +60,24 @@ def main(argv=None):
 
     with open(args.config) as f:
         config = json.load(f)
-    model = UNet2DConditionModel.from_config(config).to(device)
+    conditioned = config.get("_class_name", "UNet2DModel") == "UNet2DConditionModel"
+    model_class = UNet2DConditionModel if conditioned else UNet2DModel
+    model = model_class.from_config(config).to(device)
     parameters = sum(p.numel() for p in model.parameters())
-    net = torch.compile(model) if args.compile else model
+    compiled = torch.compile(model) if args.compile else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0, eps=1e-8)
     channels, size = model.config.in_channels, model.config.sample_size
-    context = torch.randn(args.batch, args.context_tokens, model.config.cross_attention_dim, device=device)
+    if conditioned:
+        context = torch.randn(
+            args.batch, args.context_tokens, model.config.cross_attention_dim, device=device
+        )
+
+        def net(x_t, t):
+            return compiled(x_t, t, encoder_hidden_states=context).sample
+    else:
+
+        def net(x_t, t):
+            return compiled(x_t, t).sample
 
     def make_batch():
         x_t = torch.randn(args.batch, channels, size, size, device=device)
@@ -70,47 +85,55 @@ def main(argv=None):
         return x_t, t, torch.randn_like(x_t)
 
     def timed(fn):
-        times = []
+        """Median wall ms over the timed calls, and the cores they kept busy (process CPU time
+        over wall time, summed over the timed calls)."""
+        times, cpu = [], 0.0
         for i in range(args.warmup + args.steps):
             inputs = make_batch()
             sync(device)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn(*inputs)
             sync(device)
             if i >= args.warmup:
                 times.append((time.perf_counter() - start) * 1e3)
-        return statistics.median(times)
+                cpu += time.process_time() - start_cpu
+        return statistics.median(times), cpu * 1e3 / sum(times)
 
     def train_step(x_t, t, noise):
         optimizer.zero_grad(set_to_none=True)
-        loss = F.mse_loss(net(x_t, t, encoder_hidden_states=context).sample, noise)
+        loss = F.mse_loss(net(x_t, t), noise)
         loss.backward()
         optimizer.step()
 
     def forward(x_t, t, _noise):
         with torch.no_grad():
-            return net(x_t, t, encoder_hidden_states=context).sample
+            return net(x_t, t)
 
-    ddim_step = ddim_step_of(lambda x_t, t: net(x_t, t, encoder_hidden_states=context).sample)
+    ddim_step = ddim_step_of(net)
 
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(make_batch()[0][:1], torch.zeros(1, device=device), encoder_hidden_states=context[:1])
+        one, t0 = make_batch()[0][:1], torch.zeros(1, device=device)
+        if conditioned:
+            model(one, t0, encoder_hidden_states=context[:1])
+        else:
+            model(one, t0)
     forward_flops = int(counter.get_total_flops())
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model.train()
-    train_ms = timed(train_step)
+    train_ms, train_cores = timed(train_step)
     model.eval()
-    forward_ms = timed(forward)
-    ddim_ms = timed(ddim_step)
+    forward_ms, _ = timed(forward)
+    ddim_ms, _ = timed(ddim_step)
 
     result = {
         "parameters": parameters,
         "train_step_ms": round(train_ms, 3),
         "train_images_per_s": round(args.batch * 1e3 / train_ms, 3),
+        "train_cpu_cores": round(train_cores, 3),
         "forward_ms": round(forward_ms, 3),
         "ddim_step_ms": round(ddim_ms, 3),
         "forward_flops_per_image": forward_flops,
@@ -119,7 +142,8 @@ def main(argv=None):
         "torch_version": torch.__version__,
         "diffusers_version": diffusers.__version__,
         "batch": args.batch,
-        "context_tokens": args.context_tokens,
+        "context_tokens": args.context_tokens if conditioned else None,
+        "model_class": model_class.__name__,
         "device_type": device.type,
         "threads": torch.get_num_threads(),
         "steps": args.steps,

@@ -276,21 +276,23 @@ def make_batch(batch, device):
 
 
 def timed(fn, warmup, steps, batch, device):
-    """Median wall time (ms) of `fn` over `steps` calls after `warmup` untimed ones.
+    """Median wall time (ms) of `fn` over `steps` calls after `warmup` untimed ones, and the
+    cores those calls kept busy (process CPU time over wall time, summed over the timed calls).
 
     Inputs are drawn before the clock starts; CUDA is synchronised on both sides of each call.
     """
-    times = []
+    times, cpu = [], 0.0
     for i in range(warmup + steps):
         inputs = make_batch(batch, device)
         sync(device)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn(*inputs)
         sync(device)
         elapsed = (time.perf_counter() - start) * 1e3
         if i >= warmup:
             times.append(elapsed)
-    return statistics.median(times)
+            cpu += time.process_time() - start_cpu
+    return statistics.median(times), cpu * 1e3 / sum(times)
 
 
 def ddim_step_of(eps_of):
@@ -372,10 +374,10 @@ def main(argv=None):
         torch.cuda.reset_peak_memory_stats(device)
 
     model.train()
-    train_ms = timed(train_step, args.warmup, args.steps, args.batch, device)
+    train_ms, train_cores = timed(train_step, args.warmup, args.steps, args.batch, device)
     model.eval()
-    forward_ms = timed(forward, args.warmup, args.steps, args.batch, device)
-    ddim_ms = timed(ddim_step, args.warmup, args.steps, args.batch, device)
+    forward_ms, _ = timed(forward, args.warmup, args.steps, args.batch, device)
+    ddim_ms, _ = timed(ddim_step, args.warmup, args.steps, args.batch, device)
     peak = peak_memory_bytes(device)
 
     with warnings.catch_warnings():
@@ -387,6 +389,7 @@ def main(argv=None):
         "parameters": parameters,
         "train_step_ms": round(train_ms, 3),
         "train_images_per_s": round(args.batch * 1e3 / train_ms, 3),
+        "train_cpu_cores": round(train_cores, 3),
         "forward_ms": round(forward_ms, 3),
         "ddim_step_ms": round(ddim_ms, 3),
         "forward_flops_per_image": forward_flops,

@@ -26,7 +26,9 @@ use crate::optim::FusedAdamW;
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    pub preset: Preset,
+    /// What the report calls the network: a preset's name, or a config's.
+    pub name: String,
+    pub unet: UNetConfig,
     pub batch: usize,
     /// Untimed repetitions first (allocator, caches, lazy initialisation).
     pub warmup: usize,
@@ -37,9 +39,17 @@ pub struct BenchConfig {
 
 impl Default for BenchConfig {
     fn default() -> Self {
+        Self::preset(Preset::Small, 16)
+    }
+}
+
+impl BenchConfig {
+    /// `preset` at `batch`, with the default repetitions.
+    pub fn preset(preset: Preset, batch: usize) -> Self {
         Self {
-            preset: Preset::Small,
-            batch: 16,
+            name: preset.to_string(),
+            unet: preset.config(),
+            batch,
             warmup: 3,
             iters: 10,
             seed: 0,
@@ -65,6 +75,9 @@ pub struct BenchReport {
     pub train_backward_ms: f64,
     pub optimizer_ms: f64,
     pub train_images_per_s: f64,
+    /// Cores the timed training steps kept busy: this process's CPU time (user + system, every
+    /// thread) over their wall time; the machine has `threads`.
+    pub train_cpu_cores: f64,
     /// Median forward pass without autodiff.
     pub forward_ms: f64,
     pub forward_images_per_s: f64,
@@ -123,6 +136,7 @@ impl BenchReport {
             train_backward_ms: med(|r| r.train_backward_ms),
             optimizer_ms: med(|r| r.optimizer_ms),
             train_images_per_s: batch / (train_step_ms * 1e-3),
+            train_cpu_cores: med(|r| r.train_cpu_cores),
             forward_ms,
             forward_images_per_s: batch / (forward_ms * 1e-3),
             ddim_step_ms: med(|r| r.ddim_step_ms),
@@ -134,6 +148,33 @@ impl BenchReport {
             ..first.clone()
         })
     }
+}
+
+/// The networks `oxidiff bench --zoo` measures, each at its batch: the shapes users train, from
+/// the 8×8 digits to a text-conditioned latent UNet.
+pub fn zoo() -> Vec<BenchConfig> {
+    // Fashion-MNIST's shape as a user would size it: 28×28×1, 32 channels × [1, 2, 2], two
+    // blocks per level, attention at 7×7; 1,623,169 parameters.
+    let fashion = UNetConfig {
+        image_size: 28,
+        model_channels: 32,
+        channel_mult: vec![1, 2, 2],
+        num_res_blocks: 2,
+        attention_resolutions: vec![7],
+        ..Preset::Tiny.config()
+    };
+    vec![
+        BenchConfig::preset(Preset::Tiny, 16),
+        BenchConfig {
+            name: "fashion-28".into(),
+            unet: fashion,
+            ..BenchConfig::preset(Preset::Tiny, 64)
+        },
+        BenchConfig::preset(Preset::Small, 16),
+        BenchConfig::preset(Preset::Small, 64),
+        BenchConfig::preset(Preset::DdpmCifar10, 16),
+        BenchConfig::preset(Preset::LatentText, 16),
+    ]
 }
 
 /// The optimiser both peers step with: AdamW, lr given per step, β = (0.9, 0.999), ε = 1e-8,
@@ -157,10 +198,16 @@ pub fn median(samples: &mut [f64]) -> f64 {
 }
 
 /// Times `f` `warmup + iters` times and returns the median of the last `iters`, in milliseconds.
-pub(crate) fn time_median(warmup: usize, iters: usize, mut f: impl FnMut()) -> f64 {
+pub(crate) fn time_median(warmup: usize, iters: usize, f: impl FnMut()) -> f64 {
+    time_median_and_cores(warmup, iters, f).0
+}
+
+/// [`time_median`], and the cores the timed calls kept busy: process CPU time over wall time.
+fn time_median_and_cores(warmup: usize, iters: usize, mut f: impl FnMut()) -> (f64, f64) {
     for _ in 0..warmup {
         f();
     }
+    let (start, start_cpu) = (Instant::now(), process_cpu_seconds());
     let mut samples: Vec<f64> = (0..iters)
         .map(|_| {
             let start = Instant::now();
@@ -168,7 +215,22 @@ pub(crate) fn time_median(warmup: usize, iters: usize, mut f: impl FnMut()) -> f
             start.elapsed().as_secs_f64() * 1e3
         })
         .collect();
-    median(&mut samples)
+    let cores = (process_cpu_seconds() - start_cpu) / start.elapsed().as_secs_f64();
+    (median(&mut samples), cores)
+}
+
+/// User + system CPU time of this process, all threads, in seconds; 0 where unavailable.
+fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes the struct it is given and nothing else.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return 0.0;
+        }
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`); 0 where unavailable.
@@ -249,7 +311,7 @@ pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, T
 }
 
 fn run_bench_on(config: &BenchConfig, device: &Device) -> Result<BenchReport, TrainError> {
-    let unet: UNetConfig = config.preset.config();
+    let unet: UNetConfig = config.unet.clone();
     let batch = config.batch;
     let shape = [batch, unet.in_channels, unet.image_size, unet.image_size];
     let ad_device = device.clone().autodiff();
@@ -281,27 +343,28 @@ fn run_bench_on(config: &BenchConfig, device: &Device) -> Result<BenchReport, Tr
     let mut inputs = inputs.into_iter();
     // The phases of each step, to see where a step's time goes.
     let (mut fwd, mut bwd, mut opt) = (Vec::new(), Vec::new(), Vec::new());
-    let train_step_ms = time_median(config.warmup, config.iters, || {
-        let (x_t, noise, t) = inputs.next().expect("one input per repetition");
-        let start = Instant::now();
-        let output = model.forward_with_context(x_t, t, None, train_context.clone());
-        let loss = (output - noise).square().mean();
-        let forward_done = Instant::now();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let backward_done = Instant::now();
-        model = optimizer.step(1e-4, model.clone(), grads);
-        // Reading one weight back waits for every queued kernel on lazy backends.
-        let _ = model
-            .conv_in
-            .weight
-            .val()
-            .slice([0..1, 0..1, 0..1, 0..1])
-            .into_data();
-        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
-        fwd.push(ms(start, forward_done));
-        bwd.push(ms(forward_done, backward_done));
-        opt.push(ms(backward_done, Instant::now()));
-    });
+    let (train_step_ms, train_cpu_cores) =
+        time_median_and_cores(config.warmup, config.iters, || {
+            let (x_t, noise, t) = inputs.next().expect("one input per repetition");
+            let start = Instant::now();
+            let output = model.forward_with_context(x_t, t, None, train_context.clone());
+            let loss = (output - noise).square().mean();
+            let forward_done = Instant::now();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let backward_done = Instant::now();
+            model = optimizer.step(1e-4, model.clone(), grads);
+            // Reading one weight back waits for every queued kernel on lazy backends.
+            let _ = model
+                .conv_in
+                .weight
+                .val()
+                .slice([0..1, 0..1, 0..1, 0..1])
+                .into_data();
+            let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+            fwd.push(ms(start, forward_done));
+            bwd.push(ms(forward_done, backward_done));
+            opt.push(ms(backward_done, Instant::now()));
+        });
     // Phase medians over the timed repetitions only (the warm-up ones come first).
     let phase = |v: &mut Vec<f64>| median(&mut v.split_off(config.warmup.min(v.len())));
 
@@ -338,7 +401,7 @@ fn run_bench_on(config: &BenchConfig, device: &Device) -> Result<BenchReport, Tr
     let threads = cpu_threads();
     let is_cpu = matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_));
     Ok(BenchReport {
-        preset: config.preset.to_string(),
+        preset: config.name.clone(),
         parameters,
         batch,
         image_size: unet.image_size,
@@ -350,6 +413,7 @@ fn run_bench_on(config: &BenchConfig, device: &Device) -> Result<BenchReport, Tr
         train_backward_ms: phase(&mut bwd),
         optimizer_ms: phase(&mut opt),
         train_images_per_s: batch as f64 / (train_step_ms * 1e-3),
+        train_cpu_cores,
         forward_ms,
         forward_images_per_s: batch as f64 / (forward_ms * 1e-3),
         ddim_step_ms,
@@ -472,4 +536,40 @@ fn streamed_batch_ms(
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Module;
+
+    use super::*;
+
+    /// Every zoo network has a diffusers peer (its config.json builds), and the 28×28 row is
+    /// the network issue 16 measured: 1,623,169 parameters.
+    #[test]
+    fn every_zoo_network_has_a_diffusers_config() {
+        let zoo = zoo();
+        let names: Vec<&str> = zoo.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "tiny",
+                "fashion-28",
+                "small",
+                "small",
+                "ddpm-cifar10",
+                "latent-text"
+            ]
+        );
+        for config in &zoo {
+            let json = match config.unet.cross_attention_dim {
+                Some(_) => oxidiff_models::unet2d_condition_config_json(&config.unet),
+                None => oxidiff_models::unet2d_config_json(&config.unet),
+            };
+            assert!(json.is_ok(), "{}: {json:?}", config.name);
+        }
+        let fashion = zoo[1].unet.init(&Device::flex());
+        assert_eq!(fashion.num_params(), 1_623_169);
+        assert_eq!((zoo[1].batch, zoo[3].batch), (64, 64));
+    }
 }

@@ -36,7 +36,7 @@ pub use autoencoder_bench::{
 };
 pub use autoencoder_config::{AutoencoderPreset, AutoencoderSection, ReconstructionLoss, TaskKind};
 pub use bench::{
-    BenchConfig, BenchReport, cpu_peak_gflops, cpu_threads, median, peak_rss_bytes, run_bench,
+    BenchConfig, BenchReport, cpu_peak_gflops, cpu_threads, median, peak_rss_bytes, run_bench, zoo,
 };
 pub use checkpoint::{Divergence, load_weights};
 pub use config::{

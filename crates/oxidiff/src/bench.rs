@@ -1,10 +1,11 @@
 //! `oxidiff bench`: prints the library's benchmark as a table or JSON, and with `--peer` runs the
 //! PyTorch peer in a child process and puts the two side by side with their ratios.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
 use oxidiff_models::Preset;
 use oxidiff_train::{BenchConfig, BenchReport, median, run_bench};
 use serde_json::{Value, json};
@@ -12,22 +13,89 @@ use serde_json::{Value, json};
 use crate::device::DeviceArg;
 
 pub struct BenchArgs<'a> {
-    pub config: BenchConfig,
+    /// The networks to time: one, or the zoo's.
+    pub configs: Vec<BenchConfig>,
+    /// Print the zoo's ratio table (one row per network) instead of one network's table.
+    pub zoo: bool,
     pub json: bool,
     pub peer_python: Option<&'a Path>,
-    pub peer_script: &'a Path,
+    /// The peer script for every network; `None`: [`default_peer_script`] of each.
+    pub peer_script: Option<&'a Path>,
     pub peak_gflops: Option<f64>,
     /// Runs of oxidiff and the peer, alternating; the medians are reported.
     pub rounds: usize,
     pub device: DeviceArg,
 }
 
+/// One network's measurements: the medians over rounds, and each round's ratios.
+pub(crate) struct Measured {
+    pub config: BenchConfig,
+    pub report: BenchReport,
+    pub peer: Option<Value>,
+    pub round_ratios: Vec<Value>,
+}
+
+impl Measured {
+    /// The median over rounds of each ratio, with a peer.
+    pub fn ratios(&self) -> Option<Value> {
+        self.peer
+            .as_ref()
+            .map(|_| median_ratios(&self.round_ratios))
+    }
+
+    fn to_json(&self) -> Result<Value> {
+        let mut value = serde_json::to_value(&self.report)?;
+        value["rounds"] = json!(self.round_ratios.len().max(1));
+        if let Some(peer) = &self.peer {
+            value["peer"] = peer.clone();
+            value["ratios"] = median_ratios(&self.round_ratios);
+            value["round_ratios"] = json!(self.round_ratios);
+        }
+        Ok(value)
+    }
+}
+
 pub fn bench(args: BenchArgs<'_>) -> Result<()> {
     let device = args.device.device()?;
     // A peer that cannot run is reported before minutes of timing, not after.
     if args.peer_python.is_some() {
-        check_peer(args.peer_script, &args.config)?;
+        for config in &args.configs {
+            check_peer(&peer_script(&args, config), config)?;
+        }
     }
+    let mut measured = Vec::with_capacity(args.configs.len());
+    for config in &args.configs {
+        measured.push(measure(&args, config, &device)?);
+    }
+    if args.zoo {
+        if args.json {
+            let rows = measured
+                .iter()
+                .map(Measured::to_json)
+                .collect::<Result<Vec<_>>>()?;
+            println!("{}", json!({ "rows": rows }));
+        } else {
+            crate::bench_zoo::print_zoo(&measured);
+        }
+        return Ok(());
+    }
+    for m in &measured {
+        if args.json {
+            println!("{}", m.to_json()?);
+        } else {
+            print_table(m);
+        }
+    }
+    Ok(())
+}
+
+fn peer_script(args: &BenchArgs<'_>, config: &BenchConfig) -> PathBuf {
+    args.peer_script
+        .map_or_else(|| default_peer_script(config).into(), Path::to_path_buf)
+}
+
+/// `config` timed `args.rounds` times, the peer (if any) after each.
+fn measure(args: &BenchArgs<'_>, config: &BenchConfig, device: &Device) -> Result<Measured> {
     let rounds = args.rounds.max(1);
     let mut reports = Vec::with_capacity(rounds);
     let mut peers = Vec::with_capacity(rounds);
@@ -39,22 +107,17 @@ pub fn bench(args: BenchArgs<'_>) -> Result<()> {
                 String::new()
             };
             eprintln!(
-                "timing oxidiff{of}: preset {}, batch {}, {} warm-up + {} timed repetitions each...",
-                args.config.preset, args.config.batch, args.config.warmup, args.config.iters
+                "timing oxidiff{of}: {}, batch {}, {} warm-up + {} timed repetitions each...",
+                config.name, config.batch, config.warmup, config.iters
             );
         }
-        let mut report = run_bench(&args.config, &device)?;
+        let mut report = run_bench(config, device)?;
         if args.peak_gflops.is_some() {
             report.peak_gflops_per_s = args.peak_gflops;
         }
         if let Some(python) = args.peer_python {
-            peers.push(run_peer(
-                python,
-                args.peer_script,
-                &args.config,
-                &report,
-                args.json,
-            )?);
+            let script = peer_script(args, config);
+            peers.push(run_peer(python, &script, config, &report, args.json)?);
         }
         reports.push(report);
     }
@@ -67,26 +130,19 @@ pub fn bench(args: BenchArgs<'_>) -> Result<()> {
         .map(|(ours, theirs)| ratios(ours, theirs))
         .collect();
     let peer = (!peers.is_empty()).then(|| median_peer(&peers));
-
-    if args.json {
-        let mut value = serde_json::to_value(&report)?;
-        value["rounds"] = json!(rounds);
-        if let Some(peer) = &peer {
-            value["peer"] = peer.clone();
-            value["ratios"] = median_ratios(&round_ratios);
-            value["round_ratios"] = json!(round_ratios);
-        }
-        println!("{value}");
-    } else {
-        print_table(&report, peer.as_ref(), rounds, &round_ratios);
-    }
-    Ok(())
+    Ok(Measured {
+        config: config.clone(),
+        report,
+        peer,
+        round_ratios,
+    })
 }
 
 /// The peers' timing keys, whose medians over rounds are reported.
-const PEER_TIMINGS: [&str; 5] = [
+const PEER_TIMINGS: [&str; 6] = [
     "train_step_ms",
     "train_images_per_s",
+    "train_cpu_cores",
     "forward_ms",
     "ddim_step_ms",
     "peak_memory_bytes",
@@ -118,23 +174,54 @@ fn median_ratios(rounds: &[Value]) -> Value {
     combined
 }
 
-/// The peer script of a preset: `small` has its own PyTorch re-implementation, a
-/// text-conditioned preset diffusers' `UNet2DConditionModel` built from the same config.json.
-pub fn default_peer_script(preset: Preset) -> &'static str {
-    if preset.config().cross_attention_dim.is_some() {
-        "bench/peer/diffusers_unet.py"
+/// The peer script of a network: `small` has its own PyTorch re-implementation
+/// (`torch_unet.py`); any other is diffusers' `UNet2DModel` or `UNet2DConditionModel` built from
+/// the config.json oxidiff's export writes for it (`diffusers_unet.py`).
+pub fn default_peer_script(config: &BenchConfig) -> &'static str {
+    if is_small(config) {
+        TORCH_PEER
     } else {
-        "bench/peer/torch_unet.py"
+        DIFFUSERS_PEER
     }
 }
 
+const TORCH_PEER: &str = "bench/peer/torch_unet.py";
+const DIFFUSERS_PEER: &str = "bench/peer/diffusers_unet.py";
+
+fn is_small(config: &BenchConfig) -> bool {
+    config.unet == Preset::Small.config()
+}
+
+/// Whether `script` builds its network from a config.json (every peer but `torch_unet.py`).
+fn takes_config(script: &Path) -> bool {
+    script.file_name() != Path::new(TORCH_PEER).file_name()
+}
+
+/// The diffusers config.json of `config`'s network, as its export writes it.
+fn peer_config_json(config: &BenchConfig) -> Result<Value> {
+    let unet = &config.unet;
+    let json = if unet.cross_attention_dim.is_some() {
+        oxidiff_models::unet2d_condition_config_json(unet)
+    } else {
+        oxidiff_models::unet2d_config_json(unet)
+    };
+    json.with_context(|| {
+        format!(
+            "{}: diffusers cannot build this network, so there is no PyTorch peer for it",
+            config.name
+        )
+    })
+}
+
 fn check_peer(script: &Path, config: &BenchConfig) -> Result<()> {
-    let unet = config.preset.config();
-    if config.preset != Preset::Small && unet.cross_attention_dim.is_none() {
+    if takes_config(script) {
+        peer_config_json(config)?;
+    } else if !is_small(config) {
         bail!(
-            "the PyTorch peers implement the `small` preset and the text-conditioned ones \
-             (diffusers' UNet2DConditionModel), not `{}`",
-            config.preset
+            "{} implements only the `small` preset, not {}: leave --peer-script out for \
+             diffusers' UNet of the same config",
+            script.display(),
+            config.name
         );
     }
     if !script.is_file() {
@@ -173,18 +260,18 @@ fn run_peer(
         .args(["--steps", &config.iters.to_string()])
         .args(["--warmup", &config.warmup.to_string()])
         .args(["--threads", &report.threads.to_string()]);
-    // A text-conditioned preset's peer is diffusers' UNet2DConditionModel of the config.json
-    // oxidiff's export writes for it, attending to a context of the same shape.
+    // diffusers' peer builds the config.json oxidiff's export writes for the network; a
+    // text-conditioned one attends to a context of the same shape.
     let config_path =
         std::env::temp_dir().join(format!("oxidiff-bench-unet-{}.json", std::process::id()));
-    if let Some([tokens, _]) = report.context {
-        let json = oxidiff_models::unet2d_condition_config_json(&config.preset.config())?;
+    if takes_config(script) {
+        let json = peer_config_json(config)?;
         std::fs::write(&config_path, serde_json::to_string(&json)?)
             .with_context(|| format!("writing {}", config_path.display()))?;
-        command
-            .arg("--config")
-            .arg(&config_path)
-            .args(["--context-tokens", &tokens.to_string()]);
+        command.arg("--config").arg(&config_path);
+        if let Some([tokens, _]) = report.context {
+            command.args(["--context-tokens", &tokens.to_string()]);
+        }
     }
     let output = command.output();
     let _ = std::fs::remove_file(&config_path);
@@ -246,7 +333,11 @@ fn mib(bytes: f64) -> String {
     format!("{:.0} MiB", bytes / f64::from(1 << 20))
 }
 
-fn print_table(report: &BenchReport, peer: Option<&Value>, rounds: usize, round_ratios: &[Value]) {
+fn print_table(measured: &Measured) {
+    let report = &measured.report;
+    let peer = measured.peer.as_ref();
+    let round_ratios = &measured.round_ratios;
+    let rounds = round_ratios.len().max(1);
     let context = report.context.map_or(String::new(), |[l, d]| {
         format!(", attending to {l}x{d} text states")
     });
@@ -304,6 +395,10 @@ fn print_table(report: &BenchReport, peer: Option<&Value>, rounds: usize, round_
             format!("{:.2}", report.train_images_per_s),
         ),
         (
+            "train cores busy",
+            format!("{:.2} of {}", report.train_cpu_cores, report.threads),
+        ),
+        (
             "train GFLOP/s",
             format!(
                 "{:.1}{}",
@@ -354,6 +449,7 @@ fn print_table(report: &BenchReport, peer: Option<&Value>, rounds: usize, round_
     let theirs = [
         format!("{:.1} ms", f("train_step_ms")),
         format!("{:.2}", f("train_images_per_s")),
+        format!("{:.2}", f("train_cpu_cores")),
         format!(
             "{:.1}",
             flops(f("train_step_ms"), report.train_flops_per_image)
@@ -366,14 +462,11 @@ fn print_table(report: &BenchReport, peer: Option<&Value>, rounds: usize, round_
         format!("{:.1} ms", f("ddim_step_ms")),
         mib(f("peak_memory_bytes")),
     ];
-    let r = if round_ratios.len() > 1 {
-        median_ratios(round_ratios)
-    } else {
-        ratios(report, peer)
-    };
+    let r = median_ratios(round_ratios);
     let x = |v: &Value| v.as_f64().map_or("-".into(), |v| format!("{v:.2}x"));
     let ratio_col = [
         format!("{} throughput", x(&r["train_images_per_s"])),
+        String::new(),
         String::new(),
         String::new(),
         format!("{} speed", x(&r["forward_speed"])),

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_autoencoder;
+mod bench_zoo;
 mod data;
 mod device;
 mod edit;
@@ -107,6 +108,18 @@ enum Command {
     Bench {
         #[arg(long, value_enum, default_value_t = PresetArg(Preset::Small))]
         preset: PresetArg,
+        /// A run config whose [model] section is the network to time (on top of --preset).
+        #[arg(long, conflicts_with = "zoo")]
+        config: Option<PathBuf>,
+        /// Override a model key, e.g. `--set model.image_size=28` (repeatable).
+        #[arg(long = "set", value_name = "model.KEY=VALUE", conflicts_with = "zoo")]
+        overrides: Vec<String>,
+        /// Time every network of the zoo (tiny, a 28×28×1 UNet at batch 64, small at batch 16
+        /// and 64, ddpm-cifar10, latent-text), each at its own batch, and print one row each
+        /// with the ratios to its peer.
+        #[arg(long, conflicts_with = "autoencoder")]
+        zoo: bool,
+        /// The batch (a zoo row has its own).
         #[arg(long, default_value_t = 16)]
         batch: usize,
         /// Untimed repetitions of each measurement first.
@@ -263,6 +276,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench {
             preset,
+            config,
+            overrides,
+            zoo,
             batch,
             warmup,
             iters,
@@ -303,19 +319,38 @@ fn run(cli: Cli) -> Result<()> {
                     },
                 );
             }
-            let peer_script =
-                peer_script.unwrap_or_else(|| bench::default_peer_script(preset.into()).into());
+            let preset: Preset = preset.into();
+            let configs = if zoo {
+                oxidiff_train::zoo()
+            } else if config.is_some() || !overrides.is_empty() {
+                let mut all = vec![format!("model.preset=\"{}\"", preset.name())];
+                all.extend(overrides);
+                let run = match &config {
+                    Some(path) => RunConfig::load(path, &all)?,
+                    None => RunConfig::default_with(&all)?,
+                };
+                let name = config
+                    .as_deref()
+                    .and_then(|p| p.file_stem())
+                    .map_or_else(|| format!("{preset}+set"), |s| s.to_string_lossy().into());
+                vec![oxidiff_train::BenchConfig {
+                    name,
+                    unet: run.unet()?,
+                    ..oxidiff_train::BenchConfig::preset(preset, batch)
+                }]
+            } else {
+                vec![oxidiff_train::BenchConfig::preset(preset, batch)]
+            };
+            let configs = configs
+                .into_iter()
+                .map(|c| oxidiff_train::BenchConfig { warmup, iters, ..c })
+                .collect();
             bench::bench(bench::BenchArgs {
-                config: oxidiff_train::BenchConfig {
-                    preset: preset.into(),
-                    batch,
-                    warmup,
-                    iters,
-                    seed: 0,
-                },
+                configs,
+                zoo,
                 json,
                 peer_python: peer.as_deref(),
-                peer_script: &peer_script,
+                peer_script: peer_script.as_deref(),
                 peak_gflops,
                 rounds,
                 device,

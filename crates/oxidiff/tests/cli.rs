@@ -281,12 +281,39 @@ fn bench_prints_json_and_rejects_a_missing_peer() {
     assert_eq!(report["context"], serde_json::json!([77, 384]));
     assert_eq!(report["data_images_per_s"], serde_json::Value::Null);
 
-    // The peers implement `small` and the text-conditioned presets, and a peer that cannot run
-    // is an error, not a panic.
-    let out = oxidiff(&[&quick[..], &["--peer", "python3"]].concat(), tmp.path());
+    // A network diffusers cannot build has no peer (two heads over attention levels of 32 and
+    // 64 channels), and a peer that cannot run is an error, not a panic.
+    let two_heads = [
+        "--set",
+        "model.attention_resolutions=[8, 4]",
+        "--set",
+        "model.num_heads=2",
+        "--peer",
+        "python3",
+    ];
+    let out = oxidiff(&[&quick[..], &two_heads].concat(), tmp.path());
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("implement the `small` preset and the text-conditioned ones"),
+        stderr(&out).contains("tiny+set: diffusers cannot build this network"),
+        "{}",
+        stderr(&out)
+    );
+    let out = oxidiff(
+        &[
+            &quick[..],
+            &[
+                "--peer",
+                "python3",
+                "--peer-script",
+                "bench/peer/torch_unet.py",
+            ],
+        ]
+        .concat(),
+        tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("implements only the `small` preset, not tiny"),
         "{}",
         stderr(&out)
     );
@@ -304,6 +331,50 @@ fn bench_prints_json_and_rejects_a_missing_peer() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Any network but `small` gets diffusers' peer, which builds it from the config.json oxidiff's
+/// export writes: here a stand-in that checks what it is given and reports tiny's parameter count
+/// and its own cores.
+#[test]
+fn bench_gives_a_non_small_network_its_diffusers_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("config_peer.py");
+    std::fs::write(
+        &script,
+        r#"import json, sys
+config = json.load(open(sys.argv[sys.argv.index("--config") + 1]))
+assert config["_class_name"] == "UNet2DModel", config
+assert config["sample_size"] == 8 and config["in_channels"] == 1, config
+assert "--context-tokens" not in sys.argv
+print(json.dumps({"parameters": 701345, "torch_version": "stand-in", "train_step_ms": 100.0,
+    "train_images_per_s": 20.0, "train_cpu_cores": 1.5, "forward_ms": 50.0,
+    "ddim_step_ms": 60.0, "peak_memory_bytes": 1e9}))
+"#,
+    )
+    .unwrap();
+    let args = [
+        "bench",
+        "--preset",
+        "tiny",
+        "--batch",
+        "2",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--peer",
+        "python3",
+        "--peer-script",
+    ];
+    let out = oxidiff(
+        &[&args[..], &[script.to_str().unwrap()]].concat(),
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(table.contains("train cores busy"), "{table}");
+    assert!(table.contains("1.50"), "the peer's cores: {table}");
 }
 
 /// `--rounds` alternates oxidiff and the peer and reports the median of the per-round ratios.
