@@ -113,10 +113,9 @@ pub struct BenchReport {
 impl BenchReport {
     /// One report from several runs of the same benchmark in one process (`oxidiff bench
     /// --rounds`): the median of each timing, the rates recomputed from those medians, and the
-    /// first run's peak RSS. Why the first: VmHWM only grows, and later runs allocate on top of
-    /// what the allocator kept from earlier ones (glibc's per-thread arenas: the latent-text
-    /// bench's peak went 545 → 920 MiB from the first run to the second, then stayed), so only
-    /// the first measures a fresh process, as each peer run is. `None` for no runs.
+    /// first run's peak RSS, the one measured in a fresh process as each peer run is (each run
+    /// starts its own peak, but after the first the allocator's retained memory can add to it).
+    /// `None` for no runs.
     pub fn median_of(rounds: &[BenchReport]) -> Option<BenchReport> {
         let first = rounds.first()?;
         let med = |field: fn(&BenchReport) -> f64| {
@@ -307,7 +306,22 @@ fn timesteps(batch: usize, step: usize, device: &Device) -> Tensor<1> {
 
 /// Runs the benchmark on `device` (a non-autodiff device; autodiff is added for training).
 pub fn run_bench(config: &BenchConfig, device: &Device) -> Result<BenchReport, TrainError> {
+    reset_peak_rss();
     oxidiff_models::cpu::on_pool(|| run_bench_on(config, device))
+}
+
+/// Starts a new peak RSS measurement in this process, so that a benchmark after another (the
+/// zoo's rows) reports its own peak: the allocator's free memory goes back to the system
+/// (`malloc_trim`), then Linux resets VmHWM to the current RSS (`5` into
+/// `/proc/self/clear_refs`). Without it, every row after `small` at batch 64 reported that
+/// row's 1.5 GiB. Where either is unavailable the peak stays cumulative.
+fn reset_peak_rss() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free memory of glibc's heap to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 fn run_bench_on(config: &BenchConfig, device: &Device) -> Result<BenchReport, TrainError> {
