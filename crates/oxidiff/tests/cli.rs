@@ -333,16 +333,27 @@ fn bench_prints_json_and_rejects_a_missing_peer() {
     );
 }
 
+/// `oxidiff bench` with `args` and a stand-in peer whose source is `peer` (a Python script
+/// written into `dir`).
+fn bench_with_peer(args: &[&str], peer: &str, dir: &std::path::Path) -> std::process::Output {
+    let script = dir.join("stand_in_peer.py");
+    std::fs::write(&script, peer).unwrap();
+    let peer_args = [
+        "--peer",
+        "python3",
+        "--peer-script",
+        script.to_str().unwrap(),
+    ];
+    oxidiff(&[&["bench"][..], args, &peer_args].concat(), dir)
+}
+
 /// Any network but `small` gets diffusers' peer, which builds it from the config.json oxidiff's
 /// export writes: here a stand-in that checks what it is given and reports tiny's parameter count
 /// and its own cores.
 #[test]
 fn bench_gives_a_non_small_network_its_diffusers_config() {
     let tmp = tempfile::tempdir().unwrap();
-    let script = tmp.path().join("config_peer.py");
-    std::fs::write(
-        &script,
-        r#"import json, sys
+    let peer = r#"import json, sys
 config = json.load(open(sys.argv[sys.argv.index("--config") + 1]))
 assert config["_class_name"] == "UNet2DModel", config
 assert config["sample_size"] == 8 and config["in_channels"] == 1, config
@@ -350,27 +361,11 @@ assert "--context-tokens" not in sys.argv
 print(json.dumps({"parameters": 701345, "torch_version": "stand-in", "train_step_ms": 100.0,
     "train_images_per_s": 20.0, "train_cpu_cores": 1.5, "forward_ms": 50.0,
     "ddim_step_ms": 60.0, "peak_memory_bytes": 1e9}))
-"#,
-    )
-    .unwrap();
+"#;
     let args = [
-        "bench",
-        "--preset",
-        "tiny",
-        "--batch",
-        "2",
-        "--iters",
-        "1",
-        "--warmup",
-        "0",
-        "--peer",
-        "python3",
-        "--peer-script",
+        "--preset", "tiny", "--batch", "2", "--iters", "1", "--warmup", "0",
     ];
-    let out = oxidiff(
-        &[&args[..], &[script.to_str().unwrap()]].concat(),
-        tmp.path(),
-    );
+    let out = bench_with_peer(&args, peer, tmp.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let table = stdout(&out);
     assert!(table.contains("train cores busy"), "{table}");
@@ -383,35 +378,15 @@ print(json.dumps({"parameters": 701345, "torch_version": "stand-in", "train_step
 #[test]
 fn bench_rounds_report_the_median_of_per_round_ratios() {
     let tmp = tempfile::tempdir().unwrap();
-    let script = tmp.path().join("fixed_peer.py");
-    std::fs::write(
-        &script,
-        r#"import json
+    let peer = r#"import json
 print(json.dumps({"parameters": 6472195, "torch_version": "stand-in", "train_step_ms": 1000.0,
     "train_images_per_s": 1.0, "forward_ms": 500.0, "ddim_step_ms": 600.0,
     "peak_memory_bytes": 1e12}))
-"#,
-    )
-    .unwrap();
+"#;
     let args = [
-        "bench",
-        "--batch",
-        "1",
-        "--iters",
-        "1",
-        "--warmup",
-        "0",
-        "--rounds",
-        "3",
-        "--json",
-        "--peer",
-        "python3",
-        "--peer-script",
+        "--batch", "1", "--iters", "1", "--warmup", "0", "--rounds", "3", "--json",
     ];
-    let out = oxidiff(
-        &[&args[..], &[script.to_str().unwrap()]].concat(),
-        tmp.path(),
-    );
+    let out = bench_with_peer(&args, peer, tmp.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(report["rounds"], 3);
